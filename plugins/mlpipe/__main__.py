@@ -1,0 +1,5 @@
+import sys
+
+from mlpipe.cli import main
+
+sys.exit(main())

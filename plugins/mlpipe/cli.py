@@ -1,0 +1,87 @@
+"""``mlpipe``: run a step by hand or from a runtime, start a run, profile data, summarize a run.
+
+    python -m mlpipe step train --run file:///.../loan_default/runs/manual_1
+    python -m mlpipe start dags/pipelines/loan_default.yaml --run-id manual_1
+    python -m mlpipe profile dags/pipelines/loan_default.yaml
+    python -m mlpipe summary --run file:///.../loan_default/runs/manual_1
+
+Errors a user can fix (a bad spec, missing data, failed validation) print one
+clear message and exit with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from mlpipe import runs, spec, storage
+
+EXIT_USER_ERROR = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlpipe", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    step = commands.add_parser("step", help="run one step of a run")
+    step.add_argument("name")
+    step.add_argument("--run", required=True, help="the run folder URI")
+
+    start = commands.add_parser("start", help="start a run: write its resolved spec.json")
+    start.add_argument("spec", help="pipeline spec YAML")
+    start.add_argument("--run-id", required=True)
+    start.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                       help="override a spec field, e.g. --set data.source='\"s3://b/k.csv\"'")
+
+    profile = commands.add_parser("profile", help="write the reference profile of a spec's data")
+    profile.add_argument("spec", help="pipeline spec YAML")
+    profile.add_argument("--output", help="where to write it (default: the spec's validation.profile)")
+
+    summary = commands.add_parser("summary", help="print what a run produced")
+    summary.add_argument("--run", required=True)
+    return parser
+
+
+def _overrides(pairs: list[str]) -> dict:
+    overrides = {}
+    for pair in pairs:
+        field, _, text = pair.partition("=")
+        try:
+            overrides[field] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[field] = text
+    return overrides
+
+
+def _command(args: argparse.Namespace) -> object:
+    if args.command == "step":
+        from mlpipe.steps import run_step
+
+        return run_step(args.name, storage.normalize(args.run))
+    if args.command == "start":
+        resolved = spec.with_overrides(spec.load(args.spec), _overrides(args.set))
+        return runs.start(resolved, args.run_id)
+    if args.command == "profile":
+        from mlpipe.profile import write_profile
+
+        return write_profile(spec.load(args.spec), args.output)
+    from mlpipe.summary import summarize
+
+    return summarize(storage.normalize(args.run))
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = _parser().parse_args(argv)
+    from mlpipe.steps import StepError
+
+    try:
+        output = _command(args)
+    except (spec.SpecError, storage.StorageError, runs.StepNotFinished, StepError) as error:
+        print(f"mlpipe {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    print(output if isinstance(output, str) else json.dumps(output, indent=2, default=str))
+    return 0

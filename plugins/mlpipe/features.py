@@ -1,0 +1,49 @@
+"""From a dataset to model inputs, the same way in training, analysis, scoring and serving.
+
+Categorical columns become pandas categories with the *training* levels fixed, so a
+level unseen in training is treated as missing instead of shifting the codes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from mlpipe.spec import Spec
+
+
+def labels(frame: pd.DataFrame, spec: Spec) -> np.ndarray:
+    """1 where the target is the spec's positive class, else 0."""
+    target = frame[spec.target.column]
+    return (target.astype(str) == str(spec.target.positive_class)).to_numpy(dtype="int8")
+
+
+def schema(frame: pd.DataFrame, spec: Spec) -> dict[str, Any]:
+    """The feature schema learned from training data: column order and categorical levels."""
+    columns = spec.feature_columns(list(frame.columns))
+    categorical = [c for c in columns if c in spec.features.categorical]
+    return {
+        "columns": columns,
+        "categorical": {c: sorted(frame[c].dropna().astype(str).unique().tolist()) for c in categorical},
+    }
+
+
+def matrix(frame: pd.DataFrame, feature_schema: dict[str, Any]) -> pd.DataFrame:
+    """The model's input frame: schema columns in order, categories with the training levels."""
+    import pandas as pd
+
+    missing = [c for c in feature_schema["columns"] if c not in frame.columns]
+    if missing:
+        raise KeyError(f"missing feature columns: {missing}")
+    out = {}
+    for column in feature_schema["columns"]:
+        values = frame[column]
+        if column in feature_schema["categorical"]:
+            levels = feature_schema["categorical"][column]
+            out[column] = pd.Categorical(values.astype("string").astype(object), categories=levels)
+        else:
+            out[column] = pd.to_numeric(values, errors="raise").astype("float32")
+    return pd.DataFrame(out, index=frame.index)

@@ -1,0 +1,214 @@
+"""Pipeline specs: what model to build, loaded from ``dags/pipelines/<name>.yaml``.
+
+A spec is validated when it is loaded (by the DAG factory at parse time and by
+every step), and any problem is reported as one :class:`SpecError` whose lines
+each name the field (``target.column``, ``split.analysis``...) and what was
+expected. Unknown keys are errors, so a typo never silently falls back to a
+default. This module is import-light (pydantic + yaml): the DAG side uses it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+NAME = r"^[a-z][a-z0-9_]{0,62}$"
+
+
+class SpecError(ValueError):
+    """An invalid pipeline spec; the message names the file, the field and the problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Data(_Section):
+    source: str = Field(description="CSV or Parquet URI (file://, s3://) or a path relative to the spec file.")
+    format: Literal["csv", "parquet"] | None = Field(None, description="Inferred from the suffix when absent.")
+
+
+class Target(_Section):
+    column: str
+    positive_class: str | int | bool = Field(description="The value of `column` that is the positive (rare) class.")
+
+
+class Features(_Section):
+    include: Literal["all"] | list[str] = Field("all", description='"all" (every non-target column) or a list.')
+    exclude: list[str] = []
+    categorical: list[str] = []
+
+
+class PiiRule(_Section):
+    column: str
+    action: Literal["hash", "drop"] = Field(
+        description="hash: keyed HMAC-SHA256 (key from $MLPIPE_PII_KEY); drop: removed at ingest."
+    )
+
+
+class Split(_Section):
+    validation: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    analysis: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _leaves_training_rows(self) -> Split:
+        if self.validation + self.analysis >= 0.9:
+            raise ValueError("validation + analysis must leave at least 10% of rows for training")
+        return self
+
+
+class Validation(_Section):
+    profile: str | None = Field(None, description="Reference profile JSON (from `mlpipe profile`), spec-relative.")
+    positive_rate: tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]] = (0.0, 1.0)
+    split_rate_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.01
+    max_null_increase: Annotated[float, Field(ge=0, le=1)] = 0.05
+    range_margin: Annotated[float, Field(ge=0)] = 0.1
+    new_category_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.01
+
+    @model_validator(mode="after")
+    def _ordered_rate(self) -> Validation:
+        low, high = self.positive_rate
+        if low > high:
+            raise ValueError(f"positive_rate must be [low, high] with low <= high, got [{low}, {high}]")
+        return self
+
+
+class Training(_Section):
+    params: dict[str, Any] = Field(default_factory=dict, description="XGBoost parameters (booster params).")
+    num_boost_round: Annotated[int, Field(gt=0)] = 2000
+    early_stopping_rounds: Annotated[int, Field(gt=0)] = 100
+    scale_pos_weight: Literal["auto"] | Annotated[float, Field(gt=0)] = Field(
+        "auto", description='"auto": negatives/positives in the training split; or a number.'
+    )
+    device: Literal["cpu", "cuda"] = "cpu"
+
+
+class Thresholds(_Section):
+    min_roc_auc: Annotated[float, Field(ge=0, le=1)] = 0.5
+    min_lift_over_baseline: float = Field(
+        0.0, description="Analysis ROC AUC of the model minus that of the logistic-regression baseline."
+    )
+
+
+class Spec(_Section):
+    """One model's pipeline. See dags/pipelines/loan_default.yaml for a commented example."""
+
+    name: Annotated[str, Field(pattern=NAME)]
+    description: str = ""
+    owner: str = "mlpipe"
+    schedule: str | None = None
+    start_date: str = "2026-01-01"
+    tags: list[str] = []
+    data: Data
+    target: Target
+    id_columns: list[str] = []
+    features: Features = Features()
+    pii: list[PiiRule] = []
+    slices: list[str] = []
+    split: Split = Split()
+    validation: Validation = Validation()
+    training: Training = Training()
+    thresholds: Thresholds = Thresholds()
+    model_name: str | None = Field(None, description="Registered model name; defaults to the spec name.")
+
+    @model_validator(mode="after")
+    def _consistent_columns(self) -> Spec:
+        pii = {rule.column for rule in self.pii}
+        dropped = {rule.column for rule in self.pii if rule.action == "drop"}
+        for field, columns in [
+            ("features.categorical", self.features.categorical),
+            ("slices", self.slices),
+        ]:
+            if self.target.column in columns:
+                raise ValueError(f"{field}: the target column {self.target.column!r} cannot be listed here")
+            if bad := sorted(set(columns) & dropped):
+                raise ValueError(f"{field}: {bad} are dropped by a pii rule")
+        if self.target.column in pii or self.target.column in self.id_columns:
+            raise ValueError(f"target.column {self.target.column!r} cannot be a pii or id column")
+        if isinstance(self.features.include, list) and (missing := set(self.features.categorical)
+                                                        - set(self.features.include)):
+            raise ValueError(f"features.categorical: {sorted(missing)} are not in features.include")
+        return self
+
+    @property
+    def registered_model(self) -> str:
+        return self.model_name or self.name
+
+    def feature_columns(self, columns: list[str]) -> list[str]:
+        """The model's input columns among a dataset's ``columns``, in dataset order."""
+        excluded = {self.target.column, *self.id_columns, *self.features.exclude,
+                    *(rule.column for rule in self.pii if rule.action == "drop")}
+        chosen = columns if self.features.include == "all" else self.features.include
+        return [c for c in chosen if c not in excluded]
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True)
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{source}: {field}: {message}")
+    return "\n".join(lines)
+
+
+def parse(document: Any, source: str = "spec") -> Spec:
+    """Validate a spec given as a mapping; raise :class:`SpecError` naming every bad field."""
+    if not isinstance(document, dict):
+        raise SpecError(f"{source}: a spec must be a mapping of keys to values, got {type(document).__name__}")
+    try:
+        return Spec.model_validate(document)
+    except ValidationError as error:
+        raise SpecError(_describe(error, source)) from None
+
+
+def resolve_paths(spec: Spec, base: Path) -> Spec:
+    """Make spec-relative paths (data source, reference profile) absolute ``file://`` URIs."""
+    from mlpipe import storage
+
+    def resolved(value: str) -> str:
+        return value if re.match(r"^[a-z][a-z0-9+.-]*://", value) else storage.normalize(base / value)
+
+    data = spec.data.model_copy(update={"source": resolved(spec.data.source)})
+    profile = spec.validation.profile and resolved(spec.validation.profile)
+    validation = spec.validation.model_copy(update={"profile": profile})
+    return spec.model_copy(update={"data": data, "validation": validation})
+
+
+def load(path: str | Path) -> Spec:
+    """Load and validate a spec YAML file, resolving its relative paths against its folder."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such spec file") from None
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path}: not valid YAML: {error}") from None
+    return resolve_paths(parse(document, source=path.name), path.parent)
+
+
+def with_overrides(spec: Spec, overrides: dict[str, Any], source: str = "trigger options") -> Spec:
+    """A copy of ``spec`` with dotted-key overrides (``{"data.source": "s3://..."}``), re-validated."""
+    document = spec.model_dump(mode="json")
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = document
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return parse(document, source=source)
+
+
+def discover(folder: str | Path) -> list[Path]:
+    """The spec files of a pipelines folder, sorted by name."""
+    return sorted(Path(folder).glob("*.yaml"))

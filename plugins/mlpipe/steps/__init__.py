@@ -1,0 +1,57 @@
+"""The pipeline's steps: plain functions ``step(run: Run) -> dict`` that never import Airflow.
+
+Each step reads what earlier steps wrote in the run folder and writes only under
+its own folder. :func:`run_step` is the one way a step is executed (by the CLI,
+hence by every runtime): it empties the step's folder, runs the function, and
+writes the small JSON result last, so a retry starts clean and a half-finished
+step is never mistaken for a finished one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from typing import Any
+
+from mlpipe import storage
+from mlpipe.runs import RESULT, Run
+
+log = logging.getLogger(__name__)
+
+# step name -> "module:function"; modules are imported only when their step runs.
+STEPS: dict[str, str] = {
+    "ingest": "mlpipe.steps.ingest:ingest",
+    "validate": "mlpipe.steps.validate:validate_data",
+    "split": "mlpipe.steps.split:split",
+    "validate_split": "mlpipe.steps.validate:validate_split",
+    "train": "mlpipe.steps.train:train",
+    "analyze": "mlpipe.steps.analyze:analyze",
+    "register": "mlpipe.steps.register:register",
+}
+
+
+class StepError(Exception):
+    """A failure the user can act on (bad data, failed checks); reported as its message, no traceback."""
+
+
+def function(name: str):
+    """The function behind step ``name``."""
+    if name not in STEPS:
+        raise StepError(f"unknown step {name!r}; steps are: {', '.join(STEPS)}")
+    module, attr = STEPS[name].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def run_step(name: str, run_uri: str) -> dict[str, Any]:
+    """Run step ``name`` in run ``run_uri`` and return (and store) its result."""
+    step = function(name)
+    run = Run(run_uri)
+    folder = run.path(name)
+    storage.remove_tree(folder)
+    started = time.perf_counter()
+    result = step(run)
+    result = {"step": name, "run": run_uri, **result, "seconds": round(time.perf_counter() - started, 3)}
+    storage.write_json(storage.join(folder, RESULT), result)
+    log.info("step %s finished in %.2fs", name, result["seconds"])
+    return result

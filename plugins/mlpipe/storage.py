@@ -1,0 +1,142 @@
+"""The artifact store: read and write objects by URI (``file://`` or ``s3://``).
+
+Writes are atomic: a reader sees the old object or the new one, never half of one
+(a local file is written beside its target and renamed; an S3 ``put_object`` is
+atomic by itself). boto3 is imported only when an ``s3://`` URI is used, and it
+takes its endpoint and credentials from the usual environment (``AWS_ENDPOINT_URL``,
+``AWS_ACCESS_KEY_ID``, ...), never from code or specs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+SCHEMES = ("file", "s3")
+
+
+class StorageError(Exception):
+    """A URI that cannot be read or written, with the URI named."""
+
+
+def normalize(uri: str | os.PathLike[str]) -> str:
+    """Return ``uri`` as ``file:///abs/path`` or ``s3://bucket/key``; plain paths become file URIs."""
+    text = os.fspath(uri)
+    scheme = urlparse(text).scheme
+    if scheme in ("", "file"):
+        path = text[len("file://") :] if scheme == "file" else text
+        return Path(path).expanduser().resolve().as_uri()
+    if scheme not in SCHEMES:
+        raise StorageError(f"{text}: unsupported URI scheme {scheme!r} (expected one of {', '.join(SCHEMES)})")
+    return text.rstrip("/")
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path parts onto a URI with ``/``."""
+    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def local_path(uri: str) -> Path:
+    """The filesystem path of a ``file://`` URI."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "file":
+        raise StorageError(f"{uri}: not a local file URI")
+    return Path(parsed.path)
+
+
+def _bucket_key(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+@cache
+def _s3():
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", config=Config(retries={"max_attempts": 8, "mode": "standard"}))
+
+
+def _is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def exists(uri: str) -> bool:
+    """Whether an object (or a local file or folder) exists at ``uri``."""
+    if _is_s3(uri):
+        bucket, key = _bucket_key(uri)
+        response = _s3().list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+        return bool(response.get("Contents"))
+    return local_path(uri).exists()
+
+
+def read_bytes(uri: str) -> bytes:
+    """The content of the object at ``uri``; a missing object raises :class:`StorageError` naming it."""
+    if _is_s3(uri):
+        bucket, key = _bucket_key(uri)
+        try:
+            return _s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+        except _s3().exceptions.NoSuchKey as error:
+            raise StorageError(f"{uri}: no such object") from error
+    path = local_path(uri)
+    if not path.is_file():
+        raise StorageError(f"{uri}: no such file")
+    return path.read_bytes()
+
+
+def write_bytes(uri: str, data: bytes) -> str:
+    """Write ``data`` to ``uri`` atomically and return the URI."""
+    if _is_s3(uri):
+        bucket, key = _bucket_key(uri)
+        _s3().put_object(Bucket=bucket, Key=key, Body=data)
+        return uri
+    path = local_path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, path)
+    return uri
+
+
+def remove_tree(uri: str) -> None:
+    """Delete everything under ``uri`` (a step's output folder before it is rewritten)."""
+    if _is_s3(uri):
+        bucket, key = _bucket_key(uri)
+        prefix = key.rstrip("/") + "/"
+        paginator = _s3().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            objects = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+            if objects:
+                _s3().delete_objects(Bucket=bucket, Delete={"Objects": objects})
+        return
+    shutil.rmtree(local_path(uri), ignore_errors=True)
+
+
+def read_json(uri: str) -> Any:
+    return json.loads(read_bytes(uri))
+
+
+def write_json(uri: str, value: Any) -> str:
+    return write_bytes(uri, json.dumps(value, indent=2, sort_keys=True, default=str).encode())
+
+
+def write_parquet(frame, uri: str) -> str:
+    """Write a pandas DataFrame as Parquet (zstd) atomically."""
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False, compression="zstd")
+    return write_bytes(uri, buffer.getvalue())
+
+
+def read_parquet(uri: str):
+    import pandas as pd
+
+    return pd.read_parquet(io.BytesIO(read_bytes(uri)))
