@@ -3,7 +3,7 @@
     python -m mlpipe step train --run file:///.../loan_default/runs/manual_1
     python -m mlpipe start dags/pipelines/loan_default.yaml --run-id manual_1
     python -m mlpipe profile dags/pipelines/loan_default.yaml
-    python -m mlpipe summary --run file:///.../loan_default/runs/manual_1
+    python -m mlpipe summary --latest loan_default
 
 Errors a user can fix (a bad spec, missing data, failed validation) print one
 clear message and exit with status 2; anything else is a bug and keeps its traceback.
@@ -40,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     profile.add_argument("--output", help="where to write it (default: the spec's validation.profile)")
 
     summary = commands.add_parser("summary", help="print what a run produced")
-    summary.add_argument("--run", required=True)
+    which = summary.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", help="the run folder URI")
+    which.add_argument("--latest", metavar="PIPELINE", help="the most recent run of this pipeline")
     return parser
 
 
@@ -69,7 +71,7 @@ def _command(args: argparse.Namespace) -> object:
         return write_profile(spec.load(args.spec), args.output)
     from mlpipe.summary import summarize
 
-    return summarize(storage.normalize(args.run))
+    return summarize(storage.normalize(args.run) if args.run else runs.latest(args.latest))
 
 
 def main(argv: list[str] | None = None) -> int:

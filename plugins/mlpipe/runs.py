@@ -1,7 +1,7 @@
 """A pipeline run's folder in the artifact store: ``<store>/<pipeline>/runs/<run id>/``.
 
-The folder holds the resolved ``spec.json`` (written once when the run starts)
-and one sub-folder per step. A step writes only under its own folder and ends by
+The folder holds the resolved ``spec.json`` and the trigger ``options.json``
+(written once when the run starts) and one sub-folder per step. A step writes only under its own folder and ends by
 writing ``result.json`` there, so a folder without ``result.json`` is an
 unfinished step that nothing downstream may use.
 """
@@ -19,6 +19,7 @@ from mlpipe.spec import Spec, parse
 
 DEFAULT_STORE = "file:///tmp/mlpipe-store"
 RESULT = "result.json"
+OPTIONS = "options.json"
 
 
 def store_uri() -> str:
@@ -35,11 +36,23 @@ def run_uri(pipeline: str, run_id: str, store: str | None = None) -> str:
     return storage.join(store or store_uri(), pipeline, "runs", safe_run_id(run_id))
 
 
-def start(spec: Spec, run_id: str, store: str | None = None) -> str:
-    """Write the resolved spec of a new run (or a retried one) and return the run URI."""
+def start(spec: Spec, run_id: str, store: str | None = None, options: dict[str, Any] | None = None) -> str:
+    """Write the resolved spec and the trigger options of a new (or retried) run; return the run URI."""
     uri = run_uri(spec.name, run_id, store)
     storage.write_bytes(storage.join(uri, "spec.json"), spec.to_json().encode())
+    storage.write_json(storage.join(uri, OPTIONS), options or {})
     return uri
+
+
+def latest(pipeline: str, store: str | None = None) -> str:
+    """The URI of the most recently started run of ``pipeline``."""
+    folder = storage.join(store or store_uri(), pipeline, "runs")
+    started = {uri: storage.modified(storage.join(uri, "spec.json"))
+               for uri in (storage.join(folder, name) for name in storage.children(folder))
+               if storage.exists(storage.join(uri, "spec.json"))}
+    if not started:
+        raise storage.StorageError(f"{folder}: no runs of pipeline {pipeline!r} yet")
+    return max(started, key=started.__getitem__)
 
 
 class StepNotFinished(RuntimeError):
@@ -55,6 +68,12 @@ class Run:
     @cached_property
     def spec(self) -> Spec:
         return parse(storage.read_json(storage.join(self.uri, "spec.json")), source=f"{self.uri}/spec.json")
+
+    @cached_property
+    def options(self) -> dict[str, Any]:
+        """How the run was triggered (notes, force_promote, ...); empty for runs started without any."""
+        uri = storage.join(self.uri, OPTIONS)
+        return storage.read_json(uri) if storage.exists(uri) else {}
 
     @property
     def run_id(self) -> str:

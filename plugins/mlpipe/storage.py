@@ -121,6 +121,28 @@ def remove_tree(uri: str) -> None:
     shutil.rmtree(local_path(uri), ignore_errors=True)
 
 
+def modified(uri: str) -> float:
+    """When the object at ``uri`` was last written (seconds since the epoch)."""
+    if _is_s3(uri):
+        bucket, key = _bucket_key(uri)
+        return _s3().head_object(Bucket=bucket, Key=key)["LastModified"].timestamp()
+    return local_path(uri).stat().st_mtime
+
+
+def children(uri: str) -> list[str]:
+    """The names directly under the folder ``uri`` (empty when it does not exist)."""
+    if _is_s3(uri):
+        bucket, key = _bucket_key(uri)
+        paginator = _s3().get_paginator("list_objects_v2")
+        names = []
+        for page in paginator.paginate(Bucket=bucket, Prefix=key.rstrip("/") + "/", Delimiter="/"):
+            names += [p["Prefix"].rstrip("/").rsplit("/", 1)[-1] for p in page.get("CommonPrefixes", [])]
+            names += [o["Key"].rsplit("/", 1)[-1] for o in page.get("Contents", [])]
+        return sorted(names)
+    path = local_path(uri)
+    return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+
+
 def read_json(uri: str) -> Any:
     return json.loads(read_bytes(uri))
 

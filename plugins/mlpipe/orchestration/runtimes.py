@@ -1,0 +1,89 @@
+"""Runtimes: how a DAG task runs a step. One setting, ``$MLPIPE_RUNTIME``, picks one.
+
+- ``local`` (default): the step CLI in a subprocess of the Airflow worker
+  (``airflow dags test``, LocalExecutor, the Celery workers of docker-compose).
+
+Every runtime runs the same command, ``python -m mlpipe step <step> --run <run uri>``,
+and hands back the step's ``result.json`` from the artifact store as the task's
+XCom. A step's user error (exit status 2: bad data, failed validation) fails the
+task at once without retries; any other failure is retried by Airflow.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from mlpipe.cli import EXIT_USER_ERROR
+from mlpipe.runs import Run
+
+RUNTIME_ENV = "MLPIPE_RUNTIME"
+ERROR_MARK = "error: "
+
+
+def step_command(step: str, run_uri: str) -> list[str]:
+    """The command line that runs ``step`` of the run at ``run_uri``."""
+    return [sys.executable, "-m", "mlpipe", "step", step, "--run", run_uri]
+
+
+def user_error(lines: list[str]) -> str:
+    """The CLI's user-error message (from the ``mlpipe step: error:`` line to the end of the output)."""
+    for index, line in enumerate(lines):
+        if line.startswith("mlpipe step: " + ERROR_MARK):
+            return "\n".join([line.removeprefix("mlpipe step: " + ERROR_MARK), *lines[index + 1 :]])
+    return "\n".join(lines[-5:])
+
+
+class LocalStepOperator(BaseOperator):
+    """Run one mlpipe step as a subprocess of the worker and return its result as XCom."""
+
+    template_fields = ("run_uri",)
+    ui_color = "#e8f4fd"
+
+    def __init__(self, *, step: str, run_uri: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.step = step
+        self.run_uri = run_uri
+        self._process: subprocess.Popen[str] | None = None
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        command = step_command(self.step, self.run_uri)
+        self.log.info("running %s", " ".join(command))
+        started = time.perf_counter()
+        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                         text=True, start_new_session=True)
+        tail: collections.deque[str] = collections.deque(maxlen=200)
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            self.log.info("%s", line.rstrip())
+            tail.append(line.rstrip())
+        code = self._process.wait()
+        elapsed = round(time.perf_counter() - started, 3)
+        if code == EXIT_USER_ERROR:
+            raise AirflowFailException(f"step {self.step} refused its input:\n{user_error(list(tail))}")
+        if code != 0:
+            raise AirflowException(f"step {self.step} failed with exit status {code}")
+        return {**Run(self.run_uri).result(self.step), "process_seconds": elapsed}
+
+    def on_kill(self) -> None:
+        if self._process and self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGTERM)
+
+
+RUNTIMES = {"local": LocalStepOperator}
+
+
+def step_operator_class(runtime: str | None = None) -> type[BaseOperator]:
+    """The operator class of the configured runtime (``$MLPIPE_RUNTIME``, default ``local``)."""
+    name = runtime or os.environ.get(RUNTIME_ENV, "local")
+    if name not in RUNTIMES:
+        raise ValueError(f"{RUNTIME_ENV}={name!r} is not a runtime; choose one of: {', '.join(RUNTIMES)}")
+    return RUNTIMES[name]
