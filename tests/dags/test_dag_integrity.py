@@ -1,0 +1,128 @@
+"""DAG integrity: the dags folder imports cleanly, fast, without heavy libraries, and follows the conventions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, SPEC_PATH, airflow_env
+
+HEAVY = ("pandas", "xgboost", "great_expectations", "mlflow", "sklearn", "matplotlib")
+
+# Runs in a fresh interpreter: parse the folder, then describe what was found.
+INSPECT = """
+import json, sys, time
+from airflow.dag_processing.dagbag import DagBag
+started = time.perf_counter()
+bag = DagBag(dag_folder=sys.argv[1])
+parse_seconds = time.perf_counter() - started
+dags = {}
+for dag_id, dag in bag.dags.items():
+    dags[dag_id] = {
+        "fileloc": dag.fileloc, "tags": sorted(dag.tags), "catchup": dag.catchup,
+        "schedule": str(dag.schedule), "doc_md": dag.doc_md or "",
+        "start_date_tz": str(dag.start_date.tzinfo) if dag.start_date.tzinfo else None,
+        "params": {k: dict(v.schema, default=v.value, description=v.description)
+                   for k, v in dag.params.items()},
+        "tasks": {t.task_id: {"downstream": sorted(t.downstream_task_ids), "retries": t.retries,
+                              "backoff": bool(t.retry_exponential_backoff),
+                              "timeout": bool(t.execution_timeout)} for t in dag.tasks},
+    }
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(sys.argv[2].split(",")))
+print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": dags,
+                  "parse_seconds": parse_seconds, "heavy": heavy}))
+"""
+
+
+def inspect(dags_folder, home) -> dict:
+    out = subprocess.run([sys.executable, "-c", INSPECT, str(dags_folder), ",".join(HEAVY)],
+                         env=airflow_env(home, dags_folder), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def found(tmp_path_factory) -> dict:
+    return inspect(ROOT / "dags", tmp_path_factory.mktemp("airflow"))
+
+
+def _topological(tasks: dict) -> list[str]:
+    indegree = {t: 0 for t in tasks}
+    for info in tasks.values():
+        for child in info["downstream"]:
+            indegree[child] += 1
+    ready, order = [t for t, n in indegree.items() if n == 0], []
+    while ready:
+        node = ready.pop()
+        order.append(node)
+        for child in tasks[node]["downstream"]:
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                ready.append(child)
+    return order
+
+
+def test_no_import_errors_and_one_dag_per_spec(found):
+    assert found["errors"] == {}
+    assert sorted(found["dags"]) == ["loan_default_training"]
+
+
+def test_parsing_is_fast_and_imports_no_heavy_library(found):
+    assert found["heavy"] == []
+    assert found["parse_seconds"] < 1.0
+
+
+def test_training_dag_shape(found):
+    dag = found["dags"]["loan_default_training"]
+    order = _topological(dag["tasks"])
+    assert len(order) == len(dag["tasks"]), "the DAG has a cycle"
+    assert order == ["start_run", "ingest_data", "validate_data", "split_data", "validate_split",
+                     "train_model", "analyze_model", "register_model"]
+
+
+def test_conventions(found):
+    dag = found["dags"]["loan_default_training"]
+    assert {"mlpipe", "training", "loan_default"} <= set(dag["tags"])
+    assert dag["catchup"] is False
+    assert dag["start_date_tz"] is not None
+    assert "loan_default" in dag["doc_md"] and "Trigger with options" in dag["doc_md"]
+    for task_id, task in dag["tasks"].items():
+        assert task["retries"] >= 2 and task["backoff"] and task["timeout"], task_id
+
+
+def test_trigger_params_have_titles_and_descriptions(found):
+    params = found["dags"]["loan_default_training"]["params"]
+    assert set(params) == {"data_uri", "force_promote", "notes"}
+    for name, schema in params.items():
+        assert schema.get("title") and len(schema.get("description", "")) > 20, name
+
+
+def test_a_second_spec_is_a_second_dag(tmp_path):
+    dags = tmp_path / "dags"
+    shutil.copytree(ROOT / "dags", dags)
+    document = yaml.safe_load(SPEC_PATH.read_text())
+    document.update(name="loan_default_eu", schedule="@daily")
+    (dags / "pipelines" / "loan_default_eu.yaml").write_text(yaml.safe_dump(document))
+    found = inspect(dags, tmp_path / "home")
+    assert found["errors"] == {}
+    assert sorted(found["dags"]) == ["loan_default_eu_training", "loan_default_training"]
+    assert found["dags"]["loan_default_eu_training"]["schedule"] != found["dags"]["loan_default_training"][
+        "schedule"]
+
+
+def test_a_bad_spec_is_an_import_error_naming_the_field(tmp_path):
+    dags = tmp_path / "dags"
+    shutil.copytree(ROOT / "dags", dags)
+    document = yaml.safe_load(SPEC_PATH.read_text())
+    document["target"].pop("column")
+    document["training"]["num_boost_rounds"] = 5
+    (dags / "pipelines" / "loan_default.yaml").write_text(yaml.safe_dump(document))
+    found = inspect(dags, tmp_path / "home")
+    [message] = found["errors"].values()
+    assert "loan_default.yaml: target.column: Field required" in message
+    assert "loan_default.yaml: training.num_boost_rounds: unknown key" in message

@@ -1,0 +1,87 @@
+"""The spec loader: the shipped spec is valid, and every kind of mistake names its field."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from mlpipe import spec
+from tests.conftest import DATA_PATH, SPEC_PATH
+
+
+@pytest.fixture
+def document() -> dict:
+    return yaml.safe_load(SPEC_PATH.read_text())
+
+
+def test_shipped_spec_resolves_relative_paths(loan_spec):
+    assert loan_spec.name == "loan_default"
+    assert loan_spec.data.source == DATA_PATH.as_uri()
+    assert loan_spec.validation.profile.endswith("/dags/pipelines/loan_default.profile.json")
+    assert loan_spec.registered_model == "loan_default"
+
+
+def test_feature_columns_leave_out_target_ids_and_dropped_pii(document):
+    document["pii"] = [{"column": "addr_state", "action": "drop"}]
+    document["id_columns"] = ["funded_amnt"]
+    document["features"]["categorical"] = ["term"]
+    pipeline = spec.parse(document)
+    assert pipeline.feature_columns(["funded_amnt", "term", "addr_state", "int_rate", "Class"]) == [
+        "term", "int_rate"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(colour="red"), "spec: colour: unknown key"),
+        (lambda d: d["training"].update(num_boost_rounds=10), "training.num_boost_rounds: unknown key"),
+        (lambda d: d.pop("target"), "spec: target: Field required"),
+        (lambda d: d["target"].pop("column"), "target.column: Field required"),
+        (lambda d: d["split"].update(analysis="a lot"), "split.analysis: Input should be a valid number"),
+        (lambda d: d["split"].update(validation=0.5, analysis=0.45), "split: Value error"),
+        (lambda d: d.update(name="Loan Default"), "name: String should match pattern"),
+        (lambda d: d["pii"][0].update(action="encrypt"), "pii.0.action: Input should be 'hash' or 'drop'"),
+        (lambda d: d["validation"].update(positive_rate=[0.2, 0.1]), "low <= high"),
+        (lambda d: d["features"]["categorical"].append("Class"), "features.categorical: the target column"),
+    ],
+)
+def test_bad_spec_names_the_field(document, change, message):
+    bad = copy.deepcopy(document)
+    change(bad)
+    with pytest.raises(spec.SpecError) as error:
+        spec.parse(bad)
+    assert message.replace("Value error", "") in str(error.value)
+
+
+def test_every_bad_field_is_reported_at_once(document):
+    document.update(colour="red")
+    document["split"]["seed"] = "x"
+    with pytest.raises(spec.SpecError) as error:
+        spec.parse(document)
+    assert str(error.value).splitlines() == [
+        "spec: split.seed: Input should be a valid integer, unable to parse string as an integer",
+        "spec: colour: unknown key",
+    ]
+
+
+def test_load_reports_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(spec.SpecError, match="no such spec file"):
+        spec.load(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    with pytest.raises(spec.SpecError, match="broken.yaml: not valid YAML"):
+        spec.load(broken)
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n- b\n")
+    with pytest.raises(spec.SpecError, match="a spec must be a mapping"):
+        spec.load(listed)
+
+
+def test_overrides_are_revalidated(loan_spec):
+    changed = spec.with_overrides(loan_spec, {"data.source": "s3://bucket/loans.parquet"})
+    assert changed.data.source == "s3://bucket/loans.parquet"
+    assert loan_spec.data.source != changed.data.source
+    with pytest.raises(spec.SpecError, match="split.seed"):
+        spec.with_overrides(loan_spec, {"split.seed": "abc"})
