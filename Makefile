@@ -24,7 +24,7 @@ export PATH := $(BIN):$(PATH)
 # The PII hash key is a secret: generated once per machine into .state, never in code or git.
 PII_KEY = MLPIPE_PII_KEY="$$(cat $(STATE)/pii.key)"
 
-.PHONY: help venv init run ui test lint bench lock clean
+.PHONY: help venv init env run ui test lint bench lock clean
 
 help:
 	@echo "make run    create .venv, set up .state, run the $(PIPELINE) training DAG through Airflow, print a summary"
@@ -32,6 +32,7 @@ help:
 	@echo "make ui     Airflow UI on http://localhost:8080 and MLflow UI on http://localhost:5000"
 	@echo "make bench  benchmarks: orchestration overhead, DAG parse time, training vs raw xgboost.train"
 	@echo "make lock   re-resolve requirements.in into requirements.lock"
+	@echo 'eval "$$(make -s env)"   puts this shell in the same environment (airflow, mlpipe, mlflow commands)'
 
 venv: $(VENV)/.installed
 
@@ -41,6 +42,12 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	touch $@
+
+env: init
+	@for name in AIRFLOW_HOME AIRFLOW__CORE__DAGS_FOLDER AIRFLOW__CORE__PLUGINS_FOLDER AIRFLOW__CORE__LOAD_EXAMPLES \
+	  AIRFLOW__DATABASE__SQL_ALCHEMY_CONN AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS MLPIPE_STORE \
+	  MLFLOW_TRACKING_URI MLPIPE_MLFLOW_ARTIFACTS PATH; do echo "export $$name='$${!name}'"; done
+	@echo "export MLPIPE_PII_KEY=\"\$$(cat $(STATE)/pii.key)\""
 
 lock:
 	$(BIN)/uv pip compile requirements.in --python-version 3.11 --no-header -o requirements.lock
@@ -76,7 +83,8 @@ test: lint
 	pytest -q
 
 bench: init
-	$(PII_KEY) python -m tests.benchmarks
+	$(PII_KEY) python tests/benchmarks/bench_dag.py
+	$(PII_KEY) python tests/benchmarks/bench_train.py
 
 clean:
 	rm -rf $(STATE)

@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, get_current_context, task
 
-from mlpipe import runs, spec
+from mlpipe import runs, spec, storage
 from mlpipe.orchestration.runtimes import step_operator_class
 
 # (step, task id) in run order.
@@ -97,7 +97,7 @@ def start_run(spec_path: str, params: dict[str, Any], run_id: str) -> str:
     """Resolve the spec with the trigger options and write it to a new run folder; return its URI."""
     pipeline = spec.load(spec_path)
     if params.get("data_uri"):
-        pipeline = spec.with_overrides(pipeline, {"data.source": params["data_uri"]})
+        pipeline = spec.with_overrides(pipeline, {"data.source": storage.normalize(params["data_uri"])})
     options = {key: params[key] for key in TRIGGER_PARAMS if key in params}
     return runs.start(pipeline, run_id, options=options)
 

@@ -1,0 +1,117 @@
+"""The training DAG run for real through Airflow (`airflow dags test`), good data and bad.
+
+Each run gets its own artifact store and MLflow database; the Airflow metadata
+database is migrated once per session.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from mlpipe import runs, storage
+from tests.conftest import DATA_PATH, airflow_env
+
+pytestmark = pytest.mark.integration
+DAG_ID = "loan_default_training"
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("airflow")
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=airflow_env(home),
+                   check=True, capture_output=True, timeout=300)
+    return home
+
+
+@pytest.fixture
+def dag_run(airflow_home, pipeline_env, tmp_path):
+    """Run the training DAG with trigger options; returns (exit code, log text, run URI)."""
+    def run(**conf) -> tuple[int, str, str]:
+        out = subprocess.run(
+            [sys.executable, "-m", "airflow", "dags", "test", DAG_ID, "-c", json.dumps(conf)],
+            env=airflow_env(airflow_home, **pipeline_env), capture_output=True, text=True, timeout=900)
+        log = out.stdout + out.stderr
+        (tmp_path / "dag-run.log").write_text(log)
+        return out.returncode, log, runs.latest("loan_default", pipeline_env["MLPIPE_STORE"])
+
+    return run
+
+
+def registered_versions() -> list:
+    from mlflow import MlflowClient
+
+    return MlflowClient().search_model_versions("name='loan_default'")
+
+
+def test_training_dag_end_to_end(dag_run):
+    from mlflow import MlflowClient
+
+    code, log, run_uri = dag_run(notes="integration test")
+    assert code == 0, log[-5000:]
+    run = runs.Run(run_uri)
+    registered = run.result("register")
+    analysis = run.result("analyze")["metrics"]
+    assert registered["version"] == "1" or registered["version"] == 1
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias("loan_default", "champion")
+    challenger = client.get_model_version_by_alias("loan_default", "challenger")
+    assert champion.version == challenger.version == str(registered["version"])
+    assert champion.tags["mlpipe.data_version"] == run.result("ingest")["data_version"]
+    mlflow_run = client.get_run(run.result("train")["mlflow_run_id"])
+    assert mlflow_run.data.metrics["analysis_roc_auc"] == pytest.approx(analysis["roc_auc"])
+    assert analysis["roc_auc"] >= 0.72
+    assert analysis["roc_auc"] >= analysis["baseline_roc_auc"]
+    assert run.options["notes"] == "integration test"
+
+
+def _write(tmp_path, frame: pd.DataFrame, name: str = "loans.csv") -> str:
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return path.as_uri()
+
+
+@pytest.fixture(scope="module")
+def loans() -> pd.DataFrame:
+    return pd.read_csv(DATA_PATH)
+
+
+def _shifted(loans: pd.DataFrame) -> pd.DataFrame:
+    bad = loans[loans["Class"] == "bad"]
+    good = loans[loans["Class"] == "good"].sample(len(bad) * 7 // 3, random_state=0)
+    return pd.concat([bad, good]).sample(frac=1, random_state=0)  # 30% bad instead of 5%
+
+
+def _wrong_type(loans: pd.DataFrame) -> pd.DataFrame:
+    frame = loans.copy()
+    frame["annual_inc"] = frame["annual_inc"].astype(str) + " USD"
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("make_input", "failed_task", "message"),
+    [
+        (lambda tmp, loans: (tmp / "missing.csv").as_uri(), "ingest_data", "missing.csv: no such file"),
+        (lambda tmp, loans: _write(tmp, loans.drop(columns=["Class"])), "ingest_data",
+         "target column 'Class' (target.column) is not in the data"),
+        (lambda tmp, loans: _write(tmp, loans.head(0)), "ingest_data", "has a header but no rows"),
+        (lambda tmp, loans: (tmp / "empty.csv").write_text("") or (tmp / "empty.csv").as_uri(),
+         "ingest_data", "the file is empty"),
+        (lambda tmp, loans: _write(tmp, _wrong_type(loans)), "validate_data", "annual_inc"),
+        (lambda tmp, loans: _write(tmp, _shifted(loans)), "validate_data", "Class"),
+    ],
+    ids=["missing-file", "missing-target", "no-rows", "empty-file", "wrong-type", "label-shift"],
+)
+def test_bad_input_stops_before_training(dag_run, tmp_path, loans, make_input, failed_task, message):
+    code, log, run_uri = dag_run(data_uri=make_input(tmp_path, loans))
+    assert code != 0
+    assert message in log
+    run = runs.Run(run_uri)
+    assert not storage.exists(run.path(failed_task.split("_")[0], "result.json"))
+    for later in ("split", "train", "register"):
+        assert not storage.exists(run.path(later)), f"{later} ran after {failed_task} failed"
+    assert registered_versions() == []
