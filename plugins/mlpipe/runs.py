@@ -1,9 +1,9 @@
 """A pipeline run's folder in the artifact store: ``<store>/<pipeline>/runs/<run id>/``.
 
 The folder holds the resolved ``spec.json`` and the trigger ``options.json``
-(written once when the run starts) and one sub-folder per step. A step writes only under its own folder and ends by
-writing ``result.json`` there, so a folder without ``result.json`` is an
-unfinished step that nothing downstream may use.
+(written once when the run starts) and one sub-folder per step. A step writes
+only under its own folder and ends by writing ``result.json`` there, so a folder
+without ``result.json`` is an unfinished step that nothing downstream may use.
 """
 
 from __future__ import annotations

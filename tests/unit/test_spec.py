@@ -71,7 +71,7 @@ def test_load_reports_missing_file_and_bad_yaml(tmp_path):
         spec.load(tmp_path / "nope.yaml")
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: [unclosed\n")
-    with pytest.raises(spec.SpecError, match="broken.yaml: not valid YAML"):
+    with pytest.raises(spec.SpecError, match=r"broken\.yaml: not valid YAML"):
         spec.load(broken)
     listed = tmp_path / "list.yaml"
     listed.write_text("- a\n- b\n")
@@ -83,5 +83,5 @@ def test_overrides_are_revalidated(loan_spec):
     changed = spec.with_overrides(loan_spec, {"data.source": "s3://bucket/loans.parquet"})
     assert changed.data.source == "s3://bucket/loans.parquet"
     assert loan_spec.data.source != changed.data.source
-    with pytest.raises(spec.SpecError, match="split.seed"):
+    with pytest.raises(spec.SpecError, match=r"split\.seed"):
         spec.with_overrides(loan_spec, {"split.seed": "abc"})

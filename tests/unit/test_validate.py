@@ -10,10 +10,10 @@ import os
 
 import pandas as pd
 import pytest
+
 from mlpipe import storage
 from mlpipe.runs import RESULT, Run
 from mlpipe.steps import StepError, run_step
-
 from tests.conftest import DATA_PATH
 
 RATE = "positive rate (Class == 'bad')"

@@ -8,7 +8,7 @@ steps' small JSON results.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,7 @@ and `validate_data/report.html` in the run folder shows them.
 
 def _start_date(text: str) -> datetime:
     day = datetime.fromisoformat(text)
-    return day if day.tzinfo else day.replace(tzinfo=timezone.utc)
+    return day if day.tzinfo else day.replace(tzinfo=UTC)
 
 
 def _doc(pipeline: spec.Spec, runtime: str) -> str:
