@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 RUN_URI_TAG = "mlpipe.run_uri"
 DATA_VERSION_TAG = "mlpipe.data_version"
+PIPELINE_TAG = "mlpipe.pipeline"
+GIT_COMMIT_TAG = "mlflow.source.git.commit"
+
+# MlflowClient.log_batch accepts at most 100 params and 1000 metrics per request.
+MAX_BATCH_PARAMS = 100
+MAX_BATCH_METRICS = 1000
 
 
 def experiment_id(name: str) -> str:
@@ -35,3 +42,26 @@ def git_commit() -> str | None:
     except OSError:
         return None
     return out.stdout.strip() or None
+
+
+def run_tags(pipeline: str, run_uri: str, data_version: str) -> dict[str, str]:
+    """The lineage tags of a pipeline run's MLflow run: pipeline, run folder, data version, git commit."""
+    tags = {PIPELINE_TAG: pipeline, RUN_URI_TAG: run_uri, DATA_VERSION_TAG: data_version}
+    if commit := git_commit():
+        tags[GIT_COMMIT_TAG] = commit
+    return tags
+
+
+def log_batch(run_id: str, params: dict[str, object], metrics: list[tuple[str, float, int]]) -> None:
+    """Log params and ``(key, value, step)`` metrics in as few requests as MLflow allows."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+
+    client = MlflowClient()
+    items = [Param(key, str(value)) for key, value in params.items()]
+    for start in range(0, len(items), MAX_BATCH_PARAMS):
+        client.log_batch(run_id, params=items[start:start + MAX_BATCH_PARAMS])
+    stamp = int(time.time() * 1000)
+    points = [Metric(key, float(value), stamp, step) for key, value, step in metrics]
+    for start in range(0, len(points), MAX_BATCH_METRICS):
+        client.log_batch(run_id, metrics=points[start:start + MAX_BATCH_METRICS])

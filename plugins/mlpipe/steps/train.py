@@ -1,0 +1,305 @@
+"""train: the XGBoost model, early-stopped on the validation split, and a logistic-regression baseline.
+
+Reads the split step's ``train`` and ``validation`` sets (never ``analysis``) and writes:
+
+- ``<run>/train/model/``: the :class:`~mlpipe.model.TabularModel` (booster + feature schema);
+- ``<run>/train/baseline/``: the baseline, for the analyze step (:func:`load_baseline`).
+
+It starts the pipeline run's MLflow run (named after the run id; tagged with the
+pipeline, run folder, data version and git commit) and logs there: the booster
+params and training settings, the validation metrics of every boosting round
+(``round/validation_<metric>`` by step), the final validation metrics of model
+and baseline, the training and validation datasets, and the pyfunc model
+(:mod:`mlpipe.serving_model`).
+
+Every round is evaluated on the validation set with ``logloss`` and ``auc`` plus any
+other ``eval_metric`` of the spec; as in XGBoost, the *last* metric listed decides
+early stopping (``auc`` unless the spec lists another last).
+
+The device is ``training.device`` unless ``$MLPIPE_DEVICE`` says otherwise; when
+``cuda`` is asked for and no GPU is usable, training runs on the CPU, with one
+warning, and the result and MLflow record the device actually used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from mlpipe import storage, tracking
+from mlpipe.features import labels, matrix, schema
+from mlpipe.model import SCHEMA_FILE, TabularModel
+from mlpipe.runs import Run
+from mlpipe.steps import StepError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import xgboost as xgb
+
+    from mlpipe.spec import Spec, Training
+
+log = logging.getLogger(__name__)
+
+STEP = "train"
+TRAIN, VALIDATION = "train", "validation"
+DEVICE_ENV = "MLPIPE_DEVICE"
+DEVICES = ("cpu", "cuda")
+ROUND_METRICS = ("logloss", "auc")
+RESERVED_PARAMS = {"device": "training.device (or $MLPIPE_DEVICE)",
+                   "scale_pos_weight": "training.scale_pos_weight"}
+BASELINE_FILE = "pipeline.skops"
+BASELINE_TRUSTED = ["numpy.dtype"]
+EXAMPLE_ROWS = 5
+
+
+@dataclass
+class Baseline:
+    """The logistic-regression baseline: a scikit-learn pipeline over the model's feature matrix."""
+
+    pipeline: Any
+    schema: dict[str, Any]
+
+    def scores(self, frame: pd.DataFrame) -> np.ndarray:
+        """Probability of the positive class for each row of a raw frame, like ``TabularModel.scores``."""
+        return self.pipeline.predict_proba(matrix(frame, self.schema))[:, 1]
+
+    def save(self, folder: str) -> str:
+        """Write the pipeline (skops format, no pickle) and the feature schema under ``folder``."""
+        import skops.io
+
+        storage.write_bytes(storage.join(folder, BASELINE_FILE), skops.io.dumps(self.pipeline))
+        storage.write_json(storage.join(folder, SCHEMA_FILE), self.schema)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str) -> Baseline:
+        import skops.io
+
+        pipeline = skops.io.loads(storage.read_bytes(storage.join(folder, BASELINE_FILE)),
+                                  trusted=BASELINE_TRUSTED)
+        return cls(pipeline=pipeline, schema=storage.read_json(storage.join(folder, SCHEMA_FILE)))
+
+
+def load_baseline(run: Run) -> Baseline:
+    """The baseline trained in ``run``; its ``scores(frame)`` gives the positive-class probability per row."""
+    return Baseline.load(run.result(STEP)["baseline"])
+
+
+def fit_baseline(features: pd.DataFrame, y: np.ndarray, feature_schema: dict[str, Any]) -> Baseline:
+    """Class-balanced logistic regression on one-hot categoricals and standardized numbers.
+
+    ``features`` is a feature matrix (:func:`mlpipe.features.matrix`); categories unseen in
+    training (missing in the matrix) get no indicator, missing numbers the training median.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    levels = feature_schema["categorical"]
+    numeric = [c for c in feature_schema["columns"] if c not in levels]
+    encode = OneHotEncoder(categories=list(levels.values()), handle_unknown="ignore")
+    scale = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler())
+    columns = ColumnTransformer([("categorical", encode, list(levels)), ("numeric", scale, numeric)])
+    pipeline = make_pipeline(columns, LogisticRegression(class_weight="balanced", max_iter=2000))
+    return Baseline(pipeline=pipeline.fit(features, y), schema=feature_schema)
+
+
+def requested_device(spec: Spec) -> str:
+    """``$MLPIPE_DEVICE`` when set, else ``training.device``."""
+    device = os.environ.get(DEVICE_ENV) or spec.training.device
+    if device not in DEVICES:
+        raise StepError(f"${DEVICE_ENV}={device!r}: expected one of {', '.join(DEVICES)}")
+    return device
+
+
+@cache
+def cuda_usable() -> bool:
+    """Whether XGBoost can train on a GPU here (a CUDA build and a visible device), probed once."""
+    import json
+
+    import numpy as np
+    import xgboost as xgb
+
+    if not xgb.build_info().get("USE_CUDA"):
+        return False
+    probe = xgb.DMatrix(np.array([[0.0], [1.0]], dtype="float32"), label=np.array([0.0, 1.0]))
+    with xgb.config_context(verbosity=0), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            booster = xgb.train({"device": "cuda", "tree_method": "hist"}, probe, num_boost_round=1)
+        except xgb.core.XGBoostError:
+            return False
+    # Without a usable GPU, XGBoost trains on the CPU anyway and says so only in a warning.
+    return json.loads(booster.save_config())["learner"]["generic_param"]["device"].startswith("cuda")
+
+
+def resolve_device(requested: str) -> str:
+    """The device to train on: ``requested``, or ``cpu`` (with one warning) when CUDA is not usable."""
+    if requested == "cuda" and not cuda_usable():
+        log.warning("device 'cuda' was requested but no usable GPU was found: training on cpu instead")
+        return "cpu"
+    return requested
+
+
+def scale_pos_weight(y: np.ndarray, setting: str | float) -> float:
+    """``training.scale_pos_weight``; ``"auto"`` is negatives / positives of the training labels."""
+    if setting != "auto":
+        return float(setting)
+    positives = int(y.sum())
+    return (len(y) - positives) / positives
+
+
+def booster_params(training: Training, pos_weight: float, device: str) -> dict[str, Any]:
+    """The params of ``xgboost.train``: the spec's, with the evaluation metrics, class weight and device."""
+    params = dict(training.params)
+    for key, setting in RESERVED_PARAMS.items():
+        if key in params:
+            raise StepError(f"training.params.{key}: set it with {setting}, not in training.params")
+    method = params.setdefault("tree_method", "hist")
+    if method != "hist":
+        raise StepError(f"training.params.tree_method: only 'hist' is supported "
+                        f"(native categorical features on cpu and cuda), got {method!r}")
+    given = params.get("eval_metric") or []
+    given = [given] if isinstance(given, str) else list(given)
+    metrics = [*(m for m in ROUND_METRICS if m not in given), *given]
+    return {**params, "eval_metric": metrics, "scale_pos_weight": pos_weight, "device": device}
+
+
+def inputs(frame: pd.DataFrame, feature_schema: dict[str, Any], spec: Spec,
+           part: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """Feature matrix and 0/1 labels of one split, which must hold both classes."""
+    y = labels(frame, spec)
+    positives = int(y.sum())
+    if positives in (0, len(y)):
+        raise StepError(f"the {part} split needs both classes of target.column {spec.target.column!r}: "
+                        f"{positives} of its {len(y)} rows are the positive class "
+                        f"{spec.target.positive_class!r}")
+    return matrix(frame, feature_schema), y
+
+
+def fit_booster(params: dict[str, Any], train: tuple[pd.DataFrame, np.ndarray],
+                validation: tuple[pd.DataFrame, np.ndarray],
+                training: Training) -> tuple[xgb.Booster, dict[str, list[float]], float]:
+    """Boost with early stopping on ``validation``; return the booster, per-round metrics, seconds."""
+    import xgboost as xgb
+
+    dtrain = xgb.QuantileDMatrix(train[0], label=train[1], enable_categorical=True)
+    dvalid = xgb.QuantileDMatrix(validation[0], label=validation[1], enable_categorical=True, ref=dtrain)
+    history: dict[str, dict[str, list[float]]] = {}
+    started = time.perf_counter()
+    booster = xgb.train(params, dtrain, num_boost_round=training.num_boost_round,
+                        evals=[(dvalid, VALIDATION)], early_stopping_rounds=training.early_stopping_rounds,
+                        evals_result=history, verbose_eval=False)
+    return booster, history[VALIDATION], time.perf_counter() - started
+
+
+@dataclass
+class Fit:
+    """What training produced, for the artifact store, MLflow and the step result."""
+
+    model: TabularModel
+    baseline: Baseline
+    params: dict[str, Any]
+    history: dict[str, list[float]]
+    seconds: float
+    validation: dict[str, float]
+
+    @property
+    def best_iteration(self) -> int:
+        return self.model.booster.best_iteration
+
+    @property
+    def num_trees(self) -> int:
+        """Trees the model predicts with: one per boosting round up to the best iteration."""
+        return self.best_iteration + 1
+
+
+def validation_metrics(model: TabularModel, baseline: Baseline, frame: pd.DataFrame,
+                       y: np.ndarray) -> dict[str, float]:
+    """ROC AUC and log loss of the model, ROC AUC of the baseline, on the validation frame."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    scores = model.scores(frame)
+    return {"roc_auc": round(float(roc_auc_score(y, scores)), 6),
+            "logloss": round(float(log_loss(y, scores)), 6),
+            "baseline_roc_auc": round(float(roc_auc_score(y, baseline.scores(frame))), 6)}
+
+
+def mlflow_params(fit: Fit, training: Training) -> dict[str, Any]:
+    """Every booster param plus the training settings and the outcome of early stopping."""
+    return {**fit.params, "num_boost_round": training.num_boost_round,
+            "early_stopping_rounds": training.early_stopping_rounds, "best_iteration": fit.best_iteration,
+            "rounds_trained": fit.model.booster.num_boosted_rounds(),
+            "baseline": "logistic_regression(class_weight=balanced)"}
+
+
+def mlflow_metrics(fit: Fit) -> list[tuple[str, float, int]]:
+    """Per-round validation metrics (one point per round) and the final validation metrics."""
+    rounds = [(f"round/validation_{name}", value, step)
+              for name, values in fit.history.items() for step, value in enumerate(values)]
+    final = [(f"validation_{name}", value, fit.best_iteration) for name, value in fit.validation.items()]
+    return rounds + final
+
+
+def log_run(run: Run, ingested: dict[str, Any], frames: dict[str, pd.DataFrame], fit: Fit) -> str:
+    """Record the training in a new MLflow run for this pipeline run; return its id."""
+    import mlflow
+    import mlflow.data
+
+    from mlpipe import serving_model
+
+    spec = run.spec
+    version = ingested["data_version"]
+    with mlflow.start_run(experiment_id=tracking.experiment_id(spec.name), run_name=run.run_id,
+                          tags=tracking.run_tags(spec.name, run.uri, version)) as active:
+        run_id = active.info.run_id
+        tracking.log_batch(run_id, mlflow_params(fit, spec.training), mlflow_metrics(fit))
+        for part, context in ((TRAIN, "training"), (VALIDATION, "validation")):
+            with warnings.catch_warnings():  # MLflow's hints on source resolution and integer columns
+                warnings.simplefilter("ignore", UserWarning)
+                dataset = mlflow.data.from_pandas(frames[part], source=ingested["snapshot"],
+                                                  name=f"{spec.name}-{part}@{version}",
+                                                  targets=spec.target.column)
+                mlflow.log_input(dataset, context=context)
+        example = frames[TRAIN][fit.model.schema["columns"]].head(EXAMPLE_ROWS)
+        serving_model.log_model(fit.model, example, name="model")
+    return run_id
+
+
+def fit_models(spec: Spec, frames: dict[str, pd.DataFrame]) -> Fit:
+    """Train the booster and the baseline on the train split; stop early and measure on validation."""
+    feature_schema = schema(frames[TRAIN], spec)
+    train_set, validation_set = (inputs(frames[part], feature_schema, spec, part)
+                                 for part in (TRAIN, VALIDATION))
+    pos_weight = scale_pos_weight(train_set[1], spec.training.scale_pos_weight)
+    params = booster_params(spec.training, pos_weight, resolve_device(requested_device(spec)))
+    booster, history, seconds = fit_booster(params, train_set, validation_set, spec.training)
+    model = TabularModel(booster, feature_schema)
+    baseline = fit_baseline(*train_set, feature_schema)
+    measured = validation_metrics(model, baseline, frames[VALIDATION], validation_set[1])
+    log.info("trained on %s in %.2fs: %d trees (best of %d rounds), validation ROC AUC %.4f (baseline %.4f)",
+             params["device"], seconds, booster.best_iteration + 1, booster.num_boosted_rounds(),
+             measured["roc_auc"], measured["baseline_roc_auc"])
+    return Fit(model, baseline, params, history, seconds, measured)
+
+
+def train(run: Run) -> dict[str, Any]:
+    ingested, parts = run.result("ingest"), run.result("split")
+    frames = {part: storage.read_parquet(parts[part]) for part in (TRAIN, VALIDATION)}
+    trained = fit_models(run.spec, frames)
+    model_folder = trained.model.save(run.path(STEP, "model"))
+    baseline_folder = trained.baseline.save(run.path(STEP, "baseline"))
+    mlflow_run_id = log_run(run, ingested, frames, trained)
+    return {"mlflow_run_id": mlflow_run_id, "model_uri": f"runs:/{mlflow_run_id}/model",
+            "model_folder": model_folder, "baseline": baseline_folder, "device": trained.params["device"],
+            "best_iteration": trained.best_iteration, "num_trees": trained.num_trees,
+            "scale_pos_weight": trained.params["scale_pos_weight"], "validation": trained.validation,
+            "train_seconds": round(trained.seconds, 4), "data_version": ingested["data_version"]}

@@ -1,0 +1,267 @@
+"""The train step for real: ingest + split + train on the bundled Lending Club data, MLflow on SQLite.
+
+One module-scoped run (asking for CUDA, so on a CPU-only machine it also exercises the
+fallback) is shared by the tests that inspect its outputs; the rest are small unit tests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from sklearn.metrics import roc_auc_score
+
+from mlpipe import runs, spec, storage, tracking
+from mlpipe.features import labels
+from mlpipe.model import TabularModel
+from mlpipe.runs import Run
+from mlpipe.steps import StepError, run_step
+from mlpipe.steps.train import (
+    booster_params,
+    cuda_usable,
+    load_baseline,
+    requested_device,
+    resolve_device,
+)
+
+SPEC = Path(__file__).resolve().parents[2] / "dags" / "pipelines" / "loan_default.yaml"
+FALLBACK = "no usable GPU"
+RESULT_KEYS = {"step", "run", "seconds", "mlflow_run_id", "model_uri", "model_folder", "baseline", "device",
+               "best_iteration", "num_trees", "scale_pos_weight", "validation", "train_seconds",
+               "data_version"}
+
+
+@dataclass
+class Trained:
+    run: Run
+    result: dict
+    fallback_warnings: list[str]
+
+    def frame(self, part: str):
+        return storage.read_parquet(self.run.result("split")[part])
+
+    def mlflow_run(self):
+        return MlflowClient().get_run(self.result["mlflow_run_id"])
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    records = _Records()
+    logger = logging.getLogger("mlpipe.steps.train")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLPIPE_STORE", str(root / "store"))
+        env.setenv("MLPIPE_PII_KEY", "test-key")
+        env.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        env.setenv("MLPIPE_MLFLOW_ARTIFACTS", (root / "artifacts").as_uri())
+        env.setenv("MLPIPE_DEVICE", "cuda")
+        uri = runs.start(spec.load(SPEC), "test_train")
+        for step in ("ingest", "split"):
+            run_step(step, uri)
+        logger.addHandler(records)
+        try:
+            result = run_step("train", uri)
+        finally:
+            logger.removeHandler(records)
+        yield Trained(Run(uri), result, [m for m in records.messages if FALLBACK in m])
+
+
+def test_result_lists_the_outputs(trained):
+    result = trained.result
+    assert set(result) == RESULT_KEYS
+    assert result["model_uri"] == f"runs:/{result['mlflow_run_id']}/model"
+    assert result["model_folder"] == trained.run.path("train", "model")
+    assert result["baseline"] == trained.run.path("train", "baseline")
+    assert result["data_version"] == trained.run.result("ingest")["data_version"]
+    assert result["num_trees"] == result["best_iteration"] + 1
+    assert 0 < result["train_seconds"] < result["seconds"]
+    assert set(result["validation"]) == {"roc_auc", "logloss", "baseline_roc_auc"}
+
+
+def test_scale_pos_weight_auto_is_negatives_over_positives_of_the_train_split(trained):
+    target = trained.frame("train")["Class"]
+    expected = (target == "good").sum() / (target == "bad").sum()
+    assert trained.result["scale_pos_weight"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_cuda_request_falls_back_to_cpu_once_and_records_it(trained):
+    expected = "cuda" if cuda_usable() else "cpu"
+    assert trained.result["device"] == expected
+    assert trained.mlflow_run().data.params["device"] == expected
+    assert len(trained.fallback_warnings) == (0 if cuda_usable() else 1)
+
+
+def test_early_stopping_watched_the_validation_set(trained):
+    result = trained.result
+    points = MlflowClient().get_metric_history(result["mlflow_run_id"], "round/validation_auc")
+    auc = [m.value for m in sorted(points, key=lambda m: m.step)]
+    rounds = len(auc)
+    assert result["best_iteration"] < rounds < trained.run.spec.training.num_boost_round
+    assert rounds == result["best_iteration"] + trained.run.spec.training.early_stopping_rounds + 1
+    assert auc[result["best_iteration"]] == max(auc)
+    # The AUC early stopping watched is the model's AUC on the validation split.
+    validation = trained.frame("validation")
+    model = TabularModel.load(result["model_folder"])
+    observed = roc_auc_score(labels(validation, trained.run.spec), model.scores(validation))
+    assert auc[result["best_iteration"]] == pytest.approx(observed, abs=1e-6)
+    assert result["validation"]["roc_auc"] == pytest.approx(observed, abs=1e-6)
+
+
+def test_mlflow_run_has_params_tags_metrics_and_datasets(trained):
+    result, mlflow_run = trained.result, trained.mlflow_run()
+    params, tags, metrics = mlflow_run.data.params, mlflow_run.data.tags, mlflow_run.data.metrics
+    assert mlflow_run.info.run_name == trained.run.run_id
+    assert mlflow_run.info.status == "FINISHED"
+    for key, value in trained.run.spec.training.params.items():
+        assert params[key] == str(value), key
+    assert float(params["scale_pos_weight"]) == pytest.approx(result["scale_pos_weight"])
+    assert params["best_iteration"] == str(result["best_iteration"])
+    assert params["num_boost_round"] == "2000"
+    assert tags[tracking.DATA_VERSION_TAG] == result["data_version"]
+    assert tags[tracking.RUN_URI_TAG] == trained.run.uri
+    assert tags[tracking.PIPELINE_TAG] == "loan_default"
+    assert tags.get(tracking.GIT_COMMIT_TAG) == tracking.git_commit()
+    rounds = int(params["rounds_trained"])
+    for name in ("round/validation_auc", "round/validation_logloss"):
+        points = MlflowClient().get_metric_history(result["mlflow_run_id"], name)
+        assert sorted(p.step for p in points) == list(range(rounds))
+    assert metrics["validation_roc_auc"] == pytest.approx(result["validation"]["roc_auc"])
+    assert metrics["validation_baseline_roc_auc"] == pytest.approx(result["validation"]["baseline_roc_auc"])
+    inputs = {d.tags[0].value: d.dataset for d in mlflow_run.inputs.dataset_inputs}
+    assert set(inputs) == {"training", "validation"}
+    snapshot = trained.run.result("ingest")["snapshot"]
+    for context, dataset in inputs.items():
+        assert result["data_version"] in dataset.name, context
+        assert json.loads(dataset.source)["uri"] == snapshot
+
+
+def test_pyfunc_model_loads_and_predicts_in_a_fresh_process(trained, tmp_path):
+    out = tmp_path / "scores.json"
+    script = f"""
+import json, mlflow.pyfunc
+from mlpipe import storage
+from mlpipe.serving_model import as_inputs
+loaded = mlflow.pyfunc.load_model({trained.result['model_uri']!r})
+model = loaded.unwrap_python_model().model
+frame = storage.read_parquet({trained.run.result('split')['analysis']!r})
+scores = loaded.predict(as_inputs(frame, model.schema))
+inputs = [c.name for c in loaded.metadata.get_input_schema().inputs]
+outputs = [c.name for c in loaded.metadata.get_output_schema().inputs]
+contributions = model.contributions(frame.head(3))
+json.dump({{"scores": scores.tolist(), "name": scores.name, "model": type(model).__name__,
+           "inputs": inputs, "outputs": outputs, "contribution_columns": list(contributions.columns)}},
+          open({str(out)!r}, "w"))
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, env=dict(os.environ), timeout=120)
+    got = json.loads(out.read_text())
+    model = TabularModel.load(trained.result["model_folder"])
+    expected = model.scores(trained.frame("analysis"))
+    np.testing.assert_allclose(got["scores"], expected, rtol=0, atol=1e-7)
+    assert got["name"] == "score"
+    assert got["model"] == "TabularModel"
+    assert got["inputs"] == model.schema["columns"]
+    assert got["outputs"] == ["score"]
+    assert got["contribution_columns"] == [*model.schema["columns"], "bias"]
+
+
+def test_model_meets_the_quality_bar_on_the_analysis_set(trained):
+    analysis = trained.frame("analysis")
+    y = labels(analysis, trained.run.spec)
+    model_auc = roc_auc_score(y, TabularModel.load(trained.result["model_folder"]).scores(analysis))
+    baseline_auc = roc_auc_score(y, load_baseline(trained.run).scores(analysis))
+    assert model_auc >= 0.72
+    assert model_auc >= baseline_auc
+
+
+def test_saved_baseline_scores_like_the_one_measured(trained):
+    validation = trained.frame("validation")
+    baseline = load_baseline(trained.run)
+    auc = roc_auc_score(labels(validation, trained.run.spec), baseline.scores(validation))
+    assert auc == pytest.approx(trained.result["validation"]["baseline_roc_auc"], abs=1e-6)
+    # Unseen levels and missing values are scored, not rejected.
+    odd = validation.head(3).assign(sub_grade="Z9", addr_state=None, revol_util=np.nan)
+    scores = baseline.scores(odd)
+    assert scores.shape == (3,)
+    assert np.isfinite(scores).all()
+    assert ((scores > 0) & (scores < 1)).all()
+
+
+def test_single_class_training_split_fails_cleanly(trained):
+    source, uri = trained.run, runs.start(trained.run.spec, "one_class")
+    run = Run(uri)
+    storage.write_json(run.path("ingest", runs.RESULT), source.result("ingest"))
+    split = source.result("split")
+    train = trained.frame("train")
+    negatives = train[labels(train, run.spec) == 0]
+    split["train"] = storage.write_parquet(negatives, run.path("split", "train.parquet"))
+    storage.write_json(run.path("split", runs.RESULT), split)
+    experiment = tracking.experiment_id(run.spec.name)
+    before = len(MlflowClient().search_runs([experiment]))
+    with pytest.raises(StepError, match=r"the train split needs both classes of target.column 'Class': "
+                                        r"0 of its \d+ rows are the positive class 'bad'"):
+        run_step("train", uri)
+    assert not storage.exists(run.path("train"))
+    assert len(MlflowClient().search_runs([experiment])) == before
+
+
+def test_fallback_warns_once_when_cuda_is_not_usable(caplog):
+    if cuda_usable():
+        pytest.skip("a GPU is usable here")
+    with caplog.at_level(logging.WARNING, logger="mlpipe.steps.train"):
+        assert resolve_device("cuda") == "cpu"
+        assert resolve_device("cpu") == "cpu"
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "'cuda' was requested but no usable GPU was found: training on cpu" in caplog.text
+
+
+def test_device_env_overrides_the_spec_and_is_checked(monkeypatch):
+    loaded = spec.load(SPEC)
+    monkeypatch.delenv("MLPIPE_DEVICE", raising=False)
+    assert requested_device(loaded) == "cpu"
+    monkeypatch.setenv("MLPIPE_DEVICE", "cuda")
+    assert requested_device(loaded) == "cuda"
+    monkeypatch.setenv("MLPIPE_DEVICE", "tpu")
+    with pytest.raises(StepError, match=r"\$MLPIPE_DEVICE='tpu': expected one of cpu, cuda"):
+        requested_device(loaded)
+
+
+def _training(**fields):
+    document = {"name": "t", "data": {"source": "x.csv"}, "target": {"column": "y", "positive_class": 1},
+                "training": fields}
+    return spec.parse(document).training
+
+
+def test_booster_params_add_round_metrics_weight_and_device():
+    params = booster_params(_training(params={"eval_metric": "aucpr", "eta": 0.1}), 3.0, "cpu")
+    assert params == {"eval_metric": ["logloss", "auc", "aucpr"], "eta": 0.1, "tree_method": "hist",
+                      "scale_pos_weight": 3.0, "device": "cpu"}
+    # The spec's last metric still decides early stopping.
+    params = booster_params(_training(params={"eval_metric": ["auc", "logloss"]}), 1.0, "cpu")
+    assert params["eval_metric"] == ["auc", "logloss"]
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"device": "cuda"}, "training.params.device: set it with training.device"),
+    ({"scale_pos_weight": 2}, "training.params.scale_pos_weight: set it with training.scale_pos_weight"),
+    ({"tree_method": "exact"}, "training.params.tree_method: only 'hist' is supported"),
+])
+def test_booster_params_reject_settings_that_belong_elsewhere(params, message):
+    with pytest.raises(StepError, match=message):
+        booster_params(_training(params=params), 1.0, "cpu")
