@@ -1,0 +1,81 @@
+"""A short human summary of a pipeline run, read from its steps' ``result.json`` files.
+
+``python -m mlpipe summary --run <uri>`` prints it. A step without a result (not run
+yet, failed, or still running) is shown as "not run"; nothing here needs the step
+libraries, MLflow or the data itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mlpipe import storage
+from mlpipe.runs import Run, StepNotFinished
+from mlpipe.steps.split import PARTS
+
+NOT_RUN = "not run"
+
+
+def _data(result: dict[str, Any]) -> str:
+    return f"version {result['data_version']}, {result['rows']} rows x {result['columns']} columns"
+
+
+def _checks(result: dict[str, Any]) -> str:
+    failed = result.get("failed")
+    failures = len(failed) if isinstance(failed, list | dict) else failed
+    verdict = "passed" if result.get("success") else f"FAILED ({failures} failed)"
+    return f"{verdict}, {result.get('evaluated')} expectations evaluated; report {result.get('report')}"
+
+
+def _split(result: dict[str, Any]) -> str:
+    return " / ".join(f"{part} {result['rows'][part]}" for part in PARTS) + " rows"
+
+
+def _training(result: dict[str, Any]) -> str:
+    validation = result.get("validation", {})
+    return (f"validation ROC AUC {validation.get('roc_auc', float('nan')):.4f} at iteration "
+            f"{result.get('best_iteration')} on {result.get('device')}; "
+            f"MLflow run {result.get('mlflow_run_id')}")
+
+
+def _analysis(result: dict[str, Any]) -> str:
+    m = result["metrics"]
+    return (f"ROC AUC {m['roc_auc']:.4f}, PR AUC {m['pr_auc']:.4f}, F1 {m['f1']:.4f} @ threshold "
+            f"{m['threshold']:.4f}; baseline ROC AUC {m['baseline_roc_auc']:.4f}, lift {m['lift']:+.4f}")
+
+
+def _registry(result: dict[str, Any]) -> str:
+    aliases = ", ".join(result["aliases"]) or "no aliases"
+    verdict = "promoted to champion" if result["promoted"] else "not promoted"
+    champion = result["champion_version"]
+    champion = f"champion: version {champion}" if champion else "no champion"
+    return (f"{result['model_name']} version {result['version']} [{aliases}], {verdict}: "
+            f"{'; '.join(result['reasons'])} ({champion})")
+
+
+SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
+    ("data", "ingest", _data),
+    ("validation", "validate", _checks),
+    ("split", "split", _split),
+    ("split checks", "validate_split", _checks),
+    ("training", "train", _training),
+    ("analysis", "analyze", _analysis),
+    ("registry", "register", _registry),
+]
+
+
+def summarize(run_uri: str) -> str:
+    """What the run at ``run_uri`` produced, one line per step; unfinished steps read "not run"."""
+    if not storage.exists(storage.join(run_uri, "spec.json")):
+        raise storage.StorageError(f"{run_uri}: not a pipeline run folder (no spec.json)")
+    run = Run(run_uri)
+    lines = [f"run {run.uri} (pipeline {run.spec.name})"]
+    width = max(len(label) for label, _, _ in SECTIONS) + 2
+    for label, step, describe in SECTIONS:
+        try:
+            text = describe(run.result(step))
+        except StepNotFinished:
+            text = NOT_RUN
+        lines.append(f"  {label + ':':<{width}}{text}")
+    return "\n".join(lines)

@@ -1,0 +1,178 @@
+"""register: versions, tags and aliases in a real MLflow registry; the promotion rule; the run summary."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow import MlflowClient
+
+from mlpipe import cli, spec, storage
+from mlpipe.promotion import decide
+from mlpipe.runs import Run, StepNotFinished
+from mlpipe.steps import run_step
+from mlpipe.tracking import DATA_VERSION_TAG, RUN_URI_TAG
+from tests.conftest import SPEC_PATH
+from tests.unit.analysis_fixtures import (  # noqa: F401 (the pytest fixtures analyzed_run, module_env)
+    TRAINED,
+    analyzed_run_fixture,
+    clone,
+    module_env_fixture,
+    run_steps,
+    start,
+)
+
+# Thresholds any trained model passes: these tests are about the registry, not the model's quality.
+LENIENT = {"thresholds.min_roc_auc": 0.5, "thresholds.min_lift_over_baseline": -1.0}
+
+
+def versions(name: str) -> list[int]:
+    return sorted(int(v.version) for v in MlflowClient().search_model_versions(f"name = '{name}'"))
+
+
+def aliases(name: str) -> dict[str, int]:
+    return {alias: int(v) for alias, v in MlflowClient().get_registered_model(name).aliases.items()}
+
+
+# --- the promotion rule, a pure function -------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def thresholds() -> spec.Spec:
+    return spec.with_overrides(spec.load(SPEC_PATH), {"thresholds.min_roc_auc": 0.7,
+                                                      "thresholds.min_lift_over_baseline": 0.01})
+
+
+@pytest.mark.parametrize(
+    ("metrics", "champion", "promote", "reasons"),
+    [
+        ({"roc_auc": 0.75, "lift": 0.02}, None, True, ["no champion yet and the spec thresholds pass"]),
+        ({"roc_auc": 0.69, "lift": 0.02}, None, False,
+         ["analysis roc_auc 0.6900 < thresholds.min_roc_auc 0.7"]),
+        ({"roc_auc": 0.75, "lift": 0.0}, None, False,
+         ["lift over baseline 0.0000 < thresholds.min_lift_over_baseline 0.01"]),
+        ({"roc_auc": 0.6, "lift": -0.1}, None, False,
+         ["thresholds.min_roc_auc", "thresholds.min_lift_over_baseline"]),
+        ({"roc_auc": 0.9, "lift": 0.2}, {"version": 3, "tags": {}}, False,
+         ["version 3 is the champion; the champion/challenger gate comes later"]),
+        ({"roc_auc": 0.6, "lift": 0.2}, {"version": 3, "tags": {}}, False, ["thresholds.min_roc_auc 0.7"]),
+    ],
+)
+def test_decide(thresholds, metrics, champion, promote, reasons):
+    decision = decide(thresholds, metrics, champion)
+    assert decision.promote is promote
+    assert len(decision.reasons) == len(reasons)
+    for got, expected in zip(decision.reasons, reasons, strict=True):
+        assert expected in got
+
+
+def test_decide_is_pure(thresholds):
+    metrics, champion = {"roc_auc": 0.9, "lift": 0.2}, {"version": 1, "tags": {"a": "b"}}
+    assert decide(thresholds, metrics, champion) == decide(thresholds, metrics, champion)
+    assert metrics == {"roc_auc": 0.9, "lift": 0.2} and champion == {"version": 1, "tags": {"a": "b"}}
+
+
+# --- the step, against a real MLflow registry -------------------------------------------------
+
+def test_first_registration_is_challenger_and_champion_with_lineage_tags(analyzed_run):
+    uri = clone(analyzed_run, "first", TRAINED, model_name="first_model", **LENIENT)
+    result = run_step("register", uri)
+    run = Run(uri)
+    assert (result["model_name"], result["version"], result["aliases"], result["promoted"],
+            result["champion_version"]) == ("first_model", 1, ["challenger", "champion"], True, 1)
+    assert "no champion yet" in result["reasons"][0]
+    assert aliases("first_model") == {"challenger": 1, "champion": 1}
+
+    version = MlflowClient().get_model_version_by_alias("first_model", "champion")
+    train, metrics = run.result("train"), run.result("analyze")["metrics"]
+    assert version.run_id == train["mlflow_run_id"]
+    tags = version.tags
+    assert tags[DATA_VERSION_TAG] == run.result("ingest")["data_version"] == train["data_version"]
+    assert tags[RUN_URI_TAG] == uri
+    assert tags["mlpipe.mlflow_run_id"] == train["mlflow_run_id"]
+    assert float(tags["mlpipe.analysis_roc_auc"]) == metrics["roc_auc"]
+    assert float(tags["mlpipe.baseline_roc_auc"]) == metrics["baseline_roc_auc"]
+    assert float(tags["mlpipe.lift"]) == metrics["lift"]
+    assert float(tags["mlpipe.threshold"]) == metrics["threshold"]  # exact, not rounded
+    assert tags["mlpipe.promoted"] == "true"
+    assert tags["mlpipe.promotion_reasons"] == "; ".join(result["reasons"])
+
+
+def test_a_second_run_is_challenger_and_the_champion_stays(analyzed_run):
+    first = clone(analyzed_run, "one", TRAINED, model_name="two_runs", **LENIENT)
+    run_step("register", first)
+    second = run_steps(clone(analyzed_run, "two", ("ingest", "split"), model_name="two_runs", **LENIENT),
+                       ("train", "analyze", "register"))
+    result = Run(second).result("register")
+    assert Run(second).result("train")["mlflow_run_id"] != Run(first).result("train")["mlflow_run_id"]
+    assert (result["version"], result["aliases"], result["promoted"], result["champion_version"]) == (
+        2, ["challenger"], False, 1)
+    assert "version 1 is the champion" in result["reasons"][0]
+    assert aliases("two_runs") == {"champion": 1, "challenger": 2}
+    tags = MlflowClient().get_model_version("two_runs", "2").tags
+    assert (tags["mlpipe.promoted"], tags[RUN_URI_TAG]) == ("false", second)
+
+    again = run_step("register", first)  # re-running the older run takes no alias from the newer one
+    assert (again["version"], again["aliases"], again["champion_version"]) == (1, ["champion"], 1)
+    assert versions("two_runs") == [1, 2]
+    assert aliases("two_runs") == {"champion": 1, "challenger": 2}
+
+
+def test_failing_thresholds_register_a_challenger_that_is_not_champion(analyzed_run):
+    uri = clone(analyzed_run, "strict", TRAINED, model_name="strict_model",
+                **{"thresholds.min_roc_auc": 0.99})
+    result = run_step("register", uri)
+    assert (result["version"], result["aliases"], result["promoted"], result["champion_version"]) == (
+        1, ["challenger"], False, None)
+    assert "< thresholds.min_roc_auc 0.99" in result["reasons"][0]
+    assert aliases("strict_model") == {"challenger": 1}
+    tags = MlflowClient().get_model_version("strict_model", "1").tags
+    assert tags["mlpipe.promoted"] == "false"
+    assert "thresholds.min_roc_auc 0.99" in tags["mlpipe.promotion_reasons"]
+
+
+def test_a_retry_reuses_the_version_and_restores_the_aliases(analyzed_run):
+    uri = clone(analyzed_run, "retried", TRAINED, model_name="retried_model", **LENIENT)
+    first = run_step("register", uri)
+    client = MlflowClient()
+    for alias in ("champion", "challenger"):  # as if the first attempt died right after registering
+        client.delete_registered_model_alias("retried_model", alias)
+    second = run_step("register", uri)
+    assert versions("retried_model") == [1]
+    assert {**second, "seconds": 0} == {**first, "seconds": 0}
+    assert aliases("retried_model") == {"challenger": 1, "champion": 1}
+
+
+def test_register_before_analyze_fails_and_registers_nothing(analyzed_run):
+    uri = clone(analyzed_run, "unanalyzed", ("ingest", "split", "train"), model_name="unanalyzed_model")
+    with pytest.raises(StepNotFinished, match="step 'analyze' has not finished"):
+        run_step("register", uri)
+    assert MlflowClient().search_registered_models("name = 'unanalyzed_model'") == []
+    assert not storage.exists(Run(uri).path("register"))
+
+
+# --- the run summary ------------------------------------------------------------------------------
+
+def test_summary_of_a_registered_run(analyzed_run, capsys):
+    uri = clone(analyzed_run, "summarized", TRAINED, model_name="summarized_model", **LENIENT)
+    register = run_step("register", uri)
+    analysis = Run(uri).result("analyze")["metrics"]
+    assert cli.main(["summary", "--run", uri]) == 0
+    text = capsys.readouterr().out
+    assert Run(uri).result("ingest")["data_version"] in text
+    assert f"ROC AUC {analysis['roc_auc']:.4f}" in text and f"PR AUC {analysis['pr_auc']:.4f}" in text
+    assert f"F1 {analysis['f1']:.4f} @ threshold {analysis['threshold']:.4f}" in text
+    assert f"baseline ROC AUC {analysis['baseline_roc_auc']:.4f}, lift {analysis['lift']:+.4f}" in text
+    assert "summarized_model version 1 [challenger, champion], promoted to champion" in text
+    assert register["reasons"][0] in text
+    assert "validation:   not run" in text
+
+
+def test_summary_shows_missing_steps_as_not_run(module_env, capsys):
+    uri = start("nothing_yet")
+    assert cli.main(["summary", "--run", uri]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"run {uri} (pipeline loan_default)"
+    assert len(lines) == 8 and all(line.endswith(" not run") for line in lines[1:])
+
+
+def test_summary_of_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert cli.main(["summary", "--run", str(tmp_path)]) == cli.EXIT_USER_ERROR
+    assert "not a pipeline run folder (no spec.json)" in capsys.readouterr().err
