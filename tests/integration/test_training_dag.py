@@ -56,11 +56,11 @@ def test_training_dag_end_to_end(dag_run):
     run = runs.Run(run_uri)
     registered = run.result("register")
     analysis = run.result("analyze")["metrics"]
-    assert registered["version"] == "1" or registered["version"] == 1
+    assert registered["version"] == 1
     client = MlflowClient()
     champion = client.get_model_version_by_alias("loan_default", "champion")
     challenger = client.get_model_version_by_alias("loan_default", "challenger")
-    assert champion.version == challenger.version == str(registered["version"])
+    assert int(champion.version) == int(challenger.version) == registered["version"]
     assert champion.tags["mlpipe.data_version"] == run.result("ingest")["data_version"]
     mlflow_run = client.get_run(run.result("train")["mlflow_run_id"])
     assert mlflow_run.data.metrics["analysis_roc_auc"] == pytest.approx(analysis["roc_auc"])
