@@ -35,13 +35,19 @@ def threshold_failures(spec: Spec, metrics: dict[str, Any]) -> list[str]:
     return failures
 
 
-def decide(spec: Spec, challenger_metrics: dict[str, Any], champion: dict[str, Any] | None) -> Decision:
+def decide(spec: Spec, challenger_metrics: dict[str, Any], champion: dict[str, Any] | None,
+           force: bool = False) -> Decision:
     """Promote the challenger or not, and why.
 
     ``challenger_metrics`` are the analysis metrics (``roc_auc``, ``lift``, ...);
     ``champion`` is ``None`` when the model has no champion, else what the registry
-    knows of it (``version``, ``tags``).
+    knows of it (``version``, ``tags``). ``force`` (the ``force_promote`` trigger
+    option) promotes regardless, keeping the reasons it overrides.
     """
+    if force:
+        overridden = decide(spec, challenger_metrics, champion)
+        return Decision(promote=True, reasons=["forced by the force_promote trigger option",
+                                               *([] if overridden.promote else overridden.reasons)])
     failures = threshold_failures(spec, challenger_metrics)
     if failures:
         return Decision(promote=False, reasons=failures)

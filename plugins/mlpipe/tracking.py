@@ -15,6 +15,7 @@ RUN_URI_TAG = "mlpipe.run_uri"
 DATA_VERSION_TAG = "mlpipe.data_version"
 PIPELINE_TAG = "mlpipe.pipeline"
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
+NOTES_TAG = "mlflow.note.content"  # shown as the description in the MLflow UI
 
 # MlflowClient.log_batch accepts at most 100 params and 1000 metrics per request.
 MAX_BATCH_PARAMS = 100
@@ -44,9 +45,11 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def run_tags(pipeline: str, run_uri: str, data_version: str) -> dict[str, str]:
-    """The lineage tags of a pipeline run's MLflow run: pipeline, run folder, data version, git commit."""
+def run_tags(pipeline: str, run_uri: str, data_version: str, notes: str = "") -> dict[str, str]:
+    """The tags of a pipeline run's MLflow run: pipeline, run folder, data version, git commit, trigger notes."""
     tags = {PIPELINE_TAG: pipeline, RUN_URI_TAG: run_uri, DATA_VERSION_TAG: data_version}
+    if notes:
+        tags[NOTES_TAG] = notes
     if commit := git_commit():
         tags[GIT_COMMIT_TAG] = commit
     return tags

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from mlpipe import runs, storage
+from mlpipe.tracking import NOTES_TAG
 from tests.conftest import DATA_PATH, airflow_env
 
 pytestmark = pytest.mark.integration
@@ -66,7 +67,8 @@ def test_training_dag_end_to_end(dag_run):
     assert mlflow_run.data.metrics["analysis_roc_auc"] == pytest.approx(analysis["roc_auc"])
     assert analysis["roc_auc"] >= 0.72
     assert analysis["roc_auc"] >= analysis["baseline_roc_auc"]
-    assert run.options["notes"] == "integration test"
+    assert run.options == {"data_uri": "", "force_promote": False, "notes": "integration test"}
+    assert mlflow_run.data.tags[NOTES_TAG] == champion.tags[NOTES_TAG] == "integration test"
 
 
 def _write(tmp_path, frame: pd.DataFrame, name: str = "loans.csv") -> str:

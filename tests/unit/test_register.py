@@ -7,9 +7,9 @@ from mlflow import MlflowClient
 
 from mlpipe import cli, spec, storage
 from mlpipe.promotion import decide
-from mlpipe.runs import Run, StepNotFinished
+from mlpipe.runs import OPTIONS, Run, StepNotFinished
 from mlpipe.steps import run_step
-from mlpipe.tracking import DATA_VERSION_TAG, RUN_URI_TAG
+from mlpipe.tracking import DATA_VERSION_TAG, NOTES_TAG, RUN_URI_TAG
 from tests.conftest import SPEC_PATH
 from tests.unit.analysis_fixtures import (  # noqa: F401 (the pytest fixtures analyzed_run, module_env)
     TRAINED,
@@ -61,6 +61,16 @@ def test_decide(thresholds, metrics, champion, promote, reasons):
     assert len(decision.reasons) == len(reasons)
     for got, expected in zip(decision.reasons, reasons, strict=True):
         assert expected in got
+
+
+def test_force_keeps_the_reasons_it_overrides(thresholds):
+    failing = {"roc_auc": 0.6, "lift": 0.02}
+    forced = decide(thresholds, failing, None, force=True)
+    assert forced.promote is True
+    assert forced.reasons == ["forced by the force_promote trigger option",
+                              "analysis roc_auc 0.6000 < thresholds.min_roc_auc 0.7"]
+    passing = decide(thresholds, {"roc_auc": 0.9, "lift": 0.2}, None, force=True)
+    assert passing.reasons == ["forced by the force_promote trigger option"]
 
 
 def test_decide_is_pure(thresholds):
@@ -126,6 +136,19 @@ def test_failing_thresholds_register_a_challenger_that_is_not_champion(analyzed_
     tags = MlflowClient().get_model_version("strict_model", "1").tags
     assert tags["mlpipe.promoted"] == "false"
     assert "thresholds.min_roc_auc 0.99" in tags["mlpipe.promotion_reasons"]
+
+
+def test_force_promote_overrides_failing_thresholds_and_is_recorded(analyzed_run):
+    uri = clone(analyzed_run, "forced", TRAINED, model_name="forced_model", **{"thresholds.min_roc_auc": 0.99})
+    storage.write_json(storage.join(uri, OPTIONS), {"force_promote": True, "notes": "regulator asked"})
+    result = run_step("register", uri)
+    assert (result["promoted"], result["aliases"]) == (True, ["challenger", "champion"])
+    assert result["reasons"][0] == "forced by the force_promote trigger option"
+    assert "< thresholds.min_roc_auc 0.99" in result["reasons"][1]
+    tags = MlflowClient().get_model_version("forced_model", "1").tags
+    assert tags["mlpipe.promoted"] == "true"
+    assert tags["mlpipe.promotion_reasons"].startswith("forced by the force_promote trigger option; analysis")
+    assert tags[NOTES_TAG] == "regulator asked"
 
 
 def test_a_retry_reuses_the_version_and_restores_the_aliases(analyzed_run):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlpipe.promotion import decide
 from mlpipe.runs import Run
-from mlpipe.tracking import DATA_VERSION_TAG, RUN_URI_TAG
+from mlpipe.tracking import DATA_VERSION_TAG, NOTES_TAG, RUN_URI_TAG
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -39,6 +39,7 @@ def version_tags(run: Run, train: dict[str, Any], metrics: dict[str, Any]) -> di
         "mlpipe.baseline_roc_auc": str(metrics["baseline_roc_auc"]),
         "mlpipe.lift": str(metrics["lift"]),
         THRESHOLD_TAG: str(metrics["threshold"]),  # exact (str of a float round-trips): serving uses it
+        NOTES_TAG: run.options.get("notes", ""),
     }
 
 
@@ -86,7 +87,8 @@ def register(run: Run) -> dict[str, Any]:
     version = int(found.version)
     champion = champion_info(client, name)
     # The champion to compare with is another version: a retry must not compare a version with itself.
-    decision = decide(spec, metrics, None if champion and champion["version"] == version else champion)
+    decision = decide(spec, metrics, None if champion and champion["version"] == version else champion,
+                      force=bool(run.options.get("force_promote")))
     if version == latest_version(client, name):  # an old run re-registered does not take the alias back
         client.set_registered_model_alias(name, CHALLENGER, str(version))
     if decision.promote:

@@ -259,7 +259,7 @@ def log_run(run: Run, ingested: dict[str, Any], frames: dict[str, pd.DataFrame],
     spec = run.spec
     version = ingested["data_version"]
     with mlflow.start_run(experiment_id=tracking.experiment_id(spec.name), run_name=run.run_id,
-                          tags=tracking.run_tags(spec.name, run.uri, version)) as active:
+                          tags=tracking.run_tags(spec.name, run.uri, version, run.options.get("notes", ""))) as active:
         run_id = active.info.run_id
         tracking.log_batch(run_id, mlflow_params(fit, spec.training), mlflow_metrics(fit))
         for part, context in ((TRAIN, "training"), (VALIDATION, "validation")):
