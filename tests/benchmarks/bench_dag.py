@@ -51,10 +51,18 @@ def bench_parse() -> dict[str, float]:
     return {"dags_folder_s": ours, "one_task_dag_s": baseline, "ratio": ours / baseline}
 
 
-def _run_times(dag_id: str) -> tuple[float, dict[str, float], dict[str, dict]]:
-    """The latest run of ``dag_id``: its wall seconds, task durations and XCom results."""
+def _decoded(value: object) -> object:
+    """An XCom value as stored by Airflow (JSON text or already decoded)."""
     import json
 
+    try:
+        return json.loads(value) if isinstance(value, str | bytes) else value
+    except json.JSONDecodeError:
+        return value
+
+
+def _run_times(dag_id: str) -> tuple[float, dict[str, float], dict[str, dict]]:
+    """The latest run of ``dag_id``: its wall seconds, task durations and XCom results."""
     from airflow.models import DagRun, TaskInstance
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
@@ -67,7 +75,7 @@ def _run_times(dag_id: str) -> tuple[float, dict[str, float], dict[str, dict]]:
                                                 XComModel.key == "return_value").all()
         wall = (run.end_date - run.start_date).total_seconds()
         durations = {ti.task_id: ti.duration for ti in tasks}
-        results = {x.task_id: json.loads(x.value) if isinstance(x.value, str) else x.value for x in xcoms}
+        results = {x.task_id: _decoded(x.value) for x in xcoms}
     return wall, durations, results
 
 
