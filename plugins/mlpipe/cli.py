@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     step = commands.add_parser("step", help="run one step of a run")
     step.add_argument("name")
     step.add_argument("--run", required=True, help="the run folder URI")
+    step.add_argument("--shard", type=int, help="which worker of a sharded step (e.g. tuning trials)")
 
     start = commands.add_parser("start", help="start a run: write its resolved spec.json")
     start.add_argument("spec", help="pipeline spec YAML")
@@ -61,7 +62,7 @@ def _command(args: argparse.Namespace) -> object:
     if args.command == "step":
         from mlpipe.steps import run_step
 
-        return run_step(args.name, storage.normalize(args.run))
+        return run_step(args.name, storage.normalize(args.run), args.shard)
     if args.command == "start":
         resolved = spec.with_overrides(spec.load(args.spec), _overrides(args.set))
         return runs.start(resolved, args.run_id)

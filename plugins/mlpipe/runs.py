@@ -44,6 +44,11 @@ def start(spec: Spec, run_id: str, store: str | None = None, options: dict[str, 
     return uri
 
 
+def shard_folder(shard: int) -> str:
+    """The sub-folder of one shard of a sharded step."""
+    return f"shard-{shard}"
+
+
 def latest(pipeline: str, store: str | None = None) -> str:
     """The URI of the most recently started run of ``pipeline``."""
     folder = storage.join(store or store_uri(), pipeline, "runs")
@@ -83,9 +88,10 @@ class Run:
         """URI of an output of ``step`` in this run."""
         return storage.join(self.uri, step, *parts)
 
-    def result(self, step: str) -> dict[str, Any]:
-        """The result of an earlier step; raises :class:`StepNotFinished` when it has none."""
-        uri = self.path(step, RESULT)
+    def result(self, step: str, shard: int | None = None) -> dict[str, Any]:
+        """The result of an earlier step (or of one shard of it); raises :class:`StepNotFinished` when it has none."""
+        uri = self.path(step, RESULT) if shard is None else self.path(step, shard_folder(shard), RESULT)
         if not storage.exists(uri):
-            raise StepNotFinished(f"step {step!r} has not finished in run {self.uri} (no {RESULT})")
+            which = step if shard is None else f"{step} shard {shard}"
+            raise StepNotFinished(f"step {which!r} has not finished in run {self.uri} (no {RESULT})")
         return storage.read_json(uri)

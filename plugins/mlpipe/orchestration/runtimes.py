@@ -29,9 +29,10 @@ RUNTIME_ENV = "MLPIPE_RUNTIME"
 ERROR_MARK = "error: "
 
 
-def step_command(step: str, run_uri: str) -> list[str]:
-    """The command line that runs ``step`` of the run at ``run_uri``."""
-    return [sys.executable, "-m", "mlpipe", "step", step, "--run", run_uri]
+def step_command(step: str, run_uri: str, shard: int | None = None) -> list[str]:
+    """The command line that runs ``step`` (or one shard of it) of the run at ``run_uri``."""
+    command = [sys.executable, "-m", "mlpipe", "step", step, "--run", run_uri]
+    return command if shard is None else [*command, "--shard", str(shard)]
 
 
 def user_error(lines: list[str]) -> str:
@@ -48,14 +49,15 @@ class LocalStepOperator(BaseOperator):
     template_fields = ("run_uri",)
     ui_color = "#e8f4fd"
 
-    def __init__(self, *, step: str, run_uri: str, **kwargs: Any) -> None:
+    def __init__(self, *, step: str, run_uri: str, shard: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.step = step
         self.run_uri = run_uri
+        self.shard = shard
         self._process: subprocess.Popen[str] | None = None
 
     def execute(self, context: Any) -> dict[str, Any]:
-        command = step_command(self.step, self.run_uri)
+        command = step_command(self.step, self.run_uri, self.shard)
         self.log.info("running %s", " ".join(command))
         started = time.perf_counter()
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -71,7 +73,7 @@ class LocalStepOperator(BaseOperator):
             raise AirflowFailException(f"step {self.step} refused its input:\n{user_error(list(tail))}")
         if code != 0:
             raise AirflowException(f"step {self.step} failed with exit status {code}")
-        return {**Run(self.run_uri).result(self.step), "process_seconds": elapsed}
+        return {**Run(self.run_uri).result(self.step, self.shard), "process_seconds": elapsed}
 
     def on_kill(self) -> None:
         if self._process and self._process.poll() is None:

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from mlpipe import storage
-from mlpipe.runs import RESULT, Run
+from mlpipe.runs import RESULT, Run, shard_folder
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +43,20 @@ def function(name: str):
     return getattr(importlib.import_module(module), attr)
 
 
-def run_step(name: str, run_uri: str) -> dict[str, Any]:
-    """Run step ``name`` in run ``run_uri`` and return (and store) its result."""
+def run_step(name: str, run_uri: str, shard: int | None = None) -> dict[str, Any]:
+    """Run step ``name`` in run ``run_uri`` and return (and store) its result.
+
+    A sharded step (one of several parallel workers, e.g. tuning trials) gets ``shard=<n>``
+    and its own folder, ``<run>/<step>/shard-<n>/``.
+    """
     step = function(name)
     run = Run(run_uri)
-    folder = run.path(name)
+    folder = run.path(name) if shard is None else run.path(name, shard_folder(shard))
     storage.remove_tree(folder)
     started = time.perf_counter()
-    result = step(run)
-    result = {"step": name, "run": run_uri, **result, "seconds": round(time.perf_counter() - started, 3)}
+    result = step(run) if shard is None else step(run, shard=shard)
+    result = {"step": name, "run": run_uri, **({} if shard is None else {"shard": shard}), **result,
+              "seconds": round(time.perf_counter() - started, 3)}
     storage.write_json(storage.join(folder, RESULT), result)
     log.info("step %s finished in %.2fs", name, result["seconds"])
     return result
