@@ -4,6 +4,8 @@
     python -m mlpipe start dags/pipelines/loan_default.yaml --run-id manual_1
     python -m mlpipe profile dags/pipelines/loan_default.yaml
     python -m mlpipe summary --latest loan_default
+    python -m mlpipe rollback loan_default --reason "bad calibration"
+    python -m mlpipe serve dags/pipelines/loan_default.yaml --port 8000
 
 Errors a user can fix (a bad spec, missing data, failed validation) print one
 clear message and exit with status 2; anything else is a bug and keeps its traceback.
@@ -40,6 +42,16 @@ def _parser() -> argparse.ArgumentParser:
     profile.add_argument("spec", help="pipeline spec YAML")
     profile.add_argument("--output", help="where to write it (default: the spec's validation.profile)")
 
+    rollback = commands.add_parser("rollback", help="give the champion alias back to the previous champion")
+    rollback.add_argument("model", help="registered model name (the pipeline name unless the spec says otherwise)")
+    rollback.add_argument("--reason", default="manual rollback", help="recorded in the audit log")
+    rollback.add_argument("--by", default=None, help="who asked (default: $USER); recorded in the audit log")
+
+    serve = commands.add_parser("serve", help="serve a registered model over HTTP (FastAPI + uvicorn)")
+    serve.add_argument("spec", help="pipeline spec YAML (model name and serving settings)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+
     summary = commands.add_parser("summary", help="print what a run produced")
     which = summary.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", help="the run folder URI")
@@ -70,6 +82,14 @@ def _command(args: argparse.Namespace) -> object:
         from mlpipe.profile import write_profile
 
         return write_profile(spec.load(args.spec), args.output)
+    if args.command == "rollback":
+        from mlpipe.rollback import rollback
+
+        return rollback(args.model, reason=args.reason, actor=args.by)
+    if args.command == "serve":
+        from mlpipe.serving.app import serve
+
+        return serve(spec.load(args.spec), host=args.host, port=args.port)
     from mlpipe.summary import summarize
 
     return summarize(storage.normalize(args.run) if args.run else runs.latest(args.latest))

@@ -89,10 +89,63 @@ class Training(_Section):
     device: Literal["cpu", "cuda"] = "cpu"
 
 
+class Fairness(_Section):
+    column: str = Field(description="The group attribute whose approval rates are compared.")
+    min_disparate_impact: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.8, description="Lowest group approval rate / highest group approval rate (four-fifths rule: 0.8)."
+    )
+    min_group_rows: Annotated[int, Field(gt=0)] = Field(30, description="Smaller groups are not compared.")
+
+
 class Thresholds(_Section):
     min_roc_auc: Annotated[float, Field(ge=0, le=1)] = 0.5
     min_lift_over_baseline: float = Field(
         0.0, description="Analysis ROC AUC of the model minus that of the logistic-regression baseline."
+    )
+    min_improvement_over_champion: float = Field(
+        0.0, description="Challenger ROC AUC minus the champion's, both scored on this run's analysis set."
+    )
+    max_slice_roc_auc_drop: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.05, description="No slice's ROC AUC may fall by more than this against the champion's."
+    )
+    fairness: Fairness | None = None
+
+
+class SearchRange(_Section):
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchRange:
+        if self.low >= self.high or (self.log and self.low <= 0):
+            raise ValueError(f"need low < high (and low > 0 for log ranges), got [{self.low}, {self.high}]")
+        return self
+
+
+class Tuning(_Section):
+    enabled: bool = True
+    trials: Annotated[int, Field(gt=0)] = Field(24, description="Trial budget, shared by all workers.")
+    workers: Annotated[int, Field(gt=0, le=64)] = Field(2, description="Parallel trial tasks (pods on Kubernetes).")
+    timeout_minutes: Annotated[float, Field(gt=0)] | None = None
+    seed: int = 42
+    search_space: dict[str, SearchRange] = Field(default_factory=dict, description="XGBoost param -> range.")
+
+
+class Scoring(_Section):
+    schedule: str | None = None
+    source: str | None = Field(None, description="Default batch to score (URI or spec-relative path).")
+    chunk_rows: Annotated[int, Field(gt=0)] = 100_000
+
+
+class Serving(_Section):
+    challenger_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.0, description="Share of requests answered by @challenger (A/B)."
+    )
+    shadow: bool = Field(False, description="Also score @challenger on every request and only log it.")
+    capture_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
+        1.0, description="Share of requests and responses captured to the artifact store for monitoring."
     )
 
 
@@ -115,15 +168,20 @@ class Spec(_Section):
     validation: Validation = Validation()
     training: Training = Training()
     thresholds: Thresholds = Thresholds()
+    tuning: Tuning = Tuning()
+    scoring: Scoring = Scoring()
+    serving: Serving = Serving()
     model_name: str | None = Field(None, description="Registered model name; defaults to the spec name.")
 
     @model_validator(mode="after")
     def _consistent_columns(self) -> Spec:
         pii = {rule.column for rule in self.pii}
         dropped = {rule.column for rule in self.pii if rule.action == "drop"}
+        fairness = [self.thresholds.fairness.column] if self.thresholds.fairness else []
         for field, columns in [
             ("features.categorical", self.features.categorical),
             ("slices", self.slices),
+            ("thresholds.fairness.column", fairness),
         ]:
             if self.target.column in columns:
                 raise ValueError(f"{field}: the target column {self.target.column!r} cannot be listed here")
@@ -182,7 +240,8 @@ def resolve_paths(spec: Spec, base: Path) -> Spec:
     data = spec.data.model_copy(update={"source": resolved(spec.data.source)})
     profile = spec.validation.profile and resolved(spec.validation.profile)
     validation = spec.validation.model_copy(update={"profile": profile})
-    return spec.model_copy(update={"data": data, "validation": validation})
+    scoring = spec.scoring.model_copy(update={"source": spec.scoring.source and resolved(spec.scoring.source)})
+    return spec.model_copy(update={"data": data, "validation": validation, "scoring": scoring})
 
 
 def load(path: str | Path) -> Spec:
