@@ -33,8 +33,8 @@ class TabularModel:
         return xgb.DMatrix(matrix(frame, self.schema), enable_categorical=True)
 
     def scores(self, frame: pd.DataFrame) -> np.ndarray:
-        """Probability of the positive class for each row."""
-        return self.booster.predict(self.dmatrix(frame), iteration_range=self._trees())
+        """Probability of the positive class for each row (``inplace_predict``: no DMatrix is built)."""
+        return self.booster.inplace_predict(matrix(frame, self.schema), iteration_range=self._trees())
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Per-feature SHAP contributions (log-odds) for each row, plus a ``bias`` column."""

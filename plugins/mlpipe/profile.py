@@ -91,7 +91,8 @@ def profile(frame: pd.DataFrame, spec: Spec) -> dict[str, Any]:
 
 def write_profile(spec: Spec, output: str | None = None) -> str:
     """Profile the spec's data source and write it to ``output`` or ``validation.profile``; return the URI."""
-    from mlpipe.steps.ingest import mask_pii, read_source
+    from mlpipe.pii import mask_pii
+    from mlpipe.steps.ingest import read_source
 
     destination = output or spec.validation.profile
     if not destination:

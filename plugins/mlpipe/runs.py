@@ -19,6 +19,7 @@ from mlpipe.spec import Spec, parse
 
 DEFAULT_STORE = "file:///tmp/mlpipe-store"
 RESULT = "result.json"
+TRAINING, SCORING = "runs", "scoring"  # kinds of run folders
 OPTIONS = "options.json"
 
 
@@ -32,13 +33,15 @@ def safe_run_id(run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_")
 
 
-def run_uri(pipeline: str, run_id: str, store: str | None = None) -> str:
-    return storage.join(store or store_uri(), pipeline, "runs", safe_run_id(run_id))
+def run_uri(pipeline: str, run_id: str, store: str | None = None, kind: str = TRAINING) -> str:
+    """``<store>/<pipeline>/<kind>/<run id>``: training runs under ``runs/``, batch scoring under ``scoring/``."""
+    return storage.join(store or store_uri(), pipeline, kind, safe_run_id(run_id))
 
 
-def start(spec: Spec, run_id: str, store: str | None = None, options: dict[str, Any] | None = None) -> str:
+def start(spec: Spec, run_id: str, store: str | None = None, options: dict[str, Any] | None = None,
+          kind: str = TRAINING) -> str:
     """Write the resolved spec and the trigger options of a new (or retried) run; return the run URI."""
-    uri = run_uri(spec.name, run_id, store)
+    uri = run_uri(spec.name, run_id, store, kind)
     storage.write_bytes(storage.join(uri, "spec.json"), spec.to_json().encode())
     storage.write_json(storage.join(uri, OPTIONS), options or {})
     return uri
@@ -49,9 +52,9 @@ def shard_folder(shard: int) -> str:
     return f"shard-{shard}"
 
 
-def latest(pipeline: str, store: str | None = None) -> str:
-    """The URI of the most recently started run of ``pipeline``."""
-    folder = storage.join(store or store_uri(), pipeline, "runs")
+def latest(pipeline: str, store: str | None = None, kind: str = TRAINING) -> str:
+    """The URI of the most recently started run of ``pipeline`` (of ``kind``)."""
+    folder = storage.join(store or store_uri(), pipeline, kind)
     started = {uri: storage.modified(storage.join(uri, "spec.json"))
                for uri in (storage.join(folder, name) for name in storage.children(folder))
                if storage.exists(storage.join(uri, "spec.json"))}

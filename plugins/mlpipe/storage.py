@@ -9,11 +9,13 @@ takes its endpoint and credentials from the usual environment (``AWS_ENDPOINT_UR
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,28 @@ def read_bytes(uri: str) -> bytes:
     if not path.is_file():
         raise StorageError(f"{uri}: no such file")
     return path.read_bytes()
+
+
+@contextlib.contextmanager
+def local_copy(uri: str) -> Iterator[Path]:
+    """A local file with the content of ``uri``: the file itself, or a temporary download of an S3 object.
+
+    Streams to disk, so reading a large object this way needs no memory of its size.
+    """
+    if not _is_s3(uri):
+        path = local_path(uri)
+        if not path.is_file():
+            raise StorageError(f"{uri}: no such file")
+        yield path
+        return
+    bucket, key = _bucket_key(uri)
+    with tempfile.TemporaryDirectory(prefix="mlpipe-") as folder:
+        path = Path(folder) / Path(key).name
+        try:
+            _s3().download_file(bucket, key, str(path))
+        except _s3().exceptions.ClientError as error:
+            raise StorageError(f"{uri}: no such object") from error
+        yield path
 
 
 def write_bytes(uri: str, data: bytes) -> str:

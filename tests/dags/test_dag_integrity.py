@@ -69,7 +69,7 @@ def _topological(tasks: dict) -> list[str]:
 
 def test_no_import_errors_and_one_dag_per_spec(found):
     assert found["errors"] == {}
-    assert sorted(found["dags"]) == ["loan_default_training"]
+    assert sorted(found["dags"]) == ["loan_default_scoring", "loan_default_training"]
 
 
 def test_parsing_is_fast_and_imports_no_heavy_library(found):
@@ -85,9 +85,16 @@ def test_training_dag_shape(found):
                      "train_model", "analyze_model", "register_model"]
 
 
-def test_conventions(found):
-    dag = found["dags"]["loan_default_training"]
-    assert {"mlpipe", "training", "loan_default"} <= set(dag["tags"])
+def test_scoring_dag_shape(found):
+    dag = found["dags"]["loan_default_scoring"]
+    assert _topological(dag["tasks"]) == ["start_run", "score_batch"]
+    assert dag["schedule"] == "@daily"
+
+
+@pytest.mark.parametrize("kind", ["training", "scoring"])
+def test_conventions(found, kind):
+    dag = found["dags"][f"loan_default_{kind}"]
+    assert {"mlpipe", kind, "loan_default"} <= set(dag["tags"])
     assert dag["catchup"] is False
     assert dag["start_date_tz"] is not None
     assert "loan_default" in dag["doc_md"] and "Trigger with options" in dag["doc_md"]
@@ -95,9 +102,11 @@ def test_conventions(found):
         assert task["retries"] >= 2 and task["backoff"] and task["timeout"], task_id
 
 
-def test_trigger_params_have_titles_and_descriptions(found):
-    params = found["dags"]["loan_default_training"]["params"]
-    assert set(params) == {"data_uri", "force_promote", "notes"}
+@pytest.mark.parametrize(("kind", "names"), [("training", {"data_uri", "force_promote", "notes"}),
+                                              ("scoring", {"input_uri"})])
+def test_trigger_params_have_titles_and_descriptions(found, kind, names):
+    params = found["dags"][f"loan_default_{kind}"]["params"]
+    assert set(params) == names
     for name, schema in params.items():
         assert schema.get("title") and len(schema.get("description", "")) > 20, name
 
@@ -110,7 +119,8 @@ def test_a_second_spec_is_a_second_dag(tmp_path):
     (dags / "pipelines" / "loan_default_eu.yaml").write_text(yaml.safe_dump(document))
     found = inspect(dags, tmp_path / "home")
     assert found["errors"] == {}
-    assert sorted(found["dags"]) == ["loan_default_eu_training", "loan_default_training"]
+    assert sorted(found["dags"]) == ["loan_default_eu_scoring", "loan_default_eu_training",
+                                     "loan_default_scoring", "loan_default_training"]
     assert found["dags"]["loan_default_eu_training"]["schedule"] != found["dags"]["loan_default_training"][
         "schedule"]
 

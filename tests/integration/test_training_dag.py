@@ -32,13 +32,13 @@ def airflow_home(tmp_path_factory):
 @pytest.fixture
 def dag_run(airflow_home, pipeline_env, tmp_path):
     """Run the training DAG with trigger options; returns (exit code, log text, run URI)."""
-    def run(**conf) -> tuple[int, str, str]:
+    def run(dag_id: str = DAG_ID, kind: str = runs.TRAINING, **conf) -> tuple[int, str, str]:
         out = subprocess.run(
-            [sys.executable, "-m", "airflow", "dags", "test", DAG_ID, "-c", json.dumps(conf)],
+            [sys.executable, "-m", "airflow", "dags", "test", dag_id, "-c", json.dumps(conf)],
             env=airflow_env(airflow_home, **pipeline_env), capture_output=True, text=True, timeout=900)
         log = out.stdout + out.stderr
-        (tmp_path / "dag-run.log").write_text(log)
-        return out.returncode, log, runs.latest("loan_default", pipeline_env["MLPIPE_STORE"])
+        (tmp_path / f"{dag_id}.log").write_text(log)
+        return out.returncode, log, runs.latest("loan_default", pipeline_env["MLPIPE_STORE"], kind)
 
     return run
 
@@ -49,7 +49,7 @@ def registered_versions() -> list:
     return MlflowClient().search_model_versions("name='loan_default'")
 
 
-def test_training_dag_end_to_end(dag_run):
+def test_training_then_scoring_end_to_end(dag_run, tmp_path):
     from mlflow import MlflowClient
 
     code, log, run_uri = dag_run(notes="integration test")
@@ -69,6 +69,17 @@ def test_training_dag_end_to_end(dag_run):
     assert analysis["roc_auc"] >= analysis["baseline_roc_auc"]
     assert run.options == {"data_uri": "", "force_promote": False, "notes": "integration test"}
     assert mlflow_run.data.tags[NOTES_TAG] == champion.tags[NOTES_TAG] == "integration test"
+
+    # The champion now scores a batch through the scoring DAG.
+    batch = tmp_path / "batch.csv"
+    pd.read_csv(DATA_PATH).drop(columns=["Class"]).head(1000).to_csv(batch, index=False)
+    code, log, scoring_uri = dag_run("loan_default_scoring", runs.SCORING, input_uri=str(batch))
+    assert code == 0, log[-5000:]
+    scored = runs.Run(scoring_uri).result("score")
+    assert (scored["rows"], scored["model_version"], scored["source"]) == (1000, 1, batch.as_uri())
+    predictions = pd.concat(pd.read_parquet(storage.local_path(storage.join(scored["predictions"], name)))
+                            for name in storage.children(scored["predictions"]))
+    assert len(predictions) == 1000 and predictions["model_version"].eq(1).all()
 
 
 def _write(tmp_path, frame: pd.DataFrame, name: str = "loans.csv") -> str:

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from mlpipe import storage
+from mlpipe.pii import keyed_hash
 from mlpipe.runs import Run
 from mlpipe.steps import StepError, run_step
-from mlpipe.steps.ingest import keyed_hash
 from tests.conftest import DATA_PATH
 
 

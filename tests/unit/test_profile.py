@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from mlpipe import spec, storage
+from mlpipe.pii import keyed_hash
 from mlpipe.profile import write_profile
 from mlpipe.steps import StepError
-from mlpipe.steps.ingest import keyed_hash
 from tests.conftest import DATA_PATH, SPEC_PATH
 
 SHIPPED = SPEC_PATH.with_name("loan_default.profile.json")

@@ -27,6 +27,7 @@ TRAINING_STEPS = (
     ("analyze", "analyze_model"),
     ("register", "register_model"),
 )
+SCORING_STEPS = (("score", "score_batch"),)
 
 DEFAULT_ARGS = {
     "retries": 2,
@@ -56,6 +57,15 @@ TRIGGER_PARAMS = {
     ),
 }
 
+SCORING_PARAMS = {
+    "input_uri": Param(
+        "", type="string", title="Batch to score",
+        description="CSV/Parquet (file:// or s3://, or a path) to score with the champion. "
+                    "Empty: the spec's scoring.source.",
+        section="Data",
+    ),
+}
+
 DOC = """
 ### {name}: training
 
@@ -78,10 +88,36 @@ Validation failures stop the run before training; the task log lists every faile
 and `validate_data/report.html` in the run folder shows them.
 """
 
+SCORING_DOC = """
+### {name}: batch scoring
+
+Scores a batch with the `champion` of registered model `{model}`, in chunks of {chunk_rows} rows
+(memory bounded by the chunk, not the file). The batch gets the spec's PII rules and is checked
+against the training schema with Great Expectations: a missing column or a column of the wrong
+type fails the run naming the column; unexpected values are counted in the result.
+
+Output, under `$MLPIPE_STORE/{name}/scoring/<run id>/score/`: `predictions/part-*.parquet` (ids,
+score, decision at the champion's threshold, model version, scoring time) and `inputs/` (the
+scored features, kept for drift monitoring).
+
+| | |
+|---|---|
+| default batch | `{source}` |
+| schedule | `{schedule}` |
+
+**Trigger with options**: `input_uri`, the batch to score.
+"""
+
 
 def _start_date(text: str) -> datetime:
     day = datetime.fromisoformat(text)
     return day if day.tzinfo else day.replace(tzinfo=UTC)
+
+
+def _scoring_doc(pipeline: spec.Spec) -> str:
+    return SCORING_DOC.format(name=pipeline.name, model=pipeline.registered_model,
+                              chunk_rows=pipeline.scoring.chunk_rows, source=pipeline.scoring.source,
+                              schedule=pipeline.scoring.schedule or "manual only")
 
 
 def _doc(pipeline: spec.Spec, runtime: str) -> str:
@@ -93,47 +129,66 @@ def _doc(pipeline: spec.Spec, runtime: str) -> str:
     )
 
 
-def start_run(spec_path: str, params: dict[str, Any], run_id: str) -> str:
-    """Resolve the spec with the trigger options and write it to a new run folder; return its URI."""
+def start_run(spec_path: str, params: dict[str, Any], run_id: str, kind: str = runs.TRAINING) -> str:
+    """Resolve the spec with the trigger options and write it to a new run folder; return its URI.
+
+    Every trigger option is kept in the run's ``options.json``; ``data_uri`` also replaces the
+    spec's ``data.source``.
+    """
     pipeline = spec.load(spec_path)
     if params.get("data_uri"):
         pipeline = spec.with_overrides(pipeline, {"data.source": storage.normalize(params["data_uri"])})
-    options = {key: params[key] for key in TRIGGER_PARAMS if key in params}
-    return runs.start(pipeline, run_id, options=options)
+    return runs.start(pipeline, run_id, options=dict(params), kind=kind)
 
 
-def _start_run_task(spec_path: str) -> str:
+def _start_run_task(spec_path: str, kind: str) -> str:
     context = get_current_context()
-    return start_run(spec_path, context["params"], context["run_id"])
+    return start_run(spec_path, context["params"], context["run_id"], kind)
 
 
-def training_dag(spec_path: str | Path, runtime: str | None = None) -> DAG:
-    """Build ``<name>_training`` for the spec at ``spec_path``."""
-    pipeline = spec.load(spec_path)
-    operator = step_operator_class(runtime)
+def _pipeline_dag(pipeline: spec.Spec, spec_path: str | Path, kind: str, steps: tuple[tuple[str, str], ...],
+                  operator: type, **dag_args: Any) -> DAG:
+    """A DAG that starts a run folder of ``kind`` and runs ``steps`` one after the other."""
     with DAG(
-        dag_id=f"{pipeline.name}_training",
-        description=pipeline.description or f"Train {pipeline.name}",
-        doc_md=_doc(pipeline, operator.__name__),
-        schedule=pipeline.schedule,
+        dag_id=f"{pipeline.name}_{dag_args.pop('suffix')}",
         start_date=_start_date(pipeline.start_date),
         catchup=False,
         max_active_runs=1,
         dagrun_timeout=timedelta(hours=6),
-        tags=["mlpipe", "training", pipeline.name, *pipeline.tags],
         default_args={**DEFAULT_ARGS, "owner": pipeline.owner},
-        params=TRIGGER_PARAMS,
+        **dag_args,
     ) as dag:
-        run_uri = task(task_id="start_run")(_start_run_task)(spec_path=str(spec_path))
+        run_uri = task(task_id="start_run")(_start_run_task)(spec_path=str(spec_path), kind=kind)
         previous = run_uri
-        for step, task_id in TRAINING_STEPS:
+        for step, task_id in steps:
             current = operator(task_id=task_id, step=step, run_uri=run_uri)
             previous >> current
             previous = current
     return dag
 
 
-def training_dags(folder: str | Path) -> dict[str, DAG]:
-    """One training DAG per spec file in ``folder``, by dag id."""
-    dags = [training_dag(path) for path in spec.discover(folder)]
+def training_dag(spec_path: str | Path, runtime: str | None = None) -> DAG:
+    """Build ``<name>_training`` for the spec at ``spec_path``."""
+    pipeline = spec.load(spec_path)
+    operator = step_operator_class(runtime)
+    return _pipeline_dag(
+        pipeline, spec_path, runs.TRAINING, TRAINING_STEPS, operator, suffix="training",
+        description=pipeline.description or f"Train {pipeline.name}", doc_md=_doc(pipeline, operator.__name__),
+        schedule=pipeline.schedule, tags=["mlpipe", "training", pipeline.name, *pipeline.tags],
+        params=TRIGGER_PARAMS)
+
+
+def scoring_dag(spec_path: str | Path, runtime: str | None = None) -> DAG:
+    """Build ``<name>_scoring`` for the spec at ``spec_path``."""
+    pipeline = spec.load(spec_path)
+    return _pipeline_dag(
+        pipeline, spec_path, runs.SCORING, SCORING_STEPS, step_operator_class(runtime), suffix="scoring",
+        description=f"Score batches with the {pipeline.registered_model} champion",
+        doc_md=_scoring_doc(pipeline), schedule=pipeline.scoring.schedule,
+        tags=["mlpipe", "scoring", pipeline.name, *pipeline.tags], params=SCORING_PARAMS)
+
+
+def pipeline_dags(folder: str | Path) -> dict[str, DAG]:
+    """The training and scoring DAGs of every spec file in ``folder``, by dag id."""
+    dags = [build(path) for path in spec.discover(folder) for build in (training_dag, scoring_dag)]
     return {dag.dag_id: dag for dag in dags}

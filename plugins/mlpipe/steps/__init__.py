@@ -25,9 +25,14 @@ STEPS: dict[str, str] = {
     "validate": "mlpipe.steps.validate:validate_data",
     "split": "mlpipe.steps.split:split",
     "validate_split": "mlpipe.steps.validate:validate_split",
+    "tune_prepare": "mlpipe.steps.tune:tune_prepare",
+    "tune_trials": "mlpipe.steps.tune:tune_trials",
+    "tune": "mlpipe.steps.tune:tune_select",
     "train": "mlpipe.steps.train:train",
     "analyze": "mlpipe.steps.analyze:analyze",
     "register": "mlpipe.steps.register:register",
+    "deploy": "mlpipe.steps.deploy:deploy",
+    "score": "mlpipe.steps.score:score",
 }
 
 

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import io
 import logging
-import os
 from typing import Any
 
 from mlpipe import storage
+from mlpipe.pii import mask_pii
 from mlpipe.runs import Run
 from mlpipe.steps import StepError
 
 log = logging.getLogger(__name__)
-PII_KEY_ENV = "MLPIPE_PII_KEY"
 
 
 def read_source(uri: str, fmt: str | None):
@@ -32,31 +30,6 @@ def read_source(uri: str, fmt: str | None):
     if frame.empty:
         raise StepError(f"{uri}: the file has a header but no rows")
     return frame
-
-
-def keyed_hash(values, key: bytes):
-    """HMAC-SHA256 of each value (hex, 16 chars); missing values stay missing."""
-    def digest(value: Any) -> str:
-        return hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()[:16]
-
-    return values.map(digest, na_action="ignore")
-
-
-def mask_pii(frame, rules) -> dict[str, str]:
-    """Apply the spec's PII rules in place; return what was done to each column."""
-    applied = {}
-    for rule in rules:
-        if rule.column not in frame.columns:
-            raise StepError(f"pii rule for column {rule.column!r}: no such column in the data")
-        if rule.action == "drop":
-            frame.drop(columns=[rule.column], inplace=True)
-        else:
-            key = os.environ.get(PII_KEY_ENV)
-            if not key:
-                raise StepError(f"pii rule 'hash' for column {rule.column!r} needs the secret ${PII_KEY_ENV}")
-            frame[rule.column] = keyed_hash(frame[rule.column], key.encode())
-        applied[rule.column] = rule.action
-    return applied
 
 
 def data_version(frame) -> str:

@@ -1,0 +1,150 @@
+"""score: the champion scores a batch, one bounded chunk at a time.
+
+The batch (CSV or Parquet, ``file://`` or ``s3://``) is the trigger option
+``input_uri`` or the spec's ``scoring.source``. Each chunk of ``scoring.chunk_rows``
+rows gets the spec's PII rules, is checked against the training schema with Great
+Expectations (a missing column or a column of the wrong type fails the batch,
+naming the column; values outside the reference profile are counted and
+reported), and is scored by ``models:/<model>@champion``. Per chunk it writes:
+
+- ``predictions/part-<n>.parquet``: id columns, ``score``, ``decision`` (score at or
+  above the champion's decision threshold), ``model_version``, ``scored_at``;
+- ``inputs/part-<n>.parquet``: the masked feature columns and the score, kept for
+  drift monitoring.
+
+Memory holds one chunk at a time, whatever the size of the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from mlpipe import storage
+from mlpipe.pii import mask_pii
+from mlpipe.runs import Run
+from mlpipe.steps import StepError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlpipe.model import TabularModel
+
+log = logging.getLogger(__name__)
+CHAMPION = "champion"
+THRESHOLD_TAG = "mlpipe.threshold"
+STRUCTURAL = ("expect_column_to_exist", "expect_column_values_to_be_in_type_list")
+
+
+def champion(model_name: str) -> tuple[TabularModel, int, float]:
+    """The champion's model, version number and decision threshold."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = MlflowClient().get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException:
+        raise StepError(f"registered model {model_name!r} has no {CHAMPION!r} version to score with; "
+                        "train and promote one first") from None
+    loaded = mlflow.pyfunc.load_model(f"models:/{model_name}/{version.version}")
+    return loaded.unwrap_python_model().model, int(version.version), float(version.tags[THRESHOLD_TAG])
+
+
+def chunks(uri: str, fmt: str | None, rows: int) -> Iterator[pd.DataFrame]:
+    """The batch at ``uri`` as DataFrames of at most ``rows`` rows, read lazily."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    fmt = fmt or ("parquet" if uri.endswith((".parquet", ".pq")) else "csv")
+    with storage.local_copy(uri) as path:
+        if fmt == "parquet":
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+                yield batch.to_pandas()
+            return
+        try:
+            yield from pd.read_csv(path, chunksize=rows)
+        except (ValueError, pd.errors.ParserError) as error:
+            raise StepError(f"{uri}: cannot be read as csv: {error}") from None
+
+
+def schema_checks(spec, profiled: dict[str, dict[str, Any]], columns: list[str]) -> list:
+    """Training-schema checks of a batch: the reference profile's checks of the model's input columns."""
+    from mlpipe.steps.validate import _expectations, column_expectations
+
+    gxe = _expectations()
+    checks = [gxe.ExpectColumnToExist(column=name) for name in columns]
+    for name in columns:
+        if name in profiled:
+            checks += column_expectations(name, profiled[name], spec.validation)
+    return checks
+
+
+def check_chunk(spec, frame: pd.DataFrame, checks: list, profiled: dict, issues: Counter) -> None:
+    """Fail on a structural problem (missing column, wrong type); count rows with unexpected values."""
+    from mlpipe.steps.validate import batch_frame, describe_failure, run_suite
+
+    text = [name for name, entry in profiled.items() if "categories" in entry]
+    result = run_suite(f"{spec.name}_score", batch_frame(frame, text), checks)
+    broken = [item for item in result.results
+              if not item.success and item.expectation_config.type in STRUCTURAL]
+    if broken:
+        raise StepError("the batch does not match the training schema:\n"
+                        + "\n".join(sorted(describe_failure(item) for item in broken)))
+    for item in result.results:
+        if count := (item.result or {}).get("unexpected_count"):
+            config = item.expectation_config
+            issues[f"{config.kwargs['column']}: {config.type}"] += count
+
+
+def score_chunk(model: TabularModel, frame: pd.DataFrame, spec, version: int, threshold: float,
+                scored_at: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The predictions of one chunk, and its inputs (masked features + score) for monitoring."""
+    import pandas as pd
+
+    scores = model.scores(frame)
+    predictions = pd.DataFrame({c: frame[c].to_numpy() for c in spec.id_columns})
+    predictions["score"] = scores
+    predictions["decision"] = scores >= threshold
+    predictions["model_version"] = version
+    predictions["scored_at"] = scored_at
+    inputs = frame[[*spec.id_columns, *model.schema["columns"]]].reset_index(drop=True)
+    inputs["score"] = scores
+    return predictions, inputs
+
+
+def score(run: Run) -> dict[str, Any]:
+    from mlpipe.steps.validate import profiled_columns
+
+    spec = run.spec
+    source = run.options.get("input_uri") or spec.scoring.source
+    if not source:
+        raise StepError("nothing to score: give the input_uri option or set scoring.source in the spec")
+    source = storage.normalize(source)
+    model, version, threshold = champion(spec.registered_model)
+    profiled = profiled_columns(spec.validation.profile)
+    checks = schema_checks(spec, profiled, model.schema["columns"])
+    scored_at = datetime.now(UTC).isoformat()
+    issues: Counter = Counter()
+    rows = positives = 0
+    for number, frame in enumerate(chunks(source, spec.data.format, spec.scoring.chunk_rows)):
+        if missing := [c for c in spec.id_columns if c not in frame.columns]:
+            raise StepError(f"id_columns {missing} are not in the batch")
+        mask_pii(frame, spec.pii)
+        check_chunk(spec, frame, checks, profiled, issues)
+        predictions, inputs = score_chunk(model, frame, spec, version, threshold, scored_at)
+        storage.write_parquet(predictions, run.path("score", "predictions", f"part-{number:05d}.parquet"))
+        storage.write_parquet(inputs, run.path("score", "inputs", f"part-{number:05d}.parquet"))
+        rows += len(frame)
+        positives += int(predictions["decision"].sum())
+    if not rows:
+        raise StepError(f"{source}: the batch has no rows")
+    log.info("scored %d rows of %s with %s v%d (%d flagged)", rows, source, spec.registered_model, version,
+             positives)
+    return {"source": source, "rows": rows, "chunks": number + 1, "model_name": spec.registered_model,
+            "model_version": version, "threshold": threshold, "positive_decisions": positives,
+            "value_issues": dict(issues), "predictions": run.path("score", "predictions"),
+            "inputs": run.path("score", "inputs")}

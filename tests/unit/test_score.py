@@ -1,0 +1,99 @@
+"""score: the champion scores a batch in chunks, checked against the training schema, PII masked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlpipe import runs, storage
+from mlpipe.model import TabularModel
+from mlpipe.pii import keyed_hash
+from mlpipe.runs import Run
+from mlpipe.steps import StepError, run_step
+from tests.conftest import DATA_PATH
+from tests.unit.analysis_fixtures import (  # noqa: F401 (the pytest fixtures analyzed_run, module_env)
+    analyzed_run_fixture,
+    module_env_fixture,
+)
+
+
+@pytest.fixture(scope="module")
+def champion_run(analyzed_run) -> str:
+    """The analyzed run, registered and made champion (forced: the fast test model may miss the thresholds)."""
+    storage.write_json(storage.join(analyzed_run, runs.OPTIONS), {"force_promote": True})
+    assert run_step("register", analyzed_run)["promoted"]
+    return analyzed_run
+
+
+@pytest.fixture(scope="module")
+def batch() -> pd.DataFrame:
+    return pd.read_csv(DATA_PATH).drop(columns=["Class"]).head(2500)
+
+
+def scoring_run(champion_run: str, run_id: str, source: str, **spec_changes) -> str:
+    from mlpipe import spec
+
+    resolved = spec.with_overrides(Run(champion_run).spec, spec_changes) if spec_changes else Run(champion_run).spec
+    return runs.start(resolved, run_id, options={"input_uri": source}, kind=runs.SCORING)
+
+
+def write(tmp_path, frame: pd.DataFrame, name: str) -> str:
+    path = tmp_path / name
+    frame.to_parquet(path) if name.endswith(".parquet") else frame.to_csv(path, index=False)
+    return path.as_uri()
+
+
+def parts(folder: str) -> pd.DataFrame:
+    return pd.concat([storage.read_parquet(storage.join(folder, name)) for name in storage.children(folder)],
+                     ignore_index=True)
+
+
+@pytest.mark.parametrize("name", ["batch.csv", "batch.parquet"])
+def test_scores_in_chunks_equal_the_models_scores(champion_run, batch, tmp_path, name):
+    uri = scoring_run(champion_run, f"chunks_{name}", write(tmp_path, batch, name), **{"scoring.chunk_rows": 1000})
+    result = run_step("score", uri)
+    assert (result["rows"], result["chunks"], result["model_version"]) == (2500, 3, 1)
+    predictions, inputs = parts(result["predictions"]), parts(result["inputs"])
+    assert len(storage.children(result["predictions"])) == 3
+    masked = batch.copy()
+    masked["addr_state"] = keyed_hash(batch["addr_state"], b"test-key-not-a-secret")
+    expected = TabularModel.load(Run(champion_run).result("train")["model_folder"]).scores(masked)
+    np.testing.assert_allclose(predictions["score"], expected, rtol=0, atol=1e-7)
+    assert (predictions["decision"] == (predictions["score"] >= result["threshold"])).all()
+    assert result["positive_decisions"] == int(predictions["decision"].sum()) > 0
+    assert set(predictions.columns) == {"score", "decision", "model_version", "scored_at"}
+    assert not set(batch["addr_state"]) & set(inputs["addr_state"]), "raw PII reached the kept inputs"
+    np.testing.assert_allclose(inputs["score"], predictions["score"])
+
+
+def test_unexpected_values_are_counted_not_fatal(champion_run, batch, tmp_path):
+    odd = batch.head(100).copy()
+    odd.loc[:9, "emp_length"] = "emp_unknown"
+    odd.loc[:4, "int_rate"] = np.nan
+    result = run_step("score", scoring_run(champion_run, "odd", write(tmp_path, odd, "odd.csv")))
+    assert result["rows"] == 100
+    assert result["value_issues"]["emp_length: expect_column_values_to_be_in_set"] == 10
+    assert result["value_issues"]["int_rate: expect_column_values_to_not_be_null"] == 5
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: f.drop(columns=["int_rate"]), "int_rate: expect_column_to_exist"),
+        (lambda f: f.assign(annual_inc=f["annual_inc"].astype(str) + " USD"),
+         "annual_inc: expect_column_values_to_be_in_type_list"),
+    ],
+    ids=["missing-column", "wrong-type"],
+)
+def test_schema_violation_fails_naming_the_column(champion_run, batch, tmp_path, change, message):
+    uri = scoring_run(champion_run, f"bad_{message[:8]}", write(tmp_path, change(batch.head(50)), "bad.csv"))
+    with pytest.raises(StepError, match=f"does not match the training schema:\n.*{message}"):
+        run_step("score", uri)
+    assert not storage.exists(Run(uri).path("score", "result.json"))
+
+
+def test_no_champion_is_a_clear_error(champion_run, batch, tmp_path):
+    uri = scoring_run(champion_run, "nobody", write(tmp_path, batch.head(5), "b.csv"), model_name="never_trained")
+    with pytest.raises(StepError, match="'never_trained' has no 'champion' version"):
+        run_step("score", uri)
