@@ -22,16 +22,30 @@ if TYPE_CHECKING:
 PII_KEY_ENV = "MLPIPE_PII_KEY"
 
 
-def keyed_hash(values: pd.Series, key: bytes) -> pd.Series:
-    """HMAC-SHA256 of each value (hex, 16 chars); missing values stay missing."""
-    def digest(value: Any) -> str:
-        return hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()[:16]
+def pseudonym(value: Any, key: bytes) -> str:
+    """The keyed HMAC-SHA256 token of one value (hex, 16 chars)."""
+    return hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()[:16]
 
-    return values.map(digest, na_action="ignore")
+
+def keyed_hash(values: pd.Series, key: bytes) -> pd.Series:
+    """The token of each value; missing values stay missing."""
+    return values.map(lambda value: pseudonym(value, key), na_action="ignore")
+
+
+def hash_key(rules: list[PiiRule]) -> bytes | None:
+    """The secret key the ``hash`` rules need (``None`` when there are none); missing -> :class:`StepError`."""
+    hashed = [rule.column for rule in rules if rule.action == "hash"]
+    if not hashed:
+        return None
+    key = os.environ.get(PII_KEY_ENV)
+    if not key:
+        raise StepError(f"pii rule 'hash' for column {hashed[0]!r} needs the secret ${PII_KEY_ENV}")
+    return key.encode()
 
 
 def mask_pii(frame: pd.DataFrame, rules: list[PiiRule]) -> dict[str, str]:
     """Apply the spec's PII rules to ``frame`` in place; return what was done to each column."""
+    key = hash_key(rules)
     applied = {}
     for rule in rules:
         if rule.column not in frame.columns:
@@ -39,9 +53,13 @@ def mask_pii(frame: pd.DataFrame, rules: list[PiiRule]) -> dict[str, str]:
         if rule.action == "drop":
             frame.drop(columns=[rule.column], inplace=True)
         else:
-            key = os.environ.get(PII_KEY_ENV)
-            if not key:
-                raise StepError(f"pii rule 'hash' for column {rule.column!r} needs the secret ${PII_KEY_ENV}")
-            frame[rule.column] = keyed_hash(frame[rule.column], key.encode())
+            frame[rule.column] = keyed_hash(frame[rule.column], key)
         applied[rule.column] = rule.action
     return applied
+
+
+def mask_records(records: list[dict[str, Any]], rules: list[PiiRule], key: bytes | None) -> list[dict[str, Any]]:
+    """Records (e.g. of a serving request) with the ``hash`` rules applied; ``key`` from :func:`hash_key`."""
+    hashed = [rule.column for rule in rules if rule.action == "hash"]
+    return [{**record, **{column: pseudonym(record[column], key) for column in hashed
+                          if record.get(column) is not None}} for record in records]

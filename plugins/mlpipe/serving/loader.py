@@ -1,0 +1,205 @@
+"""The model versions a server answers with, loaded from the MLflow registry and swapped atomically.
+
+A :class:`ServedModel` is one registered version, ready for requests: its
+:class:`~mlpipe.model.TabularModel`, the decision threshold and data version from
+its tags, a pydantic validator built from its feature schema, and an encoder that
+turns validated records into the model's input array. Records are encoded straight
+into a float32 array (categorical levels as codes of the training levels, unseen
+levels and nulls as missing) for ``Booster.inplace_predict``: exactly what
+:func:`mlpipe.features.matrix` yields, without building a DataFrame per request
+(the tests hold the two equal, score for score).
+
+:class:`ModelSet` holds the ``champion`` and ``challenger`` currently served as
+one immutable :class:`Served` pair; :meth:`ModelSet.refresh` loads what the aliases
+point at *fully*, then replaces that one reference, so a request that picked up the
+old pair finishes on it.
+
+This module exists only for the server process: it imports numpy, pydantic and
+MLflow at the top.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from pydantic import ConfigDict, Field, TypeAdapter, create_model
+from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
+
+from mlpipe.model import TabularModel
+from mlpipe.steps.register import CHALLENGER, CHAMPION, THRESHOLD_TAG
+from mlpipe.tracking import DATA_VERSION_TAG, RUN_URI_TAG
+
+log = logging.getLogger(__name__)
+
+MAX_RECORDS = 10_000  # per request; larger batches belong to the batch scoring DAG
+
+
+class LoadError(RuntimeError):
+    """A model version that cannot be served (missing tag, unloadable artifacts), with the version named."""
+
+
+def request_validator(schema: dict[str, Any]) -> TypeAdapter:
+    """A validator of ``{"records": [{feature: value, ...}, ...]}`` for a feature schema.
+
+    Numeric features are numbers (or null), categorical ones strings (or null; a level
+    unseen in training is allowed and becomes missing). Every feature is required and
+    unknown fields are rejected, so a typo never silently becomes a missing value.
+    """
+    fields = {column: str | None if column in schema["categorical"] else float | None
+              for column in schema["columns"]}
+    record = TypedDict("Record", fields)  # functional form: feature names need not be identifiers
+    record.__pydantic_config__ = ConfigDict(extra="forbid")
+    body = create_model("PredictRequest", __config__=ConfigDict(extra="forbid"),
+                        records=(list[record], Field(min_length=1, max_length=MAX_RECORDS)))
+    return TypeAdapter(body)
+
+
+def _encoders(schema: dict[str, Any]) -> list[tuple[str, Callable[[Any], float]]]:
+    """Per feature column, a function from a validated value to its model input (codes for categoricals)."""
+    def numeric(value: float | None) -> float:
+        return math.nan if value is None else value
+
+    def categorical(levels: list[str]) -> Callable[[str | None], float]:
+        codes = {level: float(code) for code, level in enumerate(levels)}
+        return lambda value: codes.get(value, math.nan)
+
+    return [(column, categorical(schema["categorical"][column]) if column in schema["categorical"] else numeric)
+            for column in schema["columns"]]
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One registered model version, ready to answer requests."""
+
+    name: str
+    version: int
+    alias: str
+    model: TabularModel
+    threshold: float
+    data_version: str | None
+    run_uri: str | None
+    validator: TypeAdapter
+    encoders: list[tuple[str, Callable[[Any], float]]]
+    trees: tuple[int, int]
+
+    @classmethod
+    def build(cls, name: str, version: int, alias: str, model: TabularModel, tags: dict[str, str]) -> ServedModel:
+        """Wrap a loaded TabularModel with what its version's ``tags`` say about it."""
+        if THRESHOLD_TAG not in tags:
+            raise LoadError(f"{name} version {version} has no {THRESHOLD_TAG} tag: its decision threshold is unknown")
+        model.booster.set_param({"nthread": 1})  # one small request per call: threads cost more than they give
+        return cls(name=name, version=version, alias=alias, model=model, threshold=float(tags[THRESHOLD_TAG]),
+                   data_version=tags.get(DATA_VERSION_TAG), run_uri=tags.get(RUN_URI_TAG),
+                   validator=request_validator(model.schema), encoders=_encoders(model.schema),
+                   trees=model._trees())
+
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "alias": self.alias}
+
+    def encode(self, records: list[dict[str, Any]]) -> np.ndarray:
+        """Validated records as the model's float32 input array (rows x schema columns)."""
+        return np.array([[encode(record[column]) for column, encode in self.encoders] for record in records],
+                        dtype=np.float32)
+
+    def scores(self, records: list[dict[str, Any]]) -> np.ndarray:
+        """Positive-class probability of each validated record (``inplace_predict``, no DMatrix)."""
+        return self.model.booster.inplace_predict(self.encode(records), iteration_range=self.trees)
+
+    def predictions(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Score and decision (score >= the version's threshold) of each validated record."""
+        return [{"score": float(score), "decision": bool(score >= self.threshold)} for score in self.scores(records)]
+
+    def explanations(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Per record: score, decision, and the per-feature contributions (log-odds) with the bias."""
+        import pandas as pd
+
+        frame = pd.DataFrame.from_records(records, columns=self.model.schema["columns"])
+        explained = []
+        for prediction, values in zip(self.predictions(records), self.model.contributions(frame).to_dict("records"),
+                                      strict=True):
+            bias = values.pop("bias")
+            explained.append({**prediction, "bias": float(bias),
+                              "contributions": {column: float(value) for column, value in values.items()}})
+        return explained
+
+    def metadata(self) -> dict[str, Any]:
+        return {**self.identity(), "data_version": self.data_version, "run_uri": self.run_uri,
+                "threshold": self.threshold, "best_iteration": self.trees[1] - 1 if self.trees[1] else None,
+                "feature_schema": self.model.schema}
+
+
+@dataclass(frozen=True)
+class Served:
+    """The versions answering requests now; replaced as a whole, never changed in place."""
+
+    champion: ServedModel | None = None
+    challenger: ServedModel | None = None
+
+    def versions(self) -> dict[str, int | None]:
+        return {alias: None if model is None else model.version
+                for alias, model in ((CHAMPION, self.champion), (CHALLENGER, self.challenger))}
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> int | None:
+    """The version ``alias`` points at, or ``None`` when the model or the alias does not exist."""
+    try:
+        return int(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as error:
+        if error.get_http_status_code() == 404 or "not found" in str(error).lower():
+            return None
+        raise
+
+
+def load(client: MlflowClient, name: str, version: int, alias: str) -> ServedModel:
+    """Load version ``version`` of ``name`` from the registry (by number: the alias may move meanwhile)."""
+    tags = dict(client.get_model_version(name, str(version)).tags)
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().model
+    except (MlflowException, OSError, AttributeError) as error:
+        raise LoadError(f"{name} version {version}: cannot load the model: {error}") from error
+    log.info("loaded %s version %d (%s)", name, version, alias)
+    return ServedModel.build(name, version, alias, model, tags)
+
+
+class ModelSet:
+    """The champion and challenger of one registered model, reloaded when their aliases move."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.current = Served()
+        self._lock = threading.Lock()  # one refresh at a time (the poll and POST /reload)
+
+    def refresh(self) -> bool:
+        """Point the served pair at what the aliases say now; return whether a version changed.
+
+        A champion alias that disappears keeps the last champion serving; a missing
+        challenger alias (or one on the champion's version) means no challenger.
+        """
+        with self._lock:
+            client = MlflowClient()
+            old = self.current
+            champion = self._fresh(client, CHAMPION, old) or old.champion
+            challenger = self._fresh(client, CHALLENGER, old)
+            if challenger is not None and champion is not None and challenger.version == champion.version:
+                challenger = None
+            self.current = Served(champion, challenger)
+            return self.current.versions() != old.versions()
+
+    def _fresh(self, client: MlflowClient, alias: str, old: Served) -> ServedModel | None:
+        """The model ``alias`` points at: reused when that version is already loaded, else loaded."""
+        version = alias_version(client, self.name, alias)
+        if version is None:
+            return None
+        for loaded in (old.champion, old.challenger):
+            if loaded is not None and loaded.version == version:
+                return replace(loaded, alias=alias)
+        return load(client, self.name, version, alias)
