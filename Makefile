@@ -85,6 +85,7 @@ test: lint
 bench: init
 	$(PII_KEY) python tests/benchmarks/bench_dag.py
 	$(PII_KEY) python tests/benchmarks/bench_train.py
+	$(PII_KEY) python tests/benchmarks/bench_serving.py
 
 clean:
 	rm -rf $(STATE)
