@@ -21,7 +21,7 @@ from tests.unit.analysis_fixtures import (  # noqa: F401 (the pytest fixtures an
 )
 
 # Thresholds any trained model passes: these tests are about the registry, not the model's quality.
-LENIENT = {"thresholds.min_roc_auc": 0.5, "thresholds.min_lift_over_baseline": -1.0}
+LENIENT = {"thresholds.min_roc_auc": 0.5, "thresholds.min_lift_over_baseline": -1.0, "thresholds.fairness": None}
 
 
 def versions(name: str) -> list[int]:
@@ -37,7 +37,8 @@ def aliases(name: str) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def thresholds() -> spec.Spec:
     return spec.with_overrides(spec.load(SPEC_PATH), {"thresholds.min_roc_auc": 0.7,
-                                                      "thresholds.min_lift_over_baseline": 0.01})
+                                                      "thresholds.min_lift_over_baseline": 0.01,
+                                                      "thresholds.fairness": None})
 
 
 @pytest.mark.parametrize(
@@ -50,9 +51,12 @@ def thresholds() -> spec.Spec:
          ["lift over baseline 0.0000 < thresholds.min_lift_over_baseline 0.01"]),
         ({"roc_auc": 0.6, "lift": -0.1}, None, False,
          ["thresholds.min_roc_auc", "thresholds.min_lift_over_baseline"]),
-        ({"roc_auc": 0.9, "lift": 0.2}, {"version": 3, "tags": {}}, False,
-         ["version 3 is the champion; the champion/challenger gate comes later"]),
-        ({"roc_auc": 0.6, "lift": 0.2}, {"version": 3, "tags": {}}, False, ["thresholds.min_roc_auc 0.7"]),
+        ({"roc_auc": 0.9, "lift": 0.2}, {"version": 3, "roc_auc": 0.91}, False,
+         ["roc_auc 0.9000 vs champion version 3 0.9100 on this run's analysis set: improvement -0.0100 "
+          "< thresholds.min_improvement_over_champion 0.0"]),
+        ({"roc_auc": 0.9, "lift": 0.2}, {"version": 3, "roc_auc": 0.9}, True,
+         ["beats champion version 3 on this run's analysis set: roc_auc 0.9000 vs 0.9000"]),
+        ({"roc_auc": 0.6, "lift": 0.2}, {"version": 3, "roc_auc": 0.5}, False, ["thresholds.min_roc_auc 0.7"]),
     ],
 )
 def test_decide(thresholds, metrics, champion, promote, reasons):
@@ -74,9 +78,9 @@ def test_force_keeps_the_reasons_it_overrides(thresholds):
 
 
 def test_decide_is_pure(thresholds):
-    metrics, champion = {"roc_auc": 0.9, "lift": 0.2}, {"version": 1, "tags": {"a": "b"}}
+    metrics, champion = {"roc_auc": 0.9, "lift": 0.2}, {"version": 1, "roc_auc": 0.8}
     assert decide(thresholds, metrics, champion) == decide(thresholds, metrics, champion)
-    assert metrics == {"roc_auc": 0.9, "lift": 0.2} and champion == {"version": 1, "tags": {"a": "b"}}
+    assert metrics == {"roc_auc": 0.9, "lift": 0.2} and champion == {"version": 1, "roc_auc": 0.8}
 
 
 # --- the step, against a real MLflow registry -------------------------------------------------
@@ -108,13 +112,19 @@ def test_first_registration_is_challenger_and_champion_with_lineage_tags(analyze
 def test_a_second_run_is_challenger_and_the_champion_stays(analyzed_run):
     first = clone(analyzed_run, "one", TRAINED, model_name="two_runs", **LENIENT)
     run_step("register", first)
-    second = run_steps(clone(analyzed_run, "two", ("ingest", "split"), model_name="two_runs", **LENIENT),
+    # Retrained on the same data with the same seeds: as good as the champion, not better by the margin.
+    second = run_steps(clone(analyzed_run, "two", ("ingest", "split"), model_name="two_runs", **LENIENT,
+                             **{"thresholds.min_improvement_over_champion": 0.01}),
                        ("train", "analyze", "register"))
     result = Run(second).result("register")
     assert Run(second).result("train")["mlflow_run_id"] != Run(first).result("train")["mlflow_run_id"]
     assert (result["version"], result["aliases"], result["promoted"], result["champion_version"]) == (
         2, ["challenger"], False, 1)
-    assert "version 1 is the champion" in result["reasons"][0]
+    assert result["reasons"] == ["roc_auc {0:.4f} vs champion version 1 {0:.4f} on this run's analysis set: "
+                                 "improvement +0.0000 < thresholds.min_improvement_over_champion 0.01".format(
+                                     Run(second).result("analyze")["metrics"]["roc_auc"])]
+    assert result["compared_with"] == 1 and result["metrics"]["roc_auc"]["champion"] == result["metrics"][
+        "roc_auc"]["challenger"]
     assert aliases("two_runs") == {"champion": 1, "challenger": 2}
     tags = MlflowClient().get_model_version("two_runs", "2").tags
     assert (tags["mlpipe.promoted"], tags[RUN_URI_TAG]) == ("false", second)
@@ -159,7 +169,9 @@ def test_a_retry_reuses_the_version_and_restores_the_aliases(analyzed_run):
         client.delete_registered_model_alias("retried_model", alias)
     second = run_step("register", uri)
     assert versions("retried_model") == [1]
-    assert {**second, "seconds": 0} == {**first, "seconds": 0}
+    assert {**second, "seconds": 0, "audit": ""} == {**first, "seconds": 0, "audit": ""}
+    assert second["audit"] != first["audit"]  # each decision is its own audit event, never rewritten
+    assert storage.read_json(first["audit"])["reasons"] == storage.read_json(second["audit"])["reasons"]
     assert aliases("retried_model") == {"challenger": 1, "champion": 1}
 
 

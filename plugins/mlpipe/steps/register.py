@@ -1,32 +1,55 @@
-"""register: put the trained model in the MLflow registry as ``challenger``, maybe promote it.
+"""register: put the trained model in the MLflow registry as ``challenger``; promote it through the gate.
 
 The version carries its lineage and analysis as tags (data version, pipeline run,
-MLflow run, analysis metrics, decision threshold) and the promotion decision of
-:func:`mlpipe.promotion.decide` (promoted or not, and why). Promotion uses aliases
-only. A retry reuses the version this pipeline run already registered for the same
-MLflow run instead of creating a second one.
+MLflow run, analysis metrics, decision threshold). The gate (:func:`mlpipe.promotion.decide`)
+compares it with the current champion *re-scored on this run's analysis set*
+(never trusting old numbers), after an infra check that loads the registered version
+through the serving code path (the MLflow pyfunc) and scores the set's first rows.
+Every decision (promoted or not, why, the metrics side by side, forced or not, which
+run) is recorded as tags on the version and as one event in the audit log
+(:mod:`mlpipe.audit`). Promotion moves aliases only: ``champion`` to the new version,
+``previous-champion`` to the one it replaced (:func:`move_champion`). A retry reuses the
+version this pipeline run already registered for the same MLflow run instead of
+creating a second one, and compares it with the version it replaced, not with itself.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from mlpipe.promotion import decide
+from mlpipe import audit, storage
+from mlpipe.features import labels
+from mlpipe.promotion import Decision, decide, scorecard, side_by_side
 from mlpipe.runs import Run
-from mlpipe.tracking import DATA_VERSION_TAG, NOTES_TAG, RUN_URI_TAG
+from mlpipe.steps import StepError
+from mlpipe.tracking import DATA_VERSION_TAG, NOTES_TAG, PIPELINE_TAG, RUN_URI_TAG
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
+
+    from mlpipe.spec import Spec
 
 log = logging.getLogger(__name__)
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
+PREVIOUS_CHAMPION = "previous-champion"
 PROMOTED_TAG = "mlpipe.promoted"
 REASONS_TAG = "mlpipe.promotion_reasons"
+NOTES_OF_GATE_TAG = "mlpipe.promotion_notes"
+FORCED_TAG = "mlpipe.promotion_forced"
+COMPARED_TAG = "mlpipe.compared_with_version"
+COMPARISON_TAG = "mlpipe.promotion_comparison"  # JSON: challenger vs champion, metric by metric
+REPLACED_TAG = "mlpipe.replaced_version"  # the champion this version replaced when promoted
+AUDIT_TAG = "mlpipe.promotion_audit"
 THRESHOLD_TAG = "mlpipe.threshold"
+INFRA_ROWS = 20
+INFRA_TOLERANCE = 1e-6
 
 
 def version_tags(run: Run, train: dict[str, Any], metrics: dict[str, Any]) -> dict[str, str]:
@@ -50,25 +73,129 @@ def existing_version(client: MlflowClient, name: str, run: Run, mlflow_run_id: s
     return min(found, key=lambda v: int(v.version)) if found else None
 
 
-def champion_version(client: MlflowClient, name: str) -> int | None:
-    """The version the ``champion`` alias points at, if any."""
-    version = client.get_registered_model(name).aliases.get(CHAMPION)
+def alias_version(client: MlflowClient, name: str, alias: str) -> int | None:
+    """The version ``alias`` points at, if any."""
+    version = client.get_registered_model(name).aliases.get(alias)
     return None if version is None else int(version)
 
 
-def champion_info(client: MlflowClient, name: str) -> dict[str, Any] | None:
-    """What the promotion rule gets to know of the current champion (``None`` when there is none)."""
-    version = champion_version(client, name)
-    if version is None:
-        return None
-    found = client.get_model_version(name, str(version))
-    return {"version": int(found.version), "run_id": found.run_id, "tags": dict(found.tags)}
+def champion_version(client: MlflowClient, name: str) -> int | None:
+    """The version the ``champion`` alias points at, if any."""
+    return alias_version(client, name, CHAMPION)
+
+
+def compared_version(client: MlflowClient, name: str, version: int) -> int | None:
+    """The champion to compare ``version`` with; when it already is the champion (a retry), the one it replaced."""
+    champion = champion_version(client, name)
+    if champion != version:
+        return champion
+    replaced = client.get_model_version(name, str(version)).tags.get(REPLACED_TAG)
+    return None if replaced is None else int(replaced)
 
 
 def latest_version(client: MlflowClient, name: str) -> int:
     """The newest version number of registered model ``name``."""
     newest = client.search_model_versions(f"name = '{name}'", order_by=["version_number DESC"], max_results=1)
     return int(newest[0].version)
+
+
+def move_champion(client: MlflowClient, name: str, version: int) -> None:
+    """``champion`` -> ``version``; the champion it replaces (if another version) becomes ``previous-champion``.
+
+    The only place the promotion moves aliases, so one lock can make promotions exclusive.
+    """
+    current = champion_version(client, name)
+    if current is not None and current != version:
+        client.set_registered_model_alias(name, PREVIOUS_CHAMPION, str(current))
+    client.set_registered_model_alias(name, CHAMPION, str(version))
+
+
+def describe(error: BaseException) -> str:
+    """An exception's type and the first line of its message (XGBoost appends a native stack trace)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else '(no message)'}"
+
+
+def champion_scorecard(client: MlflowClient, spec: Spec, name: str, version: int, frame: pd.DataFrame,
+                       y: np.ndarray, baseline_roc_auc: float) -> dict[str, Any]:
+    """The registered ``version`` re-scored on ``frame``, at the decision threshold it was promoted with."""
+    import mlflow
+
+    tags = client.get_model_version(name, str(version)).tags
+    if THRESHOLD_TAG not in tags:
+        raise StepError(f"champion {name} version {version} has no {THRESHOLD_TAG} tag: cannot decide its approvals")
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().model
+    except Exception as error:  # whatever broke it, the gate cannot compare: say which version and why
+        raise StepError(f"cannot re-score champion {name} version {version} to compare with it "
+                        f"({describe(error)}); repair it or roll it back (mlpipe rollback {name})"
+                        ) from error
+    card = scorecard(spec, frame, y, model.scores(frame), float(tags[THRESHOLD_TAG]), baseline_roc_auc)
+    return {"version": version, **card}
+
+
+def infra_check(name: str, version: int, rows: pd.DataFrame, schema: dict[str, Any],
+                expected: np.ndarray) -> str | None:
+    """Load ``version`` as the server does (its MLflow pyfunc) and score ``rows``; what went wrong, or ``None``."""
+    import mlflow
+    import numpy as np
+
+    from mlpipe.serving_model import as_inputs
+
+    uri = f"models:/{name}/{version}"
+    try:
+        scores = np.asarray(mlflow.pyfunc.load_model(uri).predict(as_inputs(rows, schema)), dtype="float64")
+    except Exception as error:  # any failure to load or score is the finding, reported with its type
+        return f"{uri} could not load and score {len(rows)} analysis rows: {describe(error)}"
+    if scores.shape != (len(rows),) or not np.isfinite(scores).all():
+        return f"{uri} returned missing or non-finite scores for the first {len(rows)} analysis rows"
+    worst = float(np.abs(scores - expected).max())
+    if worst > INFRA_TOLERANCE:
+        return f"{uri} scores differ from the trained model's by up to {worst:.3g} on the first {len(rows)} rows"
+    return None
+
+
+def gate(run: Run, client: MlflowClient, name: str, version: int,
+         forced: bool) -> tuple[Decision, dict[str, Any], int | None]:
+    """The promotion decision for ``version``, the scorecards side by side, and the version compared with."""
+    from mlpipe.model import TabularModel
+
+    spec, metrics = run.spec, run.result("analyze")["metrics"]
+    frame = storage.read_parquet(run.result("split")["analysis"])
+    y = labels(frame, spec)
+    model = TabularModel.load(run.result("train")["model_folder"])
+    scores = model.scores(frame)
+    challenger = scorecard(spec, frame, y, scores, metrics["threshold"], metrics["baseline_roc_auc"])
+    compared = compared_version(client, name, version)
+    champion = None if compared is None else champion_scorecard(
+        client, spec, name, compared, frame, y, metrics["baseline_roc_auc"])
+    problem = infra_check(name, version, frame.head(INFRA_ROWS), model.schema, scores[:INFRA_ROWS])
+    decision = decide(spec, challenger, champion, force=forced, infra_error=problem)
+    return decision, side_by_side(spec, challenger, champion), compared
+
+
+def apply_decision(run: Run, client: MlflowClient, name: str, version: int, forced: bool) -> dict[str, Any]:
+    """Gate ``version``, record the decision (version tags, audit event), move the aliases; what happened."""
+    decision, comparison, compared = gate(run, client, name, version, forced)
+    replaced = compared if decision.promote else None
+    tags = {PROMOTED_TAG: str(decision.promote).lower(), REASONS_TAG: "; ".join(decision.reasons),
+            NOTES_OF_GATE_TAG: "; ".join(decision.notes), FORCED_TAG: str(forced).lower(),
+            COMPARED_TAG: "" if compared is None else str(compared),
+            COMPARISON_TAG: json.dumps(comparison, sort_keys=True),
+            **({} if replaced is None else {REPLACED_TAG: str(replaced)})}
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version), key, value)
+    if decision.promote:
+        move_champion(client, name, version)
+    entry = audit.record(run.spec.name, {
+        "action": "promoted" if decision.promote else "not_promoted", "model": name, "version": version,
+        "promoted": decision.promote, "forced": forced, "reasons": decision.reasons, "notes": decision.notes,
+        "compared_with": compared, "replaced": replaced, "comparison": comparison, "run": run.uri,
+        "actor": f"register step of run {run.run_id}", "data_version": run.result("train")["data_version"]})
+    client.set_model_version_tag(name, str(version), AUDIT_TAG, entry)
+    log.info("%s version %d: promoted=%s (%s)", name, version, decision.promote, "; ".join(decision.reasons))
+    return {"promoted": decision.promote, "forced": forced, "reasons": decision.reasons, "notes": decision.notes,
+            "compared_with": compared, "replaced": replaced, "metrics": comparison["metrics"], "audit": entry}
 
 
 def register(run: Run) -> dict[str, Any]:
@@ -84,19 +211,11 @@ def register(run: Run) -> dict[str, Any]:
         found = mlflow.register_model(train["model_uri"], name, tags=version_tags(run, train, metrics))
     else:
         log.info("reusing version %s of %s registered earlier by this run", found.version, name)
+    client.set_registered_model_tag(name, PIPELINE_TAG, spec.name)  # where rollback finds the audit log
     version = int(found.version)
-    champion = champion_info(client, name)
-    # The champion to compare with is another version: a retry must not compare a version with itself.
-    decision = decide(spec, metrics, None if champion and champion["version"] == version else champion,
-                      force=bool(run.options.get("force_promote")))
+    outcome = apply_decision(run, client, name, version, forced=bool(run.options.get("force_promote")))
     if version == latest_version(client, name):  # an old run re-registered does not take the alias back
         client.set_registered_model_alias(name, CHALLENGER, str(version))
-    if decision.promote:
-        client.set_registered_model_alias(name, CHAMPION, str(version))
-    client.set_model_version_tag(name, str(version), PROMOTED_TAG, str(decision.promote).lower())
-    client.set_model_version_tag(name, str(version), REASONS_TAG, "; ".join(decision.reasons))
-    log.info("%s version %d: promoted=%s (%s)", name, version, decision.promote, "; ".join(decision.reasons))
     aliases = client.get_model_version(name, str(version)).aliases
-    return {"model_name": name, "version": version, "aliases": sorted(aliases),
-            "promoted": decision.promote, "reasons": decision.reasons,
+    return {"model_name": name, "version": version, "aliases": sorted(aliases), **outcome,
             "champion_version": champion_version(client, name)}

@@ -1,0 +1,76 @@
+"""``mlpipe rollback <model>``: give the ``champion`` alias back to the ``previous-champion``.
+
+The rolled-back version keeps a tag saying when, by whom and why; ``previous-champion``
+moves one step further back (to the version the restored champion had replaced, when
+known) so that a second rollback goes further back instead of undoing the first. Every
+rollback is one event in the pipeline's audit log (:mod:`mlpipe.audit`); the pipeline is
+the registered model's ``mlpipe.pipeline`` tag (set by ``register``), else the model name.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from mlpipe import audit
+from mlpipe.steps import StepError
+from mlpipe.steps.register import CHAMPION, PREVIOUS_CHAMPION, REPLACED_TAG
+from mlpipe.tracking import PIPELINE_TAG
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import RegisteredModel
+
+ROLLED_BACK_TAG = "mlpipe.rolled_back"
+
+
+def registered_model(client: MlflowClient, model: str) -> RegisteredModel:
+    """The registered model ``model``; a :class:`StepError` naming it when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_registered_model(model)
+    except MlflowException as error:
+        raise StepError(f"no registered model {model!r} ({error.error_code})") from None
+
+
+def restore_previous(client: MlflowClient, model: str, previous: int) -> None:
+    """``champion`` -> ``previous``; ``previous-champion`` -> the version ``previous`` had replaced, or none.
+
+    The only place a rollback moves aliases, so one lock can make it exclusive with promotions.
+    """
+    replaced = client.get_model_version(model, str(previous)).tags.get(REPLACED_TAG)
+    client.set_registered_model_alias(model, CHAMPION, str(previous))
+    if replaced is None:
+        client.delete_registered_model_alias(model, PREVIOUS_CHAMPION)
+    else:
+        client.set_registered_model_alias(model, PREVIOUS_CHAMPION, replaced)
+
+
+def rollback(model: str, reason: str = "manual rollback", actor: str | None = None,
+             expected_champion: int | None = None) -> dict[str, Any]:
+    """Make the previous champion of ``model`` the champion again; returns the versions and the audit entry.
+
+    ``expected_champion`` (the deploy step's new version) refuses to roll back a champion
+    that has moved on since. Nothing changes when there is no previous champion.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    found = registered_model(client, model)
+    champion, previous = found.aliases.get(CHAMPION), found.aliases.get(PREVIOUS_CHAMPION)
+    if champion is None or previous is None:
+        raise StepError(f"{model} has no {'champion' if champion is None else 'previous-champion'} "
+                        f"version (aliases: {dict(found.aliases) or 'none'}): nothing to roll back to")
+    if expected_champion is not None and int(champion) != expected_champion:
+        raise StepError(f"{model}'s champion is version {champion}, not {expected_champion}: "
+                        "it moved on since, so it is left alone")
+    actor = actor or os.environ.get("USER") or "unknown"
+    restore_previous(client, model, int(previous))
+    client.set_model_version_tag(model, champion, ROLLED_BACK_TAG,
+                                 f"{datetime.now(UTC).isoformat()} by {actor}: {reason}")
+    entry = audit.record(found.tags.get(PIPELINE_TAG, model), {
+        "action": "rollback", "model": model, "version": int(champion), "from_version": int(champion),
+        "to_version": int(previous), "actor": actor, "reason": reason})
+    return {"model": model, "from_version": int(champion), "to_version": int(previous), "audit": entry}

@@ -1,0 +1,154 @@
+"""deploy: have the running model server take the new champion, and prove it serves it.
+
+Runs after ``register``. When that run promoted its version and a server is configured
+(``$MLPIPE_SERVER_URL``; bearer token from ``$MLPIPE_SERVE_TOKEN`` when set), it calls
+``POST /reload`` and then a smoke ``POST /predict`` with the analysis set's first rows:
+the answer must come from the new champion's version, with the model's own scores
+(within :data:`TOLERANCE`). On any failure the ``champion`` alias is rolled back to the
+``previous-champion`` (:func:`mlpipe.rollback.rollback`), the server is asked to reload
+that one, the failure is audited, and the step fails. Not promoted, no server
+configured, or no longer the champion (a later run took over): nothing to deploy,
+and the result says why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from mlpipe import audit, storage
+from mlpipe.model import TabularModel
+from mlpipe.runs import Run
+from mlpipe.steps import StepError
+
+if TYPE_CHECKING:
+    import httpx
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+SERVER_ENV = "MLPIPE_SERVER_URL"
+TOKEN_ENV = "MLPIPE_SERVE_TOKEN"  # noqa: S105 (the name of the variable, not a secret)
+SMOKE_ROWS = 20
+TOLERANCE = 1e-6
+TIMEOUT_S = 30.0
+
+
+class DeployError(Exception):
+    """The server did not take, or did not correctly serve, the new champion."""
+
+
+def records(frame: pd.DataFrame, schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The feature columns of ``frame`` as JSON records (missing values as null, numbers at full precision)."""
+    return json.loads(frame[schema["columns"]].to_json(orient="records", double_precision=15))
+
+
+def post(client: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST path`` and its JSON answer; a :class:`DeployError` for anything but a 2xx JSON object."""
+    import httpx
+
+    try:
+        response = client.post(path, json=body)
+        response.raise_for_status()
+        answer = response.json()
+    except (httpx.HTTPError, ValueError) as error:
+        raise DeployError(f"POST {path}: {type(error).__name__}: {error}") from error
+    if not isinstance(answer, dict):
+        raise DeployError(f"POST {path}: expected a JSON object, got {answer!r:.200}")
+    return answer
+
+
+def client(url: str) -> httpx.Client:
+    """An HTTP client for the server at ``url``, with the bearer token when one is configured."""
+    import httpx
+
+    token = os.environ.get(TOKEN_ENV)
+    return httpx.Client(base_url=url, timeout=TIMEOUT_S, headers={"Authorization": f"Bearer {token}"} if token else {})
+
+
+def check_answer(answer: dict[str, Any], version: int, expected: list[float]) -> None:
+    """Raise :class:`DeployError` unless ``/predict`` answered from ``version`` with the ``expected`` scores."""
+    try:
+        answered = answer["model"]["version"]
+        scores = [float(prediction["score"]) for prediction in answer["predictions"]]
+    except (KeyError, TypeError, ValueError) as error:
+        raise DeployError(f"POST /predict: unexpected answer ({type(error).__name__}: {error})") from error
+    if str(answered) != str(version):
+        raise DeployError(f"POST /predict was answered by version {answered}, not the new champion {version}")
+    if len(scores) != len(expected):
+        raise DeployError(f"POST /predict returned {len(scores)} predictions for {len(expected)} records")
+    worst = max(abs(got - want) for got, want in zip(scores, expected, strict=True))
+    if worst > TOLERANCE:
+        raise DeployError(f"POST /predict scores differ from the model's own by up to {worst:.3g} (> {TOLERANCE})")
+
+
+def smoke_test(url: str, version: int, model: TabularModel, rows: pd.DataFrame) -> int:
+    """Reload the server at ``url``, then check it serves ``version`` with ``model``'s scores; rows checked."""
+    with client(url) as http:
+        reloaded = post(http, "/reload", {})
+        if str(reloaded.get("version")) != str(version):
+            raise DeployError(f"POST /reload left the server on version {reloaded.get('version')}, "
+                              f"not the new champion {version}")
+        answer = post(http, "/predict", {"records": records(rows, model.schema)})
+    check_answer(answer, version, [float(score) for score in model.scores(rows)])
+    return len(rows)
+
+
+def reload_quietly(url: str) -> None:
+    """Ask the server to reload (after a rollback); a failure is only logged, the server also polls the alias."""
+    try:
+        with client(url) as http:
+            post(http, "/reload", {})
+    except DeployError as error:
+        log.warning("could not make %s reload after the rollback: %s", url, error)
+
+
+def fail(run: Run, registered: dict[str, Any], url: str, problem: str) -> NoReturn:
+    """Audit the failed deploy, roll the champion alias back, and raise a :class:`StepError` saying so."""
+    from mlpipe.rollback import rollback
+
+    name, version = registered["model_name"], registered["version"]
+    audit.record(run.spec.name, {"action": "deploy_failed", "model": name, "version": version, "server": url,
+                                 "problem": problem, "run": run.uri, "actor": f"deploy step of run {run.run_id}"})
+    what = f"deploy of {name} version {version} to {url} failed: {problem}"
+    try:
+        back = rollback(name, reason=what, actor=f"deploy step of run {run.run_id}", expected_champion=version)
+    except StepError as error:
+        raise StepError(f"{what}; the champion alias was not rolled back: {error}") from None
+    reload_quietly(url)
+    raise StepError(f"{what}; the champion alias was rolled back to version {back['to_version']}")
+
+
+def current_champion(name: str) -> int | None:
+    """The version ``name``'s ``champion`` alias points at now."""
+    from mlflow import MlflowClient
+
+    from mlpipe.steps.register import champion_version
+
+    return champion_version(MlflowClient(), name)
+
+
+def deploy(run: Run) -> dict[str, Any]:
+    registered = run.result("register")
+    version, url = registered["version"], os.environ.get(SERVER_ENV) or None
+    outcome = {"deployed": False, "server": url, "version": version, "smoke_rows": 0}
+    if not registered["promoted"]:
+        return {**outcome, "skipped": f"version {version} was not promoted: nothing to deploy"}
+    if url is None:
+        return {**outcome, "skipped": f"${SERVER_ENV} is not set: no model server to deploy to"}
+    if (champion := current_champion(registered["model_name"])) != version:
+        return {**outcome, "skipped": f"version {version} is no longer the champion (now: {champion}): "
+                                      "nothing to deploy"}
+    model = TabularModel.load(run.result("train")["model_folder"])
+    rows = storage.read_parquet(run.result("split")["analysis"]).head(SMOKE_ROWS)
+    try:
+        checked = smoke_test(url, version, model, rows)
+    except DeployError as error:
+        fail(run, registered, url, str(error))
+    audit.record(run.spec.name, {"action": "deployed", "model": registered["model_name"], "version": version,
+                                 "server": url, "smoke_rows": checked, "run": run.uri,
+                                 "actor": f"deploy step of run {run.run_id}"})
+    log.info("%s version %s deployed to %s; %d smoke rows match", registered["model_name"], version, url, checked)
+    return {**outcome, "deployed": True, "skipped": None, "smoke_rows": checked}
