@@ -36,7 +36,7 @@ SPEC = Path(__file__).resolve().parents[2] / "dags" / "pipelines" / "loan_defaul
 FALLBACK = "no usable GPU"
 RESULT_KEYS = {"step", "run", "seconds", "mlflow_run_id", "model_uri", "model_folder", "baseline", "device",
                "best_iteration", "num_trees", "scale_pos_weight", "validation", "train_seconds",
-               "data_version"}
+               "data_version", "tuned"}
 
 
 @dataclass

@@ -12,6 +12,10 @@ params and training settings, the validation metrics of every boosting round
 and baseline, the training and validation datasets, and the pyfunc model
 (:mod:`mlpipe.serving_model`).
 
+When the ``tune`` step found params in this run, they are merged over ``training.params``
+(MLflow param ``tuned``, tag ``mlpipe.tuning_run_id``); when tuning was skipped, disabled or not
+part of the run, the spec's params are used as they are.
+
 Every round is evaluated on the validation set with ``logloss`` and ``auc`` plus any
 other ``eval_metric`` of the spec; as in XGBoost, the *last* metric listed decides
 early stopping (``auc`` unless the spec lists another last).
@@ -34,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from mlpipe import storage, tracking
 from mlpipe.features import labels, matrix, schema
 from mlpipe.model import SCHEMA_FILE, TabularModel
-from mlpipe.runs import Run
+from mlpipe.runs import Run, StepNotFinished
 from mlpipe.steps import StepError
 
 if TYPE_CHECKING:
@@ -53,6 +57,7 @@ DEVICES = ("cpu", "cuda")
 ROUND_METRICS = ("logloss", "auc")
 RESERVED_PARAMS = {"device": "training.device (or $MLPIPE_DEVICE)",
                    "scale_pos_weight": "training.scale_pos_weight"}
+TUNING_RUN_TAG = "mlpipe.tuning_run_id"
 BASELINE_FILE = "pipeline.skops"
 BASELINE_TRUSTED = ["numpy.dtype"]
 EXAMPLE_ROWS = 5
@@ -186,9 +191,13 @@ def inputs(frame: pd.DataFrame, feature_schema: dict[str, Any], spec: Spec,
 
 
 def fit_booster(params: dict[str, Any], train: tuple[pd.DataFrame, np.ndarray],
-                validation: tuple[pd.DataFrame, np.ndarray],
-                training: Training) -> tuple[xgb.Booster, dict[str, list[float]], float]:
-    """Boost with early stopping on ``validation``; return the booster, per-round metrics, seconds."""
+                validation: tuple[pd.DataFrame, np.ndarray], training: Training,
+                callbacks: list[xgb.callback.TrainingCallback] | None = None,
+                ) -> tuple[xgb.Booster, dict[str, list[float]], float]:
+    """Boost with early stopping on ``validation``; return the booster, per-round metrics, seconds.
+
+    ``callbacks`` see every round's validation metrics (keys ``validation-<metric>``), e.g. a tuning pruner.
+    """
     import xgboost as xgb
 
     dtrain = xgb.QuantileDMatrix(train[0], label=train[1], enable_categorical=True)
@@ -197,7 +206,7 @@ def fit_booster(params: dict[str, Any], train: tuple[pd.DataFrame, np.ndarray],
     started = time.perf_counter()
     booster = xgb.train(params, dtrain, num_boost_round=training.num_boost_round,
                         evals=[(dvalid, VALIDATION)], early_stopping_rounds=training.early_stopping_rounds,
-                        evals_result=history, verbose_eval=False)
+                        evals_result=history, verbose_eval=False, callbacks=callbacks)
     return booster, history[VALIDATION], time.perf_counter() - started
 
 
@@ -233,9 +242,23 @@ def validation_metrics(model: TabularModel, baseline: Baseline, frame: pd.DataFr
             "baseline_roc_auc": round(float(roc_auc_score(y, baseline.scores(frame))), 6)}
 
 
-def mlflow_params(fit: Fit, training: Training) -> dict[str, Any]:
+def tuned_training(training: Training, values: dict[str, Any]) -> Training:
+    """``training`` with ``values`` (tuned or sampled hyperparameters) merged over its params."""
+    return training.model_copy(update={"params": {**training.params, **values}})
+
+
+def tuning_result(run: Run) -> dict[str, Any] | None:
+    """The tune step's result when it found params in this run; ``None`` when tuning was skipped or not run."""
+    try:
+        result = run.result("tune")
+    except StepNotFinished:
+        return None
+    return result if result.get("best_params") else None
+
+
+def mlflow_params(fit: Fit, training: Training, tuned: bool) -> dict[str, Any]:
     """Every booster param plus the training settings and the outcome of early stopping."""
-    return {**fit.params, "num_boost_round": training.num_boost_round,
+    return {**fit.params, "tuned": tuned, "num_boost_round": training.num_boost_round,
             "early_stopping_rounds": training.early_stopping_rounds, "best_iteration": fit.best_iteration,
             "rounds_trained": fit.model.booster.num_boosted_rounds(),
             "baseline": "logistic_regression(class_weight=balanced)"}
@@ -249,8 +272,12 @@ def mlflow_metrics(fit: Fit) -> list[tuple[str, float, int]]:
     return rounds + final
 
 
-def log_run(run: Run, ingested: dict[str, Any], frames: dict[str, pd.DataFrame], fit: Fit) -> str:
-    """Record the training in a new MLflow run for this pipeline run; return its id."""
+def log_run(run: Run, ingested: dict[str, Any], frames: dict[str, pd.DataFrame], fit: Fit,
+            tuning: dict[str, Any] | None) -> str:
+    """Record the training in a new MLflow run for this pipeline run; return its id.
+
+    ``tuning`` is the tune step's result when its params were used (tagged with its MLflow run).
+    """
     import mlflow
     import mlflow.data
 
@@ -258,10 +285,13 @@ def log_run(run: Run, ingested: dict[str, Any], frames: dict[str, pd.DataFrame],
 
     spec = run.spec
     version = ingested["data_version"]
+    tags = tracking.run_tags(spec.name, run.uri, version, run.options.get("notes", ""))
+    if tuning:
+        tags[TUNING_RUN_TAG] = tuning["tuning_run_id"]
     with mlflow.start_run(experiment_id=tracking.experiment_id(spec.name), run_name=run.run_id,
-                          tags=tracking.run_tags(spec.name, run.uri, version, run.options.get("notes", ""))) as active:
+                          tags=tags) as active:
         run_id = active.info.run_id
-        tracking.log_batch(run_id, mlflow_params(fit, spec.training), mlflow_metrics(fit))
+        tracking.log_batch(run_id, mlflow_params(fit, spec.training, bool(tuning)), mlflow_metrics(fit))
         for part, context in ((TRAIN, "training"), (VALIDATION, "validation")):
             with warnings.catch_warnings():  # MLflow's hints on source resolution and integer columns
                 warnings.simplefilter("ignore", UserWarning)
@@ -294,12 +324,16 @@ def fit_models(spec: Spec, frames: dict[str, pd.DataFrame]) -> Fit:
 def train(run: Run) -> dict[str, Any]:
     ingested, parts = run.result("ingest"), run.result("split")
     frames = {part: storage.read_parquet(parts[part]) for part in (TRAIN, VALIDATION)}
-    trained = fit_models(run.spec, frames)
+    spec, tuning = run.spec, tuning_result(run)
+    if tuning:
+        spec = spec.model_copy(update={"training": tuned_training(spec.training, tuning["best_params"])})
+    trained = fit_models(spec, frames)
     model_folder = trained.model.save(run.path(STEP, "model"))
     baseline_folder = trained.baseline.save(run.path(STEP, "baseline"))
-    mlflow_run_id = log_run(run, ingested, frames, trained)
+    mlflow_run_id = log_run(run, ingested, frames, trained, tuning)
     return {"mlflow_run_id": mlflow_run_id, "model_uri": f"runs:/{mlflow_run_id}/model",
             "model_folder": model_folder, "baseline": baseline_folder, "device": trained.params["device"],
             "best_iteration": trained.best_iteration, "num_trees": trained.num_trees,
             "scale_pos_weight": trained.params["scale_pos_weight"], "validation": trained.validation,
-            "train_seconds": round(trained.seconds, 4), "data_version": ingested["data_version"]}
+            "train_seconds": round(trained.seconds, 4), "data_version": ingested["data_version"],
+            "tuned": bool(tuning)}

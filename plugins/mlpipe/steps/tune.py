@@ -1,0 +1,336 @@
+"""tune: Bayesian hyperparameter search (Optuna TPE, seeded) on the validation set, by parallel workers.
+
+Three steps share one Optuna study, kept in a storage every worker reaches:
+``$MLPIPE_OPTUNA_STORAGE``, an RDB URL (``postgresql://...`` on Kubernetes, ``sqlite:///...``)
+or ``journal:///<path>`` (Optuna's journal file), by default the journal file
+``$MLPIPE_OPTUNA_DIR/optuna.journal`` (``$MLPIPE_OPTUNA_DIR`` defaults to ``<tmp>/mlpipe-optuna``).
+The local default is a journal file, not SQLite: every boosting round of every trial is
+reported for pruning, and with two workers SQLite's locking made those reports about 8x
+slower than the journal's (``tests/benchmarks/bench_tune.py`` measures it).
+
+- ``tune_prepare``: creates the study ``<pipeline>-<run id>`` (retry-safe), the MLflow
+  parent run ``tuning``, and enqueues the champion's params as the first trial (warm start);
+- ``tune_trials`` (sharded, one task per worker): runs this worker's share of the trial
+  budget; every trial boosts on ``train`` with early stopping on ``validation`` (never
+  the analysis set), reports each round's validation AUC so that bad trials are pruned,
+  and is logged as an MLflow child run of ``tuning``;
+- ``tune``: picks the best trial; ``train`` merges its params over ``training.params``.
+
+The budget is split into fixed per-worker shares, so the study ends with exactly the
+budget of finished trials however the workers interleave; a retried worker only runs
+what its share still lacks. The time limit (``tuning.timeout_minutes``) is one deadline
+for all workers, counted from ``tune_prepare``. Skipped (``skip_tuning`` trigger option or
+``tuning.enabled: false``): no study is made and ``train`` uses the spec's params.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlpipe import storage, tracking
+from mlpipe.features import schema
+from mlpipe.runs import Run
+from mlpipe.steps import StepError
+from mlpipe.steps.train import (
+    TRAIN,
+    VALIDATION,
+    booster_params,
+    fit_booster,
+    inputs,
+    requested_device,
+    resolve_device,
+    scale_pos_weight,
+    tuned_training,
+)
+
+if TYPE_CHECKING:
+    import optuna
+
+    from mlpipe.spec import SearchRange, Spec
+
+log = logging.getLogger(__name__)
+
+PREPARE, TRIALS = "tune_prepare", "tune_trials"
+STORAGE_ENV, DIR_ENV = "MLPIPE_OPTUNA_STORAGE", "MLPIPE_OPTUNA_DIR"
+JOURNAL = "journal://"
+OBJECTIVE_METRIC = "auc"
+OBSERVATION_KEY = f"{VALIDATION}-{OBJECTIVE_METRIC}"
+DEADLINE_ATTR, SHARD_ATTR = "mlpipe.deadline", "mlpipe.shard"
+PARENT_RUN_NAME = "tuning"
+PARENT_TAG, TRIAL_STATE_TAG = "mlflow.parentRunId", "mlpipe.trial_state"
+CHAMPION = "champion"
+# TPE: random trials before modelling; pruning: a trial is compared with the median of the
+# finished ones only after PRUNE_STARTUP trials and PRUNE_WARMUP boosting rounds.
+TPE_STARTUP = 10
+PRUNE_STARTUP, PRUNE_WARMUP = 4, 30
+
+
+def storage_url() -> str:
+    """The Optuna storage shared by the workers: ``$MLPIPE_OPTUNA_STORAGE`` or the local journal file."""
+    if url := os.environ.get(STORAGE_ENV):
+        return url
+    folder = Path(os.environ.get(DIR_ENV) or Path(tempfile.gettempdir()) / "mlpipe-optuna")
+    return f"{JOURNAL}{folder.resolve() / 'optuna.journal'}"
+
+
+def redacted(url: str) -> str:
+    """``url`` with any password masked, fit for results and logs."""
+    from sqlalchemy.engine import make_url
+
+    return url if url.startswith(JOURNAL) else make_url(url).render_as_string(hide_password=True)
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """The storage at ``url``: a journal file, or an RDB (SQLite waits for a busy database, up to a minute)."""
+    import optuna
+
+    if url.startswith(JOURNAL):
+        path = Path(url.removeprefix(JOURNAL))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+
+
+def study_name(run: Run) -> str:
+    return f"{run.spec.name}-{run.run_id}"
+
+
+def skip_reason(run: Run) -> str | None:
+    """Why this run does not tune (trigger option or spec), or ``None`` when it does."""
+    if run.options.get("skip_tuning"):
+        return "skip_tuning was set when the run was triggered"
+    if not run.spec.tuning.enabled:
+        return "tuning.enabled is false in the spec"
+    if not run.spec.tuning.search_space:
+        return "tuning.search_space is empty"
+    return None
+
+
+def trials_budget(run: Run) -> int:
+    """``tuning.trials``, or the ``tuning_trials`` trigger option when given (a whole number > 0)."""
+    override = run.options.get("tuning_trials")
+    if override is None:
+        return run.spec.tuning.trials
+    if isinstance(override, bool) or not isinstance(override, int) or override <= 0:
+        raise StepError(f"trigger option tuning_trials: expected a whole number > 0, got {override!r}")
+    return override
+
+
+def suggest(trial: optuna.Trial, space: dict[str, SearchRange]) -> dict[str, Any]:
+    """One value per search-space key, sampled by the study's sampler (or fixed by an enqueued trial)."""
+    return {key: (trial.suggest_int(key, int(r.low), int(r.high), log=r.log) if r.integer
+                  else trial.suggest_float(key, r.low, r.high, log=r.log))
+            for key, r in space.items()}
+
+
+def check_search_space(spec: Spec) -> None:
+    """Fail before any trial when a search-space key is one the training params may not set."""
+    lows = {key: r.low for key, r in spec.tuning.search_space.items()}
+    try:
+        booster_params(tuned_training(spec.training, lows), 1.0, "cpu")
+    except StepError as error:
+        raise StepError(f"tuning.search_space: {error}") from None
+
+
+def sampler(seed: int) -> optuna.samplers.BaseSampler:
+    """Seeded multivariate TPE; ``constant_liar`` keeps parallel workers from proposing the same point."""
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP, multivariate=True,
+                                      constant_liar=True)
+
+
+def pruner() -> optuna.pruners.BasePruner:
+    """Median stopping on the per-round validation AUC, after a few trials and warm-up rounds."""
+    import optuna
+
+    return optuna.pruners.MedianPruner(n_startup_trials=PRUNE_STARTUP, n_warmup_steps=PRUNE_WARMUP)
+
+
+def load_study(prepared: dict[str, Any], seed: int) -> optuna.Study:
+    import optuna
+
+    return optuna.load_study(study_name=prepared["study"], storage=open_storage(storage_url()),
+                             sampler=sampler(seed), pruner=pruner())
+
+
+def in_space(value: str, search_range: SearchRange) -> int | float:
+    """A logged param value as a number of ``search_range``, clipped into it."""
+    number = min(max(float(value), search_range.low), search_range.high)
+    return round(number) if search_range.integer else number
+
+
+def champion_params(spec: Spec) -> tuple[int | None, dict[str, Any]]:
+    """The champion's version and its search-space params (from its MLflow run), if there is a champion."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(spec.registered_model, CHAMPION)
+    except MlflowException:
+        return None, {}
+    logged = client.get_run(version.run_id).data.params
+    space = spec.tuning.search_space
+    return int(version.version), {key: in_space(logged[key], r) for key, r in space.items() if key in logged}
+
+
+def start_parent_run(run: Run) -> str:
+    """The MLflow run ``tuning`` that the trials are children of; returns its id."""
+    from mlflow import MlflowClient
+
+    spec = run.spec
+    data_version = run.result("ingest")["data_version"]
+    parent = MlflowClient().create_run(tracking.experiment_id(spec.name), run_name=PARENT_RUN_NAME,
+                                       tags=tracking.run_tags(spec.name, run.uri, data_version))
+    return parent.info.run_id
+
+
+def create_study(run: Run, url: str, budget: int) -> tuple[optuna.Study, bool]:
+    """The run's study (created, or loaded on a retry) and whether it was new (has no trials yet)."""
+    import optuna
+
+    study = optuna.create_study(study_name=study_name(run), storage=open_storage(url), direction="maximize",
+                                sampler=sampler(run.spec.tuning.seed), load_if_exists=True)
+    new = not study.get_trials(deepcopy=False)
+    if new:
+        minutes = run.spec.tuning.timeout_minutes
+        study.set_user_attr(DEADLINE_ATTR, time.time() + minutes * 60 if minutes else None)
+        study.set_user_attr("budget", budget)
+        study.set_user_attr("tuning_run_id", start_parent_run(run))
+    return study, new
+
+
+def tune_prepare(run: Run) -> dict[str, Any]:
+    """Create the study (and its MLflow parent run) that ``tune_trials`` workers share."""
+    if reason := skip_reason(run):
+        log.info("tuning skipped: %s", reason)
+        return {"skipped": True, "reason": reason}
+    spec = run.spec
+    check_search_space(spec)
+    budget, url = trials_budget(run), storage_url()
+    study, new = create_study(run, url, budget)
+    version, params = champion_params(spec)
+    if new and params:
+        study.enqueue_trial(params, user_attrs={"warm_start": version})
+        log.info("warm start: trial 0 is champion version %s's params %s", version, params)
+    return {"study": study.study_name, "storage": redacted(url), "trials_budget": budget,
+            "workers": spec.tuning.workers, "warm_start": version if params else None,
+            "tuning_run_id": study.user_attrs["tuning_run_id"], "skipped": False}
+
+
+def shard_share(budget: int, workers: int, shard: int) -> int:
+    """How many of the ``budget`` trials worker ``shard`` of ``workers`` runs."""
+    return budget // workers + (shard < budget % workers)
+
+
+class Objective:
+    """One trial: boost on the train split with the sampled params, early-stopped and pruned on validation."""
+
+    def __init__(self, run: Run, shard: int) -> None:
+        spec = run.spec
+        parts = run.result("split")
+        frames = {part: storage.read_parquet(parts[part]) for part in (TRAIN, VALIDATION)}
+        feature_schema = schema(frames[TRAIN], spec)
+        self.train, self.validation = (inputs(frames[part], feature_schema, spec, part)
+                                       for part in (TRAIN, VALIDATION))
+        self.pos_weight = scale_pos_weight(self.train[1], spec.training.scale_pos_weight)
+        self.device = resolve_device(requested_device(spec))
+        self.spec, self.shard = spec, shard
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        from optuna_integration import XGBoostPruningCallback
+
+        trial.set_user_attr(SHARD_ATTR, self.shard)
+        training = tuned_training(self.spec.training, suggest(trial, self.spec.tuning.search_space))
+        params = booster_params(training, self.pos_weight, self.device)
+        booster, history, _ = fit_booster(params, self.train, self.validation, training,
+                                          callbacks=[XGBoostPruningCallback(trial, OBSERVATION_KEY)])
+        trial.set_user_attr("best_iteration", booster.best_iteration)
+        return history[OBJECTIVE_METRIC][booster.best_iteration]
+
+
+def log_trial(parent_run_id: str, experiment_id: str, trial: optuna.trial.FrozenTrial) -> None:
+    """Record a finished trial as an MLflow child run of the tuning run: params, state, validation AUC."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    child = client.create_run(experiment_id, run_name=f"trial-{trial.number}",
+                              tags={PARENT_TAG: parent_run_id, TRIAL_STATE_TAG: trial.state.name,
+                                    SHARD_ATTR: str(trial.user_attrs.get(SHARD_ATTR))})
+    value = trial.value if trial.value is not None else trial.intermediate_values.get(trial.last_step)
+    metrics = [] if value is None else [("validation_roc_auc", value, trial.last_step or 0)]
+    tracking.log_batch(child.info.run_id, {**trial.params, "trial": trial.number}, metrics)
+    client.set_terminated(child.info.run_id)
+
+
+def finished_share(study: optuna.Study, shard: int) -> int:
+    """Trials this worker already finished (on an earlier attempt); its stale running ones are failed."""
+    from optuna.trial import TrialState
+
+    mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(SHARD_ATTR) == shard]
+    for stale in (t for t in mine if t.state == TrialState.RUNNING):
+        study.tell(stale.number, state=TrialState.FAIL)
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in mine)
+
+
+def tune_trials(run: Run, shard: int) -> dict[str, Any]:
+    """Worker ``shard``: run its share of the study's trials (until the shared deadline, if any)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    prepared = run.result(PREPARE)
+    if prepared["skipped"]:
+        return {"shard": shard, "trials_run": 0, "best_value_seen": None, "skipped": True}
+    if not 0 <= shard < prepared["workers"]:
+        raise StepError(f"tune_trials: shard {shard} is not one of the {prepared['workers']} workers (0-based)")
+    study = load_study(prepared, run.spec.tuning.seed + shard)
+    todo = shard_share(prepared["trials_budget"], prepared["workers"], shard) - finished_share(study, shard)
+    deadline = study.user_attrs[DEADLINE_ATTR]
+    timeout = None if deadline is None else max(deadline - time.time(), 0.0)
+    experiment = tracking.experiment_id(run.spec.name)
+    seen: list[optuna.trial.FrozenTrial] = []
+
+    def record(_: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        log_trial(prepared["tuning_run_id"], experiment, trial)
+        seen.append(trial)
+
+    if todo > 0 and timeout != 0.0:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study.optimize(Objective(run, shard), n_trials=todo, timeout=timeout, callbacks=[record])
+    values = [t.value for t in seen if t.state == TrialState.COMPLETE]
+    return {"shard": shard, "trials_run": len(seen), "best_value_seen": max(values, default=None),
+            "skipped": False}
+
+
+def tune_select(run: Run) -> dict[str, Any]:
+    """The best trial's params for ``train``; counts of trial outcomes; best logged to the tuning run."""
+    from mlflow import MlflowClient
+    from optuna.trial import TrialState
+
+    prepared = run.result(PREPARE)
+    if prepared["skipped"]:
+        return {"skipped": True, "reason": prepared["reason"], "best_params": {}}
+    trials = load_study(prepared, run.spec.tuning.seed).get_trials(deepcopy=False)
+    counts = {state.name.lower(): sum(t.state == state for t in trials)
+              for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        raise StepError(f"tuning study {prepared['study']}: no trial completed ({counts}); "
+                        f"raise the budget (tuning.trials, tuning.timeout_minutes) or skip tuning")
+    best = max(complete, key=lambda t: (t.value, -t.number))
+    parent = prepared["tuning_run_id"]
+    tracking.log_batch(parent, {f"best_{key}": value for key, value in best.params.items()},
+                       [("best_validation_roc_auc", best.value, best.number)])
+    MlflowClient().set_terminated(parent)
+    log.info("best of %d trials: #%d, validation ROC AUC %.4f, params %s", len(trials), best.number,
+             best.value, best.params)
+    return {"best_params": best.params, "best_value": best.value, "best_trial": best.number,
+            "trials": {"complete": counts["complete"], "pruned": counts["pruned"], "failed": counts["fail"]},
+            "tuning_run_id": parent, "skipped": False}

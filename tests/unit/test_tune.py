@@ -1,0 +1,253 @@
+"""The tuning steps for real: Optuna studies on a journal file / SQLite, XGBoost trials, MLflow child runs.
+
+One module-scoped run is ingested and split once; each test starts its own run that reuses
+those splits (a clone), so every study is new. Trials use the fast training settings of
+:mod:`tests.unit.analysis_fixtures` and budgets of a few trials.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Param
+from optuna.trial import TrialState
+
+from mlpipe import runs, spec, storage, tracking
+from mlpipe.runs import Run
+from mlpipe.steps import StepError, run_step
+from mlpipe.steps import tune as tune_module
+from mlpipe.steps.train import tuning_result
+from mlpipe.steps.tune import (
+    DIR_ENV,
+    PARENT_TAG,
+    SHARD_ATTR,
+    STORAGE_ENV,
+    TRIAL_STATE_TAG,
+    load_study,
+    open_storage,
+    redacted,
+    shard_share,
+    storage_url,
+)
+from tests.unit.analysis_fixtures import (
+    clone,
+    module_env_fixture,  # noqa: F401  (the module_env fixture)
+    replace_result,
+    run_steps,
+    start,
+)
+
+SPLIT = ("ingest", "split")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# Trials boost briefly: a few dozen rounds each.
+QUICK = {"training.num_boost_round": 120, "training.early_stopping_rounds": 10}
+
+
+@pytest.fixture(scope="module")
+def split_run(module_env, tmp_path_factory) -> str:
+    """A run ingested and split once; the Optuna journal in this module's own folder."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(DIR_ENV, str(tmp_path_factory.mktemp("optuna")))
+        patch.delenv(STORAGE_ENV, raising=False)
+        yield run_steps(start("split", **{"tuning.enabled": True}), SPLIT)  # the shipped spec has it off
+
+
+def tuning_run(source: str, run_id: str, options: dict | None = None, **overrides) -> str:
+    """A new run with ``source``'s splits (and spec, plus overrides), started with trigger ``options``."""
+    uri = clone(source, run_id, SPLIT, **QUICK, **overrides)
+    runs.start(Run(uri).spec, run_id, options=options)
+    return uri
+
+
+def study_trials(uri: str) -> list[optuna.trial.FrozenTrial]:
+    return load_study(Run(uri).result("tune_prepare"), seed=0).get_trials()
+
+
+def worker(uri: str, shard: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mlpipe", "step", "tune_trials", "--run", uri,
+                             "--shard", str(shard)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def child_runs(parent_run_id: str) -> list:
+    experiment = MlflowClient().get_run(parent_run_id).info.experiment_id
+    return MlflowClient().search_runs([experiment], f"tags.`{PARENT_TAG}` = '{parent_run_id}'")
+
+
+def test_parallel_worker_processes_share_one_study_and_train_uses_the_best(split_run):
+    uri = tuning_run(split_run, "parallel", **{"tuning.trials": 7, "tuning.workers": 2})
+    # Tuning must never read the analysis set: point it at a file that is not Parquet at all.
+    corrupt = Run(uri).path("split", "analysis.parquet")
+    storage.write_bytes(corrupt, b"not parquet")
+    replace_result(uri, "split", analysis=corrupt)
+
+    prepared = run_step("tune_prepare", uri)
+    assert prepared["study"] == f"loan_default-{Run(uri).run_id}"
+    assert prepared["storage"] == storage_url() and prepared["storage"].startswith("journal://")
+    assert (prepared["trials_budget"], prepared["workers"], prepared["warm_start"]) == (7, 2, None)
+    workers = [worker(uri, shard) for shard in (0, 1)]
+    for process in workers:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-2000:]
+
+    trials = study_trials(uri)
+    assert len(trials) == 7 and all(t.state in FINISHED for t in trials)
+    by_shard = [sum(t.user_attrs[SHARD_ATTR] == shard for t in trials) for shard in (0, 1)]
+    assert by_shard == [4, 3]
+    assert [Run(uri).result("tune_trials", shard)["trials_run"] for shard in (0, 1)] == [4, 3]
+
+    # A retried worker whose share is done runs nothing more.
+    assert run_step("tune_trials", uri, shard=0)["trials_run"] == 0
+    assert len(study_trials(uri)) == 7
+
+    selected = run_step("tune", uri)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert selected["best_value"] == max(t.value for t in complete)
+    assert selected["trials"] == {"complete": len(complete), "pruned": 7 - len(complete), "failed": 0}
+    space = Run(uri).spec.tuning.search_space
+    assert set(selected["best_params"]) == set(space)
+    for key, value in selected["best_params"].items():
+        assert space[key].low <= value <= space[key].high, key
+        assert isinstance(value, int) == space[key].integer, key
+
+    children = child_runs(selected["tuning_run_id"])
+    assert sorted(int(c.data.params["trial"]) for c in children) == list(range(7))
+    for child in children:
+        trial = trials[int(child.data.params["trial"])]
+        assert child.data.tags[TRIAL_STATE_TAG] == trial.state.name
+        assert float(child.data.params["eta"]) == pytest.approx(trial.params["eta"])
+        if trial.state == TrialState.COMPLETE:
+            assert child.data.metrics["validation_roc_auc"] == pytest.approx(trial.value)
+    parent = MlflowClient().get_run(selected["tuning_run_id"])
+    assert parent.data.tags[tracking.RUN_URI_TAG] == uri
+    assert parent.data.metrics["best_validation_roc_auc"] == pytest.approx(selected["best_value"])
+
+    trained = run_step("train", uri)
+    mlflow_run = MlflowClient().get_run(trained["mlflow_run_id"])
+    assert trained["tuned"] is True and mlflow_run.data.params["tuned"] == "True"
+    assert mlflow_run.data.tags["mlpipe.tuning_run_id"] == selected["tuning_run_id"]
+    for key, value in selected["best_params"].items():
+        assert mlflow_run.data.params[key] == str(value), key
+
+
+def test_one_seeded_worker_is_reproducible_on_sqlite(split_run, tmp_path, monkeypatch):
+    monkeypatch.setenv(STORAGE_ENV, f"sqlite:///{tmp_path / 'optuna.db'}")
+    histories = []
+    for run_id in ("seeded_a", "seeded_b"):
+        uri = tuning_run(split_run, run_id, **{"tuning.trials": 3, "tuning.workers": 1})
+        assert run_step("tune_prepare", uri)["storage"].startswith("sqlite:///")
+        run_step("tune_trials", uri, shard=0)
+        histories.append([(t.params, t.value, t.state) for t in study_trials(uri)])
+    assert len(histories[0]) == 3 and histories[0] == histories[1]
+
+
+def test_bad_trials_are_pruned_and_logged_as_pruned(split_run, monkeypatch):
+    monkeypatch.setattr(tune_module, "PRUNE_STARTUP", 1)  # aggressive: compare from the second trial on
+    monkeypatch.setattr(tune_module, "PRUNE_WARMUP", 0)
+    uri = tuning_run(split_run, "pruned", **{"tuning.trials": 6, "tuning.workers": 1})
+    run_step("tune_prepare", uri)
+    run_step("tune_trials", uri, shard=0)
+    trials = study_trials(uri)
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert pruned and complete and len(trials) == 6
+    assert all(t.last_step is not None for t in pruned)  # stopped by the pruner during boosting
+    selected = run_step("tune", uri)
+    assert selected["trials"]["pruned"] == len(pruned)
+    states = {c.data.params["trial"]: c.data.tags[TRIAL_STATE_TAG] for c in child_runs(selected["tuning_run_id"])}
+    assert {states[str(t.number)] for t in pruned} == {"PRUNED"}
+
+
+def register_champion(name: str, params: dict[str, str]) -> int:
+    """A registered model whose ``champion`` version comes from an MLflow run with ``params``."""
+    client = MlflowClient()
+    mlflow_run = client.create_run(tracking.experiment_id(name))
+    client.log_batch(mlflow_run.info.run_id, params=[Param(key, value) for key, value in params.items()])
+    client.create_registered_model(name)
+    version = client.create_model_version(name, source=f"file:///nonexistent/{name}",
+                                          run_id=mlflow_run.info.run_id)
+    client.set_registered_model_alias(name, "champion", version.version)
+    return int(version.version)
+
+
+def test_warm_start_enqueues_the_champions_params_as_trial_zero(split_run):
+    logged = {"eta": "0.05", "max_depth": "3", "min_child_weight": "20.0", "gamma": "0",  # 0: below the range
+              "objective": "binary:logistic"}
+    version = register_champion("loan_default_warm", logged)
+    uri = tuning_run(split_run, "warm", model_name="loan_default_warm",
+                     **{"tuning.trials": 2, "tuning.workers": 1})
+    assert run_step("tune_prepare", uri)["warm_start"] == version
+    run_step("tune_trials", uri, shard=0)
+    first = study_trials(uri)[0]
+    assert first.user_attrs["warm_start"] == version
+    low_gamma = Run(uri).spec.tuning.search_space["gamma"].low
+    assert {key: first.params[key] for key in ("eta", "max_depth", "min_child_weight", "gamma")} == {
+        "eta": 0.05, "max_depth": 3, "min_child_weight": 20.0, "gamma": low_gamma}
+
+
+@pytest.mark.parametrize(("options", "overrides", "reason"), [
+    ({"skip_tuning": True}, {}, "skip_tuning was set"),
+    ({}, {"tuning.enabled": False}, "tuning.enabled is false"),
+])
+def test_skipped_tuning_creates_nothing_and_train_keeps_the_spec_params(split_run, options, overrides, reason):
+    uri = tuning_run(split_run, f"skip_{len(options)}", options=options, **overrides)
+    prepared = run_step("tune_prepare", uri)
+    assert prepared["skipped"] is True and reason in prepared["reason"]
+    assert run_step("tune_trials", uri, shard=0)["trials_run"] == 0
+    assert run_step("tune", uri)["best_params"] == {}
+    assert f"loan_default-{Run(uri).run_id}" not in optuna.get_all_study_names(open_storage(storage_url()))
+    assert tuning_result(Run(uri)) is None
+
+
+@pytest.mark.parametrize("trials", [0, -3, "many", 2.5, True])
+def test_bad_trial_budget_option_is_rejected_before_anything_is_made(split_run, trials):
+    uri = tuning_run(split_run, runs.safe_run_id(f"bad_budget_{trials}"), options={"tuning_trials": trials})
+    with pytest.raises(StepError, match=f"trigger option tuning_trials: expected a whole number > 0, got {trials!r}"):
+        run_step("tune_prepare", uri)
+    assert f"loan_default-{Run(uri).run_id}" not in optuna.get_all_study_names(open_storage(storage_url()))
+    assert not storage.exists(Run(uri).path("tune_prepare", runs.RESULT))
+
+
+def test_search_space_over_a_reserved_param_is_rejected(split_run):
+    base = spec.with_overrides(Run(split_run).spec, {"tuning.search_space.scale_pos_weight": {"low": 1, "high": 9}})
+    uri = runs.start(base, "bad_space")
+    with pytest.raises(StepError, match=r"tuning\.search_space: training\.params\.scale_pos_weight: set it with"):
+        run_step("tune_prepare", uri)
+    assert "loan_default-bad_space" not in optuna.get_all_study_names(open_storage(storage_url()))
+
+
+def test_the_time_budget_is_one_deadline_and_no_complete_trial_fails_selection(split_run):
+    uri = tuning_run(split_run, "deadline", **{"tuning.timeout_minutes": 0.0001, "tuning.workers": 2})
+    run_step("tune_prepare", uri)
+    time.sleep(0.05)
+    assert run_step("tune_trials", uri, shard=1)["trials_run"] == 0
+    with pytest.raises(StepError, match="no trial completed"):
+        run_step("tune", uri)
+    assert not storage.exists(Run(uri).path("tune", runs.RESULT))
+
+
+def test_a_shard_outside_the_workers_is_rejected(split_run):
+    uri = tuning_run(split_run, "bad_shard", **{"tuning.workers": 2})
+    run_step("tune_prepare", uri)
+    with pytest.raises(StepError, match="shard 2 is not one of the 2 workers"):
+        run_step("tune_trials", uri, shard=2)
+    assert study_trials(uri) == []
+
+
+@pytest.mark.parametrize(("budget", "workers"), [(7, 2), (24, 5), (3, 4), (1, 1)])
+def test_worker_shares_add_up_to_the_budget(budget, workers):
+    shares = [shard_share(budget, workers, shard) for shard in range(workers)]
+    assert sum(shares) == budget and max(shares) - min(shares) <= 1
+
+
+def test_storage_urls_never_show_credentials(monkeypatch, tmp_path):
+    assert redacted("postgresql://optuna:s3cret@db:5432/optuna") == "postgresql://optuna:***@db:5432/optuna"
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    monkeypatch.setenv(DIR_ENV, str(tmp_path))
+    assert storage_url() == f"journal://{tmp_path / 'optuna.journal'}"
+    assert os.environ.get(STORAGE_ENV) is None
