@@ -20,6 +20,7 @@ export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS := admin:admin
 export MLPIPE_STORE := file://$(STATE)/store
 export MLFLOW_TRACKING_URI := sqlite:///$(STATE)/mlflow/mlflow.db
 export MLPIPE_MLFLOW_ARTIFACTS := file://$(STATE)/mlflow/artifacts
+export MLPIPE_OPTUNA_DIR := $(STATE)/optuna
 export PATH := $(BIN):$(PATH)
 # The PII hash key is a secret: generated once per machine into .state, never in code or git.
 PII_KEY = MLPIPE_PII_KEY="$$(cat $(STATE)/pii.key)"
@@ -46,7 +47,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 env: init
 	@for name in AIRFLOW_HOME AIRFLOW__CORE__DAGS_FOLDER AIRFLOW__CORE__PLUGINS_FOLDER AIRFLOW__CORE__LOAD_EXAMPLES \
 	  AIRFLOW__DATABASE__SQL_ALCHEMY_CONN AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS MLPIPE_STORE \
-	  MLFLOW_TRACKING_URI MLPIPE_MLFLOW_ARTIFACTS PATH; do echo "export $$name='$${!name}'"; done
+	  MLFLOW_TRACKING_URI MLPIPE_MLFLOW_ARTIFACTS MLPIPE_OPTUNA_DIR PATH; do echo "export $$name='$${!name}'"; done
 	@echo "export MLPIPE_PII_KEY=\"\$$(cat $(STATE)/pii.key)\""
 
 lock:

@@ -31,7 +31,8 @@ for dag_id, dag in bag.dags.items():
                    for k, v in dag.params.items()},
         "tasks": {t.task_id: {"downstream": sorted(t.downstream_task_ids), "retries": t.retries,
                               "backoff": bool(t.retry_exponential_backoff),
-                              "timeout": bool(t.execution_timeout)} for t in dag.tasks},
+                              "timeout": bool(t.execution_timeout),
+                              "mapped": type(t).__name__ == "MappedOperator"} for t in dag.tasks},
     }
 heavy = sorted({m.split(".")[0] for m in sys.modules} & set(sys.argv[2].split(",")))
 print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": dags,
@@ -82,7 +83,9 @@ def test_training_dag_shape(found):
     order = _topological(dag["tasks"])
     assert len(order) == len(dag["tasks"]), "the DAG has a cycle"
     assert order == ["start_run", "ingest_data", "validate_data", "split_data", "validate_split",
-                     "train_model", "analyze_model", "register_model"]
+                     "prepare_tuning", "tune_trials", "select_params", "train_model", "analyze_model",
+                     "register_model", "deploy_model"]
+    assert dag["tasks"]["tune_trials"]["mapped"] and not dag["tasks"]["train_model"]["mapped"]
 
 
 def test_scoring_dag_shape(found):
@@ -102,7 +105,8 @@ def test_conventions(found, kind):
         assert task["retries"] >= 2 and task["backoff"] and task["timeout"], task_id
 
 
-@pytest.mark.parametrize(("kind", "names"), [("training", {"data_uri", "force_promote", "notes"}),
+@pytest.mark.parametrize(("kind", "names"), [("training", {"data_uri", "force_promote", "notes", "skip_tuning",
+                                                           "tuning_trials"}),
                                               ("scoring", {"input_uri"})])
 def test_trigger_params_have_titles_and_descriptions(found, kind, names):
     params = found["dags"][f"loan_default_{kind}"]["params"]

@@ -67,7 +67,9 @@ def test_training_then_scoring_end_to_end(dag_run, tmp_path):
     assert mlflow_run.data.metrics["analysis_roc_auc"] == pytest.approx(analysis["roc_auc"])
     assert analysis["roc_auc"] >= 0.72
     assert analysis["roc_auc"] >= analysis["baseline_roc_auc"]
-    assert run.options == {"data_uri": "", "force_promote": False, "notes": "integration test"}
+    assert run.options == {"data_uri": "", "force_promote": False, "notes": "integration test",
+                           "skip_tuning": False, "tuning_trials": 0}
+    assert run.result("tune")["skipped"] and run.result("deploy")["skipped"]
     assert mlflow_run.data.tags[NOTES_TAG] == champion.tags[NOTES_TAG] == "integration test"
 
     # The champion now scores a batch through the scoring DAG.

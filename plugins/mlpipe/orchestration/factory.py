@@ -23,10 +23,16 @@ TRAINING_STEPS = (
     ("validate", "validate_data"),
     ("split", "split_data"),
     ("validate_split", "validate_split"),
+    ("tune_prepare", "prepare_tuning"),
+    ("tune_trials", "tune_trials"),
+    ("tune", "select_params"),
     ("train", "train_model"),
     ("analyze", "analyze_model"),
     ("register", "register_model"),
+    ("deploy", "deploy_model"),
 )
+# Steps that run as several parallel tasks (dynamic task mapping), and how many for a spec.
+SHARDED = {"tune_trials": lambda pipeline: pipeline.tuning.workers}
 SCORING_STEPS = (("score", "score_batch"),)
 
 DEFAULT_ARGS = {
@@ -49,6 +55,17 @@ TRIGGER_PARAMS = {
         description="Make this run's model the champion even if it fails the spec's thresholds. "
                     "The override is recorded on the model version.",
         section="Promotion",
+    ),
+    "skip_tuning": Param(
+        False, type="boolean", title="Skip tuning",
+        description="Train with the spec's training.params instead of searching for better ones.",
+        section="Tuning",
+    ),
+    "tuning_trials": Param(
+        0, type="integer", minimum=0, title="Tuning trials",
+        description="Trial budget of this run's hyperparameter search (shared by the parallel workers). "
+                    "0: the spec's tuning.trials.",
+        section="Tuning",
     ),
     "notes": Param(
         "", type="string", title="Notes",
@@ -81,11 +98,16 @@ plots are in MLflow (experiment `{name}`, registered model `{model}`).
 | data | `{source}` |
 | target | `{target}` = `{positive}` is the positive class |
 | schedule | `{schedule}` |
-| promotion | analysis ROC AUC ≥ {min_auc}, lift over the logistic-regression baseline ≥ {min_lift} |
+| tuning | Optuna TPE, {trials} trials over {workers} parallel `tune_trials` tasks, on the validation set |
+| promotion | analysis ROC AUC ≥ {min_auc}; lift over the baseline ≥ {min_lift} |
+| gate | beats the champion (re-scored on the same rows) by ≥ {min_gain}; no slice drops > {max_drop}{fairness} |
 
-**Trigger with options** (Trigger DAG ▸ the form): a different data URI, forced promotion, notes.
-Validation failures stop the run before training; the task log lists every failed expectation
-and `validate_data/report.html` in the run folder shows them.
+**Trigger with options** (Trigger DAG ▸ the form): a different data URI, skip tuning or change its
+trial budget, forced promotion, notes. Validation failures stop the run before training; the task
+log lists every failed expectation and `validate_data/report.html` in the run folder shows them.
+`register_model` records why a model was or was not promoted (model version tags and the audit log
+in `$MLPIPE_STORE/{name}/audit/`); `deploy_model` reloads the model server (`$MLPIPE_SERVER_URL`)
+and rolls the alias back if its smoke test fails. `mlpipe rollback {model}` undoes a promotion.
 """
 
 SCORING_DOC = """
@@ -126,7 +148,15 @@ def _doc(pipeline: spec.Spec, runtime: str) -> str:
         model=pipeline.registered_model, source=pipeline.data.source, target=pipeline.target.column,
         positive=pipeline.target.positive_class, schedule=pipeline.schedule or "manual only",
         min_auc=pipeline.thresholds.min_roc_auc, min_lift=pipeline.thresholds.min_lift_over_baseline,
+        min_gain=pipeline.thresholds.min_improvement_over_champion,
+        max_drop=pipeline.thresholds.max_slice_roc_auc_drop, trials=pipeline.tuning.trials,
+        workers=pipeline.tuning.workers, fairness=_fairness(pipeline),
     )
+
+
+def _fairness(pipeline: spec.Spec) -> str:
+    rule = pipeline.thresholds.fairness
+    return f"; disparate impact across `{rule.column}` ≥ {rule.min_disparate_impact}" if rule else ""
 
 
 def start_run(spec_path: str, params: dict[str, Any], run_id: str, kind: str = runs.TRAINING) -> str:
@@ -161,7 +191,11 @@ def _pipeline_dag(pipeline: spec.Spec, spec_path: str | Path, kind: str, steps: 
         run_uri = task(task_id="start_run")(_start_run_task)(spec_path=str(spec_path), kind=kind)
         previous = run_uri
         for step, task_id in steps:
-            current = operator(task_id=task_id, step=step, run_uri=run_uri)
+            if step in SHARDED:
+                shards = list(range(SHARDED[step](pipeline)))
+                current = operator.partial(task_id=task_id, step=step, run_uri=run_uri).expand(shard=shards)
+            else:
+                current = operator(task_id=task_id, step=step, run_uri=run_uri)
             previous >> current
             previous = current
     return dag
