@@ -27,6 +27,7 @@ from mlpipe import storage
 from mlpipe.pii import mask_pii
 from mlpipe.runs import Run
 from mlpipe.steps import StepError
+from mlpipe.steps.register import CHAMPION, THRESHOLD_TAG
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
     from mlpipe.model import TabularModel
 
 log = logging.getLogger(__name__)
-CHAMPION = "champion"
-THRESHOLD_TAG = "mlpipe.threshold"
 STRUCTURAL = ("expect_column_to_exist", "expect_column_values_to_be_in_type_list")
 
 
