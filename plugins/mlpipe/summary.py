@@ -32,6 +32,20 @@ def _split(result: dict[str, Any]) -> str:
     return " / ".join(f"{part} {result['rows'][part]}" for part in PARTS) + " rows"
 
 
+def _tuning(result: dict[str, Any]) -> str:
+    if result.get("skipped"):
+        return f"skipped: {result.get('reason')}"
+    trials = result["trials"]
+    return (f"best validation ROC AUC {result['best_value']:.4f} (trial {result['best_trial']}; "
+            f"{trials['complete']} complete, {trials['pruned']} pruned, {trials['failed']} failed)")
+
+
+def _deploy(result: dict[str, Any]) -> str:
+    if result.get("skipped"):
+        return f"skipped: {result['skipped']}"
+    return f"version {result['version']} serving at {result['server']} (smoke test on {result['smoke_rows']} rows)"
+
+
 def _training(result: dict[str, Any]) -> str:
     validation = result.get("validation", {})
     return (f"validation ROC AUC {validation.get('roc_auc', float('nan')):.4f} at iteration "
@@ -59,9 +73,11 @@ SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
     ("validation", "validate", _checks),
     ("split", "split", _split),
     ("split checks", "validate_split", _checks),
+    ("tuning", "tune", _tuning),
     ("training", "train", _training),
     ("analysis", "analyze", _analysis),
     ("registry", "register", _registry),
+    ("deploy", "deploy", _deploy),
 ]
 
 

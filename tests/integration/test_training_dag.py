@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from mlpipe import runs, storage
+from mlpipe.summary import summarize
 from mlpipe.tracking import NOTES_TAG
 from tests.conftest import DATA_PATH, airflow_env
 
@@ -70,6 +71,10 @@ def test_training_then_scoring_end_to_end(dag_run, tmp_path):
     assert run.options == {"data_uri": "", "force_promote": False, "notes": "integration test",
                            "skip_tuning": False, "tuning_trials": 0}
     assert run.result("tune")["skipped"] and run.result("deploy")["skipped"]
+    summary = summarize(run_uri)
+    assert "tuning:       skipped: tuning.enabled is false in the spec" in summary
+    assert f"analysis:     ROC AUC {analysis['roc_auc']:.4f}" in summary
+    assert "deploy:       skipped: $MLPIPE_SERVER_URL is not set" in summary
     assert mlflow_run.data.tags[NOTES_TAG] == champion.tags[NOTES_TAG] == "integration test"
 
     # The champion now scores a batch through the scoring DAG.

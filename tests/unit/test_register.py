@@ -205,7 +205,7 @@ def test_summary_shows_missing_steps_as_not_run(module_env, capsys):
     assert cli.main(["summary", "--run", uri]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"run {uri} (pipeline loan_default)"
-    assert len(lines) == 8 and all(line.endswith(" not run") for line in lines[1:])
+    assert len(lines) == 10 and all(line.endswith(" not run") for line in lines[1:])
 
 
 def test_summary_of_a_folder_that_is_not_a_run(tmp_path, capsys):
