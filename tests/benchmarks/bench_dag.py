@@ -75,7 +75,8 @@ def _run_times(dag_id: str) -> tuple[float, dict[str, float], dict[str, dict]]:
                                                 XComModel.key == "return_value").all()
         wall = (run.end_date - run.start_date).total_seconds()
         durations = {ti.task_id: ti.duration for ti in tasks}
-        results = {x.task_id: _decoded(x.value) for x in xcoms}
+        results = {x.task_id if x.map_index < 0 else f"{x.task_id}[{x.map_index}]": _decoded(x.value)
+                   for x in xcoms}
     return wall, durations, results
 
 

@@ -39,15 +39,17 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "dags" / "pipelines" / "loan_default.yaml"
+DATA = ROOT / "dags" / "pipelines" / "data" / "lending_club.csv"
 P99_AIM, THROUGHPUT_AIM = 1 / 3, 3.0
 
 
-def prepare(root: Path) -> tuple[str, dict[str, Any]]:
-    """Point the store and MLflow into ``root``, train and register a champion; return the run URI and a record."""
+def prepare(root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Point the store and MLflow into ``root``, train and register a champion; return a raw record (as a
+    client sends it) and the same record with the spec's PII rules applied (as the model sees it)."""
     import pandas as pd
 
-    from mlpipe import runs, spec, storage
-    from mlpipe.runs import Run
+    from mlpipe import runs, spec
+    from mlpipe.pii import hash_key, mask_records
     from mlpipe.steps import run_step
 
     os.environ.update({"MLPIPE_STORE": str(root / "store"), "MLPIPE_PII_KEY": "bench-key",
@@ -58,10 +60,11 @@ def prepare(root: Path) -> tuple[str, dict[str, Any]]:
     uri = runs.start(loaded, "bench", options={"force_promote": True})
     for step in ("ingest", "split", "train", "analyze", "register"):
         run_step(step, uri)
-    frame = storage.read_parquet(Run(uri).path("split", "analysis.parquet"))
+    frame = pd.read_csv(DATA)
     row = frame[loaded.feature_columns(list(frame.columns))].iloc[0]
-    return uri, {column: None if pd.isna(value) else (value.item() if hasattr(value, "item") else value)
-                 for column, value in row.items()}
+    record = {column: None if pd.isna(value) else (value.item() if hasattr(value, "item") else value)
+              for column, value in row.items()}
+    return record, mask_records([record], loaded.pii, hash_key(loaded.pii))[0]
 
 
 def free_port() -> int:
@@ -123,20 +126,22 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def in_process(record: dict[str, Any], repeats: int = 2000) -> dict[str, list[float]]:
+def in_process(record: dict[str, Any], masked: dict[str, Any], repeats: int = 2000) -> dict[str, list[float]]:
     """Latencies of our in-process scoring path and of a bare inplace_predict on the encoded row."""
     from mlflow import MlflowClient
 
+    from mlpipe.pii import hash_key, mask_records
     from mlpipe.serving.loader import load as load_model
     from mlpipe.spec import load as load_spec
 
-    name = load_spec(SPEC).registered_model
+    pipeline = load_spec(SPEC)
+    name, rules, key = pipeline.registered_model, pipeline.pii, hash_key(pipeline.pii)
     client = MlflowClient()
     model = load_model(client, name, int(client.get_model_version_by_alias(name, "champion").version), "champion")
     body = json.dumps({"records": [record]}).encode()
-    encoded = model.encode([record])
-    paths = {"ours, in-process (validate+encode+predict)":
-             lambda: model.scores(model.validator.validate_json(body).records),
+    encoded = model.encode([masked])
+    paths = {"ours, in-process (validate+mask+encode+predict)":
+             lambda: model.scores(mask_records(model.validator.validate_json(body).records, rules, key)),
              "Booster.inplace_predict, pre-encoded row": lambda: model.model.booster.inplace_predict(
                  encoded, iteration_range=model.trees)}
     timings = {}
@@ -168,7 +173,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as scratch:
         root = Path(scratch)
         print("training and registering a champion ...", flush=True)
-        _, record = prepare(root)
+        record, masked = prepare(root)
         from mlpipe.spec import load as load_spec
 
         name = load_spec(SPEC).registered_model
@@ -178,7 +183,7 @@ def main() -> None:
                              [sys.executable, "-m", "mlpipe", "serve", str(SPEC), "--port", str(ours_port)],
                              f"http://127.0.0.1:{ours_port}/ready"),
             "mlflow models serve": (f"http://127.0.0.1:{mlflow_port}/invocations",
-                                    json.dumps({"dataframe_records": [record]}).encode(),
+                                    json.dumps({"dataframe_records": [masked]}).encode(),
                                     [sys.executable, "-m", "mlflow", "models", "serve",
                                      "-m", f"models:/{name}@champion", "--env-manager", "local",
                                      "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1"],
@@ -203,7 +208,7 @@ def main() -> None:
         finally:
             for process in processes.values():
                 stop(process)
-        local = in_process(record)
+        local = in_process(record, masked)
 
     print(f"\nsingle-record requests, concurrency {args.concurrency}, {args.rounds} x {args.requests} per server "
           f"(score {ours_score:.6f} from both)")
