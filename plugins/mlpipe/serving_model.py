@@ -59,6 +59,11 @@ class ServingModel(mlflow.pyfunc.PythonModel):
         return pd.Series(self.model.scores(model_input), index=model_input.index, name=OUTPUT)
 
 
+def load_version(name: str, version: int | str) -> TabularModel:
+    """The TabularModel of version ``version`` of registered model ``name`` (by number, not alias)."""
+    return mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().model
+
+
 def signature(schema: dict[str, Any]) -> ModelSignature:
     """Inputs: the raw feature columns (categoricals as strings, numbers as doubles); output: the score."""
     from mlflow.models import ModelSignature

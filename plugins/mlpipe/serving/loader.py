@@ -27,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -35,6 +34,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, create_model
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from mlpipe.model import TabularModel
+from mlpipe.serving_model import load_version
 from mlpipe.steps.register import CHALLENGER, CHAMPION, THRESHOLD_TAG
 from mlpipe.tracking import DATA_VERSION_TAG, RUN_URI_TAG
 
@@ -163,7 +163,7 @@ def load(client: MlflowClient, name: str, version: int, alias: str) -> ServedMod
     """Load version ``version`` of ``name`` from the registry (by number: the alias may move meanwhile)."""
     tags = dict(client.get_model_version(name, str(version)).tags)
     try:
-        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().model
+        model = load_version(name, version)
     except (MlflowException, OSError, AttributeError) as error:
         raise LoadError(f"{name} version {version}: cannot load the model: {error}") from error
     log.info("loaded %s version %d (%s)", name, version, alias)

@@ -119,13 +119,13 @@ def describe(error: BaseException) -> str:
 def champion_scorecard(client: MlflowClient, spec: Spec, name: str, version: int, frame: pd.DataFrame,
                        y: np.ndarray, baseline_roc_auc: float) -> dict[str, Any]:
     """The registered ``version`` re-scored on ``frame``, at the decision threshold it was promoted with."""
-    import mlflow
+    from mlpipe.serving_model import load_version
 
     tags = client.get_model_version(name, str(version)).tags
     if THRESHOLD_TAG not in tags:
         raise StepError(f"champion {name} version {version} has no {THRESHOLD_TAG} tag: cannot decide its approvals")
     try:
-        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().model
+        model = load_version(name, version)
     except Exception as error:  # whatever broke it, the gate cannot compare: say which version and why
         raise StepError(f"cannot re-score champion {name} version {version} to compare with it "
                         f"({describe(error)}); repair it or roll it back (mlpipe rollback {name})"

@@ -40,17 +40,18 @@ STRUCTURAL = ("expect_column_to_exist", "expect_column_values_to_be_in_type_list
 
 def champion(model_name: str) -> tuple[TabularModel, int, float]:
     """The champion's model, version number and decision threshold."""
-    import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
+
+    from mlpipe.serving_model import load_version
 
     try:
         version = MlflowClient().get_model_version_by_alias(model_name, CHAMPION)
     except MlflowException:
         raise StepError(f"registered model {model_name!r} has no {CHAMPION!r} version to score with; "
                         "train and promote one first") from None
-    loaded = mlflow.pyfunc.load_model(f"models:/{model_name}/{version.version}")
-    return loaded.unwrap_python_model().model, int(version.version), float(version.tags[THRESHOLD_TAG])
+    model = load_version(model_name, version.version)
+    return model, int(version.version), float(version.tags[THRESHOLD_TAG])
 
 
 def chunks(uri: str, fmt: str | None, rows: int) -> Iterator[pd.DataFrame]:
