@@ -34,16 +34,17 @@ class TabularModel:
 
     def scores(self, frame: pd.DataFrame) -> np.ndarray:
         """Probability of the positive class for each row (``inplace_predict``: no DMatrix is built)."""
-        return self.booster.inplace_predict(matrix(frame, self.schema), iteration_range=self._trees())
+        return self.booster.inplace_predict(matrix(frame, self.schema), iteration_range=self.tree_range())
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Per-feature SHAP contributions (log-odds) for each row, plus a ``bias`` column."""
         import pandas as pd
 
-        values = self.booster.predict(self.dmatrix(frame), pred_contribs=True, iteration_range=self._trees())
+        values = self.booster.predict(self.dmatrix(frame), pred_contribs=True, iteration_range=self.tree_range())
         return pd.DataFrame(values, columns=[*self.schema["columns"], "bias"], index=frame.index)
 
-    def _trees(self) -> tuple[int, int]:
+    def tree_range(self) -> tuple[int, int]:
+        """The boosting rounds predictions use: up to the best iteration of early stopping."""
         best = self.booster.attributes().get("best_iteration")
         return (0, int(best) + 1) if best is not None else (0, 0)
 

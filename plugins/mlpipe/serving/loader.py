@@ -100,7 +100,7 @@ class ServedModel:
         return cls(name=name, version=version, alias=alias, model=model, threshold=float(tags[THRESHOLD_TAG]),
                    data_version=tags.get(DATA_VERSION_TAG), run_uri=tags.get(RUN_URI_TAG),
                    validator=request_validator(model.schema), encoders=_encoders(model.schema),
-                   trees=model._trees())
+                   trees=model.tree_range())
 
     def identity(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "alias": self.alias}
