@@ -149,6 +149,29 @@ class Serving(_Section):
     )
 
 
+class PodResources(_Section):
+    """Container resources of a step's pod: ``requests`` and ``limits`` (``cpu: "2"``, ``memory: 4Gi``...)."""
+
+    requests: dict[str, str | int | float] = {}
+    limits: dict[str, str | int | float] = {}
+
+    def over(self, base: PodResources) -> PodResources:
+        """These resources laid over ``base``, key by key."""
+        return PodResources(requests={**base.requests, **self.requests}, limits={**base.limits, **self.limits})
+
+
+class StepPlacement(_Section):
+    pool: str | None = Field(None, description="Node pool of this step's pods; default: kubernetes.default_pool.")
+    resources: PodResources = Field(PodResources(), description="Laid over the node pool's default resources.")
+
+
+class Kubernetes(_Section):
+    """Where the ``kubernetes`` runtime runs each step: a node pool (named in the node-pools config) and resources."""
+
+    default_pool: str = "cpu"
+    steps: dict[str, StepPlacement] = Field(default_factory=dict, description="step name -> pool and resources.")
+
+
 class Spec(_Section):
     """One model's pipeline. See dags/pipelines/loan_default.yaml for a commented example."""
 
@@ -171,6 +194,7 @@ class Spec(_Section):
     tuning: Tuning = Tuning()
     scoring: Scoring = Scoring()
     serving: Serving = Serving()
+    kubernetes: Kubernetes = Kubernetes()
     model_name: str | None = Field(None, description="Registered model name; defaults to the spec name.")
 
     @model_validator(mode="after")

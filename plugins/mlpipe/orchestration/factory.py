@@ -43,6 +43,13 @@ DEFAULT_ARGS = {
     "execution_timeout": timedelta(hours=2),
 }
 
+FORCE_CPU = Param(
+    False, type="boolean", title="Force CPU",
+    description="Run every step on the CPU node pool (Kubernetes runtime), e.g. when no GPU node is free. "
+                "Training then uses the CPU.",
+    section="Resources",
+)
+
 TRIGGER_PARAMS = {
     "data_uri": Param(
         "", type="string", title="Training data URI",
@@ -72,6 +79,7 @@ TRIGGER_PARAMS = {
         description="Why this run was started; recorded on the MLflow run and the model version.",
         section="Promotion",
     ),
+    "force_cpu": FORCE_CPU,
 }
 
 SCORING_PARAMS = {
@@ -81,6 +89,7 @@ SCORING_PARAMS = {
                     "Empty: the spec's scoring.source.",
         section="Data",
     ),
+    "force_cpu": FORCE_CPU,
 }
 
 DOC = """
@@ -191,11 +200,12 @@ def _pipeline_dag(pipeline: spec.Spec, spec_path: str | Path, kind: str, steps: 
         run_uri = task(task_id="start_run")(_start_run_task)(spec_path=str(spec_path), kind=kind)
         previous = run_uri
         for step, task_id in steps:
+            where = operator.step_kwargs(pipeline, step)
             if step in SHARDED:
                 shards = list(range(SHARDED[step](pipeline)))
-                current = operator.partial(task_id=task_id, step=step, run_uri=run_uri).expand(shard=shards)
+                current = operator.partial(task_id=task_id, step=step, run_uri=run_uri, **where).expand(shard=shards)
             else:
-                current = operator(task_id=task_id, step=step, run_uri=run_uri)
+                current = operator(task_id=task_id, step=step, run_uri=run_uri, **where)
             previous >> current
             previous = current
     return dag

@@ -1,7 +1,9 @@
 """Runtimes: how a DAG task runs a step. One setting, ``$MLPIPE_RUNTIME``, picks one.
 
 - ``local`` (default): the step CLI in a subprocess of the Airflow worker
-  (``airflow dags test``, LocalExecutor, the Celery workers of docker-compose).
+  (``airflow dags test``, LocalExecutor, the Celery workers of docker-compose);
+- ``kubernetes``: a pod per step on the step's node pool
+  (:mod:`mlpipe.orchestration.kubernetes`, imported only when chosen).
 
 Every runtime runs the same command, ``python -m mlpipe step <step> --run <run uri>``,
 and hands back the step's ``result.json`` from the artifact store as the task's
@@ -17,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -25,7 +27,11 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from mlpipe.cli import EXIT_USER_ERROR
 from mlpipe.runs import Run
 
+if TYPE_CHECKING:
+    from mlpipe.spec import Spec
+
 RUNTIME_ENV = "MLPIPE_RUNTIME"
+DEVICE_ENV = "MLPIPE_DEVICE"  # read by the train and tune steps (mlpipe.steps.train)
 ERROR_MARK = "error: "
 
 
@@ -56,12 +62,18 @@ class LocalStepOperator(BaseOperator):
         self.shard = shard
         self._process: subprocess.Popen[str] | None = None
 
+    @classmethod
+    def step_kwargs(cls, pipeline: Spec, step: str) -> dict[str, Any]:
+        """Arguments this runtime needs for ``step`` beyond the step and run: none, it runs where it is."""
+        return {}
+
     def execute(self, context: Any) -> dict[str, Any]:
         command = step_command(self.step, self.run_uri, self.shard)
         self.log.info("running %s", " ".join(command))
         started = time.perf_counter()
+        env = {**os.environ, **({DEVICE_ENV: "cpu"} if context["params"].get("force_cpu") else {})}
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                         text=True, start_new_session=True)
+                                         text=True, start_new_session=True, env=env)
         tail: collections.deque[str] = collections.deque(maxlen=200)
         assert self._process.stdout is not None
         for line in self._process.stdout:
@@ -80,7 +92,7 @@ class LocalStepOperator(BaseOperator):
             os.killpg(self._process.pid, signal.SIGTERM)
 
 
-RUNTIMES = {"local": LocalStepOperator}
+RUNTIMES = ("local", "kubernetes")
 
 
 def step_operator_class(runtime: str | None = None) -> type[BaseOperator]:
@@ -88,4 +100,8 @@ def step_operator_class(runtime: str | None = None) -> type[BaseOperator]:
     name = runtime or os.environ.get(RUNTIME_ENV, "local")
     if name not in RUNTIMES:
         raise ValueError(f"{RUNTIME_ENV}={name!r} is not a runtime; choose one of: {', '.join(RUNTIMES)}")
-    return RUNTIMES[name]
+    if name == "kubernetes":
+        from mlpipe.orchestration.kubernetes import KubernetesStepOperator
+
+        return KubernetesStepOperator
+    return LocalStepOperator
