@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
-from mlpipe import cli, spec, storage
+from mlpipe import audit, cli, spec, storage
 from mlpipe.promotion import decide
 from mlpipe.runs import OPTIONS, Run, StepNotFinished
 from mlpipe.steps import run_step
@@ -135,6 +135,22 @@ def test_a_second_run_is_challenger_and_the_champion_stays(analyzed_run):
     assert aliases("two_runs") == {"champion": 1, "challenger": 2}
 
 
+def test_a_retried_register_keeps_the_first_decision(analyzed_run):
+    first = clone(analyzed_run, "retry_one", TRAINED, model_name="retried", **LENIENT)
+    run_step("register", first)
+    second = run_steps(clone(analyzed_run, "retry_two", ("ingest", "split"), model_name="retried", **LENIENT),
+                       ("train", "analyze", "register"))
+    decided, aliases_before = Run(second).result("register"), aliases("retried")
+    events = audit.history(Run(second).spec.name)
+
+    again = run_step("register", second)  # e.g. the task was retried after the step had finished
+
+    assert versions("retried") == [1, 2] and aliases("retried") == aliases_before
+    assert audit.history(Run(second).spec.name) == events  # no second audit event
+    keys = ("version", "promoted", "reasons", "compared_with", "replaced", "metrics", "audit", "aliases")
+    assert {k: again[k] for k in keys} == {k: decided[k] for k in keys}
+
+
 def test_failing_thresholds_register_a_challenger_that_is_not_champion(analyzed_run):
     uri = clone(analyzed_run, "strict", TRAINED, model_name="strict_model",
                 **{"thresholds.min_roc_auc": 0.99})
@@ -165,12 +181,13 @@ def test_a_retry_reuses_the_version_and_restores_the_aliases(analyzed_run):
     uri = clone(analyzed_run, "retried", TRAINED, model_name="retried_model", **LENIENT)
     first = run_step("register", uri)
     client = MlflowClient()
-    for alias in ("champion", "challenger"):  # as if the first attempt died right after registering
+    for alias in ("champion", "challenger"):  # as if the first attempt died before recording its decision
         client.delete_registered_model_alias("retried_model", alias)
+    client.delete_model_version_tag("retried_model", "1", "mlpipe.promotion_audit")
     second = run_step("register", uri)
     assert versions("retried_model") == [1]
     assert {**second, "seconds": 0, "audit": ""} == {**first, "seconds": 0, "audit": ""}
-    assert second["audit"] != first["audit"]  # each decision is its own audit event, never rewritten
+    assert second["audit"] != first["audit"]  # the new decision is its own audit event
     assert storage.read_json(first["audit"])["reasons"] == storage.read_json(second["audit"])["reasons"]
     assert aliases("retried_model") == {"challenger": 1, "champion": 1}
 

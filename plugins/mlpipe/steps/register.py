@@ -198,6 +198,22 @@ def apply_decision(run: Run, client: MlflowClient, name: str, version: int, forc
             "compared_with": compared, "replaced": replaced, "metrics": comparison["metrics"], "audit": entry}
 
 
+def recorded_decision(client: MlflowClient, name: str, version: int) -> dict[str, Any] | None:
+    """The decision an earlier attempt of this run already made and recorded for ``version``, if any.
+
+    The audit tag is the last thing :func:`apply_decision` writes, so a retried register neither
+    gates twice, nor moves an alias twice, nor writes a second audit event.
+    """
+    entry = client.get_model_version(name, str(version)).tags.get(AUDIT_TAG)
+    if entry is None:
+        return None
+    event = storage.read_json(entry)
+    log.info("%s version %d: the decision of an earlier attempt stands (%s)", name, version, entry)
+    return {"promoted": event["promoted"], "forced": event["forced"], "reasons": event["reasons"],
+            "notes": event["notes"], "compared_with": event["compared_with"], "replaced": event["replaced"],
+            "metrics": event["comparison"]["metrics"], "audit": entry}
+
+
 def register(run: Run) -> dict[str, Any]:
     import mlflow
     from mlflow import MlflowClient
@@ -213,7 +229,8 @@ def register(run: Run) -> dict[str, Any]:
         log.info("reusing version %s of %s registered earlier by this run", found.version, name)
     client.set_registered_model_tag(name, PIPELINE_TAG, spec.name)  # where rollback finds the audit log
     version = int(found.version)
-    outcome = apply_decision(run, client, name, version, forced=bool(run.options.get("force_promote")))
+    outcome = (recorded_decision(client, name, version)
+               or apply_decision(run, client, name, version, forced=bool(run.options.get("force_promote"))))
     if version == latest_version(client, name):  # an old run re-registered does not take the alias back
         client.set_registered_model_alias(name, CHALLENGER, str(version))
     aliases = client.get_model_version(name, str(version)).aliases
