@@ -326,8 +326,23 @@ def test_shadow_scores_and_capture_writes_batches(registry, champion, frame, mas
     predictions = [p for a in answers for p in a.json()["predictions"]]
     assert [(row["score"], row["decision"]) for row in captured] == [(p["score"], p["decision"]) for p in predictions]
     assert {row["model"]["version"] for row in captured} == {1}
+    assert {row["endpoint"] for row in captured} == {"predict"}
     assert [row["shadow"] for row in captured] == [
         {"version": 2, "score": p["score"], "decision": p["score"] >= CHALLENGER_THRESHOLD} for p in predictions]
+
+
+def test_explanations_are_captured_too(registry, champion, frame, masked, tmp_path):
+    root = storage.normalize(tmp_path / "captured")
+    rows = records(frame.head(3), champion.model.schema["columns"])
+    with running(create_app(registry["spec"], poll_seconds=3600, token="", capture=Capture(root, 1.0))) as url:
+        wait_ready(url)
+        explained = httpx.post(f"{url}/explain", json={"records": rows}, timeout=30).json()["explanations"]
+    captured = [json.loads(line) for path in (tmp_path / "captured").glob("*/*.jsonl")
+                for line in path.read_text().splitlines()]  # written on shutdown
+    assert [row["endpoint"] for row in captured] == ["explain"] * 3
+    assert [row["record"] for row in captured] == records(masked.head(3), champion.model.schema["columns"])
+    assert [(row["contributions"], row["bias"], row["score"]) for row in captured] == [
+        (e["contributions"], e["bias"], e["score"]) for e in explained]
 
 
 def test_capture_samples_its_fraction(tmp_path):

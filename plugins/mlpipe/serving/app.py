@@ -205,15 +205,22 @@ class Server:
         capture = self.capture.wanted()
         if not (shadow or capture):
             return None
-        return BackgroundTask(self._record, served.challenger if shadow else None, answered, records, predictions,
-                              capture)
+        return BackgroundTask(self._record, "predict", served.challenger if shadow else None, answered, records,
+                              predictions, capture)
 
-    async def _record(self, shadow: ServedModel | None, answered: ServedModel, records: list[dict[str, Any]],
-                predictions: list[dict[str, Any]], capture: bool) -> None:
+    def after_explain(self, answered: ServedModel, records: list[dict[str, Any]],
+                      explanations: list[dict[str, Any]]) -> BackgroundTask | None:
+        """The capture of an explained request (sampled like predictions), after the response is sent."""
+        if not self.capture.wanted():
+            return None
+        return BackgroundTask(self._record, "explain", None, answered, records, explanations, True)
+
+    async def _record(self, endpoint: str, shadow: ServedModel | None, answered: ServedModel,
+                      records: list[dict[str, Any]], answers: list[dict[str, Any]], capture: bool) -> None:
         shadowed = shadow_predictions(shadow, records) if shadow is not None else None
         if shadowed is not None:
             log.info("shadow: %s version %d scored %d records", shadow.name, shadow.version, len(records))
-        if capture and self.capture.add(capture_rows(answered, records, predictions, shadow, shadowed)):
+        if capture and self.capture.add(capture_rows(endpoint, answered, records, answers, shadow, shadowed)):
             self.flush_now.set()
 
 
@@ -226,14 +233,14 @@ def shadow_predictions(shadow: ServedModel, records: list[dict[str, Any]]) -> li
         return None
 
 
-def capture_rows(answered: ServedModel, records: list[dict[str, Any]], predictions: list[dict[str, Any]],
+def capture_rows(endpoint: str, answered: ServedModel, records: list[dict[str, Any]], answers: list[dict[str, Any]],
                  shadow: ServedModel | None, shadowed: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    """One captured row per scored record."""
+    """One captured row per answered record: the (masked) record and the answer (prediction or explanation)."""
     request_id, now = uuid.uuid4().hex, datetime.now(UTC).isoformat()
     rows = []
-    for index, (record, prediction) in enumerate(zip(records, predictions, strict=True)):
-        row = {"time": now, "request_id": request_id, "index": index, "model": answered.identity(),
-               "record": record, **prediction}
+    for index, (record, answer) in enumerate(zip(records, answers, strict=True)):
+        row = {"time": now, "endpoint": endpoint, "request_id": request_id, "index": index,
+               "model": answered.identity(), "record": record, **answer}
         if shadowed is not None:
             row["shadow"] = {"version": shadow.version, **shadowed[index]}
         rows.append(row)
@@ -266,7 +273,8 @@ def routes(server: Server, token: str | None) -> APIRouter:
         model = server.served().champion
         records = server.records(model, await request.body())
         explanations = await asyncio.to_thread(model.explanations, records)
-        return json_response({"model": model.identity(), "explanations": explanations}, model)
+        return json_response({"model": model.identity(), "explanations": explanations}, model,
+                             server.after_explain(model, records, explanations))
 
     @router.post("/reload")
     async def reload() -> dict[str, Any]:

@@ -3,8 +3,9 @@
 A request is captured with probability ``spec.serving.capture_fraction``; its rows
 are buffered in memory and written in batches as JSON Lines under
 ``<store>/<pipeline>/serving/captured/<YYYY-MM-DD>/<time>-<pid>-<n>.jsonl``
-(one line per scored record: time, request id, answering model version, the
-record, score, decision, and the shadow challenger's answer when there is one).
+(one line per answered record: time, endpoint (``predict`` or ``explain``), request id,
+answering model version, the record, and the answer: score and decision, the feature
+contributions of an explanation, and the shadow challenger's answer when there is one).
 The server flushes when the buffer is full, every few seconds, and on shutdown;
 each file is written atomically, so a reader never sees half a batch.
 """
