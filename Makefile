@@ -79,6 +79,7 @@ ui: init
 
 lint: venv
 	ruff check plugins dags tests
+	hadolint images/*/Dockerfile
 
 test: lint
 	pytest -q

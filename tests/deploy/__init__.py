@@ -1,0 +1,1 @@
+"""Tests of the deployment artefacts: images/, helm/ and docker-compose.yaml (no Docker or cluster needed)."""
