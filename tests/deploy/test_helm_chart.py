@@ -364,3 +364,20 @@ def test_every_values_key_is_documented():
                 undocumented.append(".".join([key for _, key in parents] + [match.group(1)]))
         parents.append((indent, match.group(1)))
     assert undocumented == []
+
+
+def test_changing_the_gpu_pool_in_the_values_changes_the_training_pod(chart, tmp_path, monkeypatch):
+    from mlpipe.orchestration.node_pools import POOLS_ENV
+    from tests.conftest import SPEC_PATH
+    from tests.unit.test_kubernetes_runtime import pod_manifest, step_operators
+
+    rendered = tmp_path / "node_pools.yaml"  # what the chart mounts at $MLPIPE_NODE_POOLS
+    rendered.write_text(yaml.safe_dump(node_pools(render(chart, GPU_POOL_CHANGED))))
+    monkeypatch.setenv(POOLS_ENV, str(rendered))
+    pods = {op.task_id: pod_manifest(op) for op in step_operators(SPEC_PATH)}
+    train, analyze = pods["train_model"], pods["analyze_model"]
+    assert train["spec"]["containers"][0]["image"] == "registry.example/mlpipe/task-gpu:0.2.0"
+    assert train["spec"]["nodeSelector"]["cloud.google.com/gke-accelerator"] == "nvidia-l4"  # merged into the pool's
+    assert train["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert analyze["spec"]["containers"][0]["image"] == EXPECTED_NODE_POOLS["pools"]["cpu"]["image"]
+    kubernetes_validate.validate(train, "1.31", strict=True)
