@@ -28,8 +28,9 @@ def pseudonym(value: Any, key: bytes) -> str:
 
 
 def keyed_hash(values: pd.Series, key: bytes) -> pd.Series:
-    """The token of each value; missing values stay missing."""
-    return values.map(lambda value: pseudonym(value, key), na_action="ignore")
+    """The token of each value; missing values stay missing. Each distinct value is hashed once."""
+    distinct = values.dropna().unique()
+    return values.map(dict(zip(distinct, (pseudonym(value, key) for value in distinct), strict=True)))
 
 
 def hash_key(rules: list[PiiRule]) -> bytes | None:
