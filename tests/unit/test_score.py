@@ -54,6 +54,9 @@ def test_scores_in_chunks_equal_the_models_scores(champion_run, batch, tmp_path,
     uri = scoring_run(champion_run, f"chunks_{name}", write(tmp_path, batch, name), **{"scoring.chunk_rows": 1000})
     result = run_step("score", uri)
     assert (result["rows"], result["chunks"], result["model_version"]) == (2500, 3, 1)
+    phases = result["seconds_by_phase"]
+    assert set(phases) == {"read", "mask_pii", "validate", "score", "write"} and min(phases.values()) > 0
+    assert sum(phases.values()) <= result["seconds"]
     predictions, inputs = parts(result["predictions"]), parts(result["inputs"])
     assert len(storage.children(result["predictions"])) == 3
     masked = batch.copy()

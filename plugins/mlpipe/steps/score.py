@@ -18,8 +18,10 @@ Memory holds one chunk at a time, whatever the size of the batch.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -116,6 +118,26 @@ def score_chunk(model: TabularModel, frame: pd.DataFrame, spec, version: int, th
     return predictions, inputs
 
 
+@contextmanager
+def phase(seconds: Counter, name: str) -> Iterator[None]:
+    """Add the time spent in the block to ``seconds[name]``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[name] += time.perf_counter() - started
+
+
+def timed(items: Iterator[Any], seconds: Counter, name: str) -> Iterator[Any]:
+    """``items``, adding the time spent producing each one to ``seconds[name]``."""
+    while True:
+        with phase(seconds, name):
+            item = next(items, None)
+        if item is None:
+            return
+        yield item
+
+
 def score(run: Run) -> dict[str, Any]:
     from mlpipe.steps.validate import profiled_columns
 
@@ -129,15 +151,21 @@ def score(run: Run) -> dict[str, Any]:
     checks = schema_checks(spec, profiled, model.schema["columns"])
     scored_at = datetime.now(UTC).isoformat()
     issues: Counter = Counter()
+    phases: Counter = Counter()  # seconds spent in each phase, over all chunks
     rows = positives = 0
-    for number, frame in enumerate(chunks(source, spec.data.format, spec.scoring.chunk_rows)):
+    batches = chunks(source, spec.data.format, spec.scoring.chunk_rows)
+    for number, frame in enumerate(timed(batches, phases, "read")):
         if missing := [c for c in spec.id_columns if c not in frame.columns]:
             raise StepError(f"id_columns {missing} are not in the batch")
-        mask_pii(frame, spec.pii)
-        check_chunk(spec, frame, checks, profiled, issues)
-        predictions, inputs = score_chunk(model, frame, spec, version, threshold, scored_at)
-        storage.write_parquet(predictions, run.path("score", "predictions", f"part-{number:05d}.parquet"))
-        storage.write_parquet(inputs, run.path("score", "inputs", f"part-{number:05d}.parquet"))
+        with phase(phases, "mask_pii"):
+            mask_pii(frame, spec.pii)
+        with phase(phases, "validate"):
+            check_chunk(spec, frame, checks, profiled, issues)
+        with phase(phases, "score"):
+            predictions, inputs = score_chunk(model, frame, spec, version, threshold, scored_at)
+        with phase(phases, "write"):
+            storage.write_parquet(predictions, run.path("score", "predictions", f"part-{number:05d}.parquet"))
+            storage.write_parquet(inputs, run.path("score", "inputs", f"part-{number:05d}.parquet"))
         rows += len(frame)
         positives += int(predictions["decision"].sum())
     if not rows:
@@ -146,5 +174,6 @@ def score(run: Run) -> dict[str, Any]:
              positives)
     return {"source": source, "rows": rows, "chunks": number + 1, "model_name": spec.registered_model,
             "model_version": version, "threshold": threshold, "positive_decisions": positives,
-            "value_issues": dict(issues), "predictions": run.path("score", "predictions"),
+            "value_issues": dict(issues), "seconds_by_phase": {k: round(v, 3) for k, v in phases.items()},
+            "predictions": run.path("score", "predictions"),
             "inputs": run.path("score", "inputs")}
