@@ -31,7 +31,8 @@ help:
 	@echo "make run    create .venv, set up .state, run the $(PIPELINE) training DAG through Airflow, print a summary"
 	@echo "make test   lint + the whole test suite (unit, DAG integrity, end-to-end Airflow runs)"
 	@echo "make ui     Airflow UI on http://localhost:8080 and MLflow UI on http://localhost:5000"
-	@echo "make bench  benchmarks: orchestration overhead, DAG parse time, training vs raw xgboost.train"
+	@echo "make bench  benchmarks: orchestration overhead, DAG parse time, training vs raw xgboost.train, serving,"
+	@echo "            batch scoring vs raw inplace_predict, tuning (TPE vs random), Dask vs single-node (~20 min)"
 	@echo "make lock   re-resolve requirements.in into requirements.lock"
 	@echo 'eval "$$(make -s env)"   puts this shell in the same environment (airflow, mlpipe, mlflow commands)'
 
@@ -88,6 +89,9 @@ bench: init
 	$(PII_KEY) python tests/benchmarks/bench_dag.py
 	$(PII_KEY) python tests/benchmarks/bench_train.py
 	$(PII_KEY) python tests/benchmarks/bench_serving.py
+	python tests/benchmarks/bench_score.py
+	python tests/benchmarks/bench_tune.py
+	python tests/benchmarks/bench_dask.py
 
 clean:
 	rm -rf $(STATE)
