@@ -42,8 +42,21 @@ def matrix(frame: pd.DataFrame, feature_schema: dict[str, Any]) -> pd.DataFrame:
     for column in feature_schema["columns"]:
         values = frame[column]
         if column in feature_schema["categorical"]:
-            levels = feature_schema["categorical"][column]
-            out[column] = pd.Categorical(values.astype("string").astype(object), categories=levels)
+            out[column] = categorical(values, feature_schema["categorical"][column])
         else:
             out[column] = pd.to_numeric(values, errors="raise").astype("float32")
     return pd.DataFrame(out, index=frame.index)
+
+
+def categorical(values: pd.Series, levels: list[str]) -> pd.Categorical:
+    """``values`` (as text) coded by the training ``levels``; unseen levels and missing values become missing.
+
+    Each distinct value is looked up once (factorize), not each row: scoring millions of rows stays cheap.
+    """
+    import numpy as np
+    import pandas as pd
+
+    codes, distinct = pd.factorize(values, use_na_sentinel=True)
+    position = {level: index for index, level in enumerate(levels)}
+    lookup = np.array([position.get(str(value), -1) for value in distinct] + [-1], dtype=np.int32)
+    return pd.Categorical.from_codes(lookup[codes], categories=levels)  # code -1 (missing) picks the last: -1
