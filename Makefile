@@ -25,11 +25,12 @@ export PATH := $(BIN):$(PATH)
 # The PII hash key is a secret: generated once per machine into .state, never in code or git.
 PII_KEY = MLPIPE_PII_KEY="$$(cat $(STATE)/pii.key)"
 
-.PHONY: help venv init env run ui test lint bench lock clean
+.PHONY: help venv init env run ui test test-celery lint bench lock clean
 
 help:
 	@echo "make run    create .venv, set up .state, run the $(PIPELINE) training DAG through Airflow, print a summary"
 	@echo "make test   lint + the whole test suite (unit, DAG integrity, end-to-end Airflow runs)"
+	@echo "make test-celery   only the Celery stack tests (real Postgres, Redis, S3, MLflow server, Airflow)"
 	@echo "make ui     Airflow UI on http://localhost:8080 and MLflow UI on http://localhost:5000"
 	@echo "make bench  benchmarks: orchestration overhead, DAG parse time, training vs raw xgboost.train, serving,"
 	@echo "            batch scoring vs raw inplace_predict, tuning (TPE vs random), Dask vs single-node (~20 min)"
@@ -84,6 +85,9 @@ lint: venv
 
 test: lint
 	pytest -q
+
+test-celery: venv
+	pytest -q -s -m celery
 
 bench: init
 	$(PII_KEY) python tests/benchmarks/bench_dag.py

@@ -100,3 +100,28 @@ def airflow_env(home: Path, dags_folder: Path = ROOT / "dags", **extra: str) -> 
         **extra,
     })
     return env
+
+
+def require_packages() -> None:
+    """Fail (under CI) or skip (elsewhere) a test that needs the Debian packages postgresql and redis-server."""
+    from tests import services
+
+    if missing := services.missing_packages():
+        message = (f"this test needs the Debian package(s) {', '.join(missing)} (real Postgres/Redis servers); "
+                   f"install them with: {services.APT_HINT}")
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real Postgres server (Debian ``postgresql``) for the session: :class:`tests.services.Postgres`."""
+    from tests import services
+
+    require_packages()
+    server = services.start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
