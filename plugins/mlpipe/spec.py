@@ -79,6 +79,15 @@ class Validation(_Section):
         return self
 
 
+class Distributed(_Section):
+    """XGBoost on a Dask cluster (``mlpipe.distributed``): the splits as Parquet shards that the workers read."""
+
+    enabled: bool = False
+    workers: Annotated[int, Field(gt=0, le=256)] = Field(2, description="LocalCluster processes or DaskCluster pods.")
+    kubernetes: bool = Field(False, description="A DaskCluster (Dask operator) placed like the train step's pod.")
+    scheduler_address: str | None = Field(None, description="A running scheduler (tcp://host:8786); overrides both.")
+
+
 class Training(_Section):
     params: dict[str, Any] = Field(default_factory=dict, description="XGBoost parameters (booster params).")
     num_boost_round: Annotated[int, Field(gt=0)] = 2000
@@ -87,6 +96,7 @@ class Training(_Section):
         "auto", description='"auto": negatives/positives in the training split; or a number.'
     )
     device: Literal["cpu", "cuda"] = "cpu"
+    distributed: Distributed = Distributed()
 
 
 class Fairness(_Section):

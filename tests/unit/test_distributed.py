@@ -238,3 +238,18 @@ def test_fit_distributed_shards_the_frames_and_trains_on_a_running_scheduler(cli
     assert booster.num_boosted_rounds() == 3 and len(history["logloss"]) == 3
     assert storage.children(storage.join(folder, "train")) == [f"part-{i:05d}.parquet" for i in range(4)]
     assert len(storage.children(storage.join(folder, "validation"))) == 4
+
+
+def test_the_train_step_trains_on_dask_when_the_spec_says_so(client, start_run):
+    from mlpipe.runs import Run
+    from mlpipe.steps import run_step
+
+    uri = start_run("dask_run", **{"training.distributed.enabled": True, "training.num_boost_round": 20,
+                                   "training.distributed.scheduler_address": client.scheduler.address})
+    for step in ("ingest", "split"):
+        run_step(step, uri)
+    result = run_step("train", uri)
+    shards = Run(uri).path("train", "shards", "train")
+    assert len(storage.children(shards)) == 4  # 2 workers x 2 shards, read by the workers
+    model = TabularModel.load(result["model_folder"])
+    assert model.booster.num_boosted_rounds() <= 20 and 0.6 < result["validation"]["roc_auc"] <= 1

@@ -304,14 +304,28 @@ def log_run(run: Run, ingested: dict[str, Any], frames: dict[str, pd.DataFrame],
     return run_id
 
 
-def fit_models(spec: Spec, frames: dict[str, pd.DataFrame]) -> Fit:
-    """Train the booster and the baseline on the train split; stop early and measure on validation."""
+def fit_models(spec: Spec, frames: dict[str, pd.DataFrame], shards_folder: str | None = None) -> Fit:
+    """Train the booster and the baseline on the train split; stop early and measure on validation.
+
+    With ``training.distributed.enabled`` the booster is trained on Dask from shards written under
+    ``shards_folder`` (:func:`mlpipe.distributed.fit_distributed`).
+    """
     feature_schema = schema(frames[TRAIN], spec)
     train_set, validation_set = (inputs(frames[part], feature_schema, spec, part)
                                  for part in (TRAIN, VALIDATION))
     pos_weight = scale_pos_weight(train_set[1], spec.training.scale_pos_weight)
     params = booster_params(spec.training, pos_weight, resolve_device(requested_device(spec)))
-    booster, history, seconds = fit_booster(params, train_set, validation_set, spec.training)
+    settings = spec.training.distributed
+    if settings.enabled:
+        from mlpipe.distributed import fit_distributed
+
+        if shards_folder is None:
+            raise StepError("training.distributed.enabled: the Dask workers need a folder for the shards")
+        booster, history, seconds = fit_distributed(spec, params, frames, feature_schema, shards_folder,
+                                                    settings.workers, settings.scheduler_address,
+                                                    settings.kubernetes)
+    else:
+        booster, history, seconds = fit_booster(params, train_set, validation_set, spec.training)
     model = TabularModel(booster, feature_schema)
     baseline = fit_baseline(*train_set, feature_schema)
     measured = validation_metrics(model, baseline, frames[VALIDATION], validation_set[1])
@@ -327,7 +341,7 @@ def train(run: Run) -> dict[str, Any]:
     spec, tuning = run.spec, tuning_result(run)
     if tuning:
         spec = spec.model_copy(update={"training": tuned_training(spec.training, tuning["best_params"])})
-    trained = fit_models(spec, frames)
+    trained = fit_models(spec, frames, shards_folder=run.path(STEP, "shards"))
     model_folder = trained.model.save(run.path(STEP, "model"))
     baseline_folder = trained.baseline.save(run.path(STEP, "baseline"))
     mlflow_run_id = log_run(run, ingested, frames, trained, tuning)
