@@ -127,14 +127,19 @@ class Service:
     def kill(self) -> list[psutil.Process]:
         """SIGKILL the process, its process group and every descendant at once (a crash); returns them."""
         victims = self.tree()
+        self._kill(victims)
+        return victims
+
+    def _kill(self, victims: list[psutil.Process]) -> None:
+        """SIGKILL the process group and ``victims`` (the tree as it was); wait until they are gone."""
         with _ignore_gone():
             os.killpg(self.process.pid, signal.SIGKILL)
         for proc in victims:
             with _ignore_gone():
                 proc.kill()
         psutil.wait_procs(victims, timeout=10)
-        self.process.wait(timeout=10)
-        return victims
+        if self.process.poll() is None:
+            self.process.wait(timeout=10)
 
     def stop(self, timeout: float = 20) -> None:
         """Ask the server to stop (``stop_signal`` to the process group), then kill what is left of its tree."""
@@ -144,14 +149,7 @@ class Service:
                 os.killpg(self.process.pid, self.stop_signal)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=timeout)
-        with _ignore_gone():
-            os.killpg(self.process.pid, signal.SIGKILL)
-        for proc in victims:
-            with _ignore_gone():
-                proc.kill()
-        psutil.wait_procs(victims, timeout=10)
-        if self.process.poll() is None:
-            self.process.wait(timeout=10)
+        self._kill(victims)
 
 
 def spawn(name: str, command: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None,
