@@ -140,6 +140,10 @@ class Tuning(_Section):
     workers: Annotated[int, Field(gt=0, le=64)] = Field(2, description="Parallel trial tasks (pods on Kubernetes).")
     timeout_minutes: Annotated[float, Field(gt=0)] | None = None
     seed: int = 42
+    cv_folds: Annotated[int, Field(ge=2, le=20)] | None = Field(
+        None, description="Score each trial by stratified k-fold cross-validation over train + validation "
+                          "(k boosters a trial); unset: train on the train split and score on validation."
+    )
     search_space: dict[str, SearchRange] = Field(default_factory=dict, description="XGBoost param -> range.")
 
 

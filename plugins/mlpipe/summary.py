@@ -36,7 +36,7 @@ def _tuning(result: dict[str, Any]) -> str:
     if result.get("skipped"):
         return f"skipped: {result.get('reason')}"
     trials = result["trials"]
-    return (f"best validation ROC AUC {result['best_value']:.4f} (trial {result['best_trial']}; "
+    return (f"best {result['objective']} {result['best_value']:.4f} (trial {result['best_trial']}; "
             f"{trials['complete']} complete, {trials['pruned']} pruned, {trials['failed']} failed)")
 
 

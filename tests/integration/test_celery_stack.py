@@ -37,6 +37,7 @@ pytestmark = [pytest.mark.celery, pytest.mark.integration]
 DAG_ID, PIPELINE, MODEL = "loan_default_training", "loan_default", "loan_default"
 KILLED_TASK, KILLED_STEP = "train_model", "train"
 RUN_TIMEOUT = 600
+TRIALS = 4  # a small tuning budget: the mapped trial tasks run on the Celery workers, briefly
 AWS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
@@ -72,9 +73,9 @@ class Stack:
         return [v for v in self.mlflow_client().search_model_versions(f"name='{MODEL}'")
                 if v.tags.get(RUN_URI_TAG) == uri]
 
-    def conf(self, notes: str) -> dict:
-        """Trigger options: the training data from S3, and notes saying which run this is."""
-        return {"data_uri": f"s3://{self.bucket}/data/lending_club.csv", "notes": notes}
+    def conf(self, notes: str, **options) -> dict:
+        """Trigger options: the training data from S3, notes saying which run this is, and ``options``."""
+        return {"data_uri": f"s3://{self.bucket}/data/lending_club.csv", "notes": notes, **options}
 
     def trigger(self, conf: dict) -> tuple[str, float]:
         """Trigger the DAG through the REST API; returns the run id and when (monotonic) it was triggered."""
@@ -162,7 +163,7 @@ def test_triggered_run_succeeds_on_celery_and_lands_in_mlflow_and_s3(stack):
     # Baseline: the same DAG, services and options under `airflow dags test` (no executor, no workers).
     # The DAG is still paused, so the scheduler leaves this run alone.
     started = time.monotonic()
-    options = json.dumps(stack.conf("dags test baseline"))
+    options = json.dumps(stack.conf("dags test baseline", tuning_trials=TRIALS))
     stack.airflow.airflow("dags", "test", DAG_ID, "-c", options, timeout=RUN_TIMEOUT)
     dags_test_wall = time.monotonic() - started
     baseline = max(stack.airflow.api("GET", f"dags/{DAG_ID}/dagRuns")["dag_runs"], key=lambda r: r["end_date"])
@@ -171,7 +172,7 @@ def test_triggered_run_succeeds_on_celery_and_lands_in_mlflow_and_s3(stack):
                      - datetime.fromisoformat(baseline["start_date"])).total_seconds()
 
     stack.airflow.api("PATCH", f"dags/{DAG_ID}", json={"is_paused": False})
-    run_id, triggered = stack.trigger(stack.conf("celery run"))
+    run_id, triggered = stack.trigger(stack.conf("celery run", tuning_trials=TRIALS))
     celery_seconds = stack.wait_for_run(run_id) - triggered
 
     tasks = stack.airflow.api("GET", f"dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")["task_instances"]
@@ -228,7 +229,7 @@ def step_process(worker: services.Service, step: str) -> psutil.Process | None:
 def test_killed_worker_mid_step_is_retried_on_a_new_worker_without_duplicates(stack):
     stack.airflow.api("PATCH", f"dags/{DAG_ID}", json={"is_paused": False})
     versions_before = len(stack.mlflow_client().search_model_versions(f"name='{MODEL}'"))
-    run_id, triggered = stack.trigger(stack.conf("worker killed"))
+    run_id, triggered = stack.trigger(stack.conf("worker killed", skip_tuning=True))
     prefix = stack.run_prefix(run_id)
 
     # Wait until train_model's step subprocess has run a few seconds, then crash the worker.

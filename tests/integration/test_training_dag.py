@@ -69,10 +69,14 @@ def test_training_then_scoring_end_to_end(dag_run, tmp_path):
     assert analysis["roc_auc"] >= 0.72
     assert analysis["roc_auc"] >= analysis["baseline_roc_auc"]
     assert run.options == {"data_uri": "", "force_promote": False, "notes": "integration test",
-                           "skip_tuning": False, "tuning_trials": 0}
-    assert run.result("tune")["skipped"] and run.result("deploy")["skipped"]
+                           "skip_tuning": False, "tuning_trials": 0, "force_cpu": False}
+    tuned = run.result("tune")
+    assert sum(tuned["trials"].values()) == run.spec.tuning.trials  # the mapped workers shared the budget
+    trained_with = client.get_run(run.result("train")["mlflow_run_id"]).data.params
+    assert {k: trained_with[k] for k in tuned["best_params"]} == {k: str(v) for k, v in tuned["best_params"].items()}
+    assert run.result("deploy")["skipped"]
     summary = summarize(run_uri)
-    assert "tuning:       skipped: tuning.enabled is false in the spec" in summary
+    assert f"tuning:       best {tuned['objective']} {tuned['best_value']:.4f}" in summary
     assert f"analysis:     ROC AUC {analysis['roc_auc']:.4f}" in summary
     assert "deploy:       skipped: $MLPIPE_SERVER_URL is not set" in summary
     assert mlflow_run.data.tags[NOTES_TAG] == champion.tags[NOTES_TAG] == "integration test"

@@ -45,6 +45,8 @@ def test_feature_columns_leave_out_target_ids_and_dropped_pii(document):
         (lambda d: d["pii"][0].update(action="encrypt"), "pii.0.action: Input should be 'hash' or 'drop'"),
         (lambda d: d["validation"].update(positive_rate=[0.2, 0.1]), "low <= high"),
         (lambda d: d["features"]["categorical"].append("Class"), "features.categorical: the target column"),
+        (lambda d: d["tuning"].update(cv_folds=1), "tuning.cv_folds: Input should be greater than or equal to 2"),
+        (lambda d: d["tuning"].update(cv_folds="four"), "tuning.cv_folds: Input should be a valid integer"),
     ],
 )
 def test_bad_spec_names_the_field(document, change, message):

@@ -2,7 +2,9 @@
 
 One module-scoped run is ingested and split once; each test starts its own run that reuses
 those splits (a clone), so every study is new. Trials use the fast training settings of
-:mod:`tests.unit.analysis_fixtures` and budgets of a few trials.
+:mod:`tests.unit.analysis_fixtures` and budgets of a few trials; they are scored by the shipped
+spec's cross-validation (``tuning.cv_folds``) unless a test sets ``tuning.cv_folds`` to ``None``
+(train on train, score on validation).
 """
 
 from __future__ import annotations
@@ -12,17 +14,23 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import optuna
+import pandas as pd
 import pytest
+import xgboost as xgb
 from mlflow import MlflowClient
 from mlflow.entities import Param
 from optuna.trial import TrialState
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold
 
 from mlpipe import runs, spec, storage, tracking
+from mlpipe.features import labels, matrix, schema
 from mlpipe.runs import Run
 from mlpipe.steps import StepError, run_step
 from mlpipe.steps import tune as tune_module
-from mlpipe.steps.train import tuning_result
+from mlpipe.steps.train import booster_params, scale_pos_weight, tuned_training, tuning_result
 from mlpipe.steps.tune import (
     DIR_ENV,
     PARENT_TAG,
@@ -55,7 +63,7 @@ def split_run(module_env, tmp_path_factory) -> str:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(DIR_ENV, str(tmp_path_factory.mktemp("optuna")))
         patch.delenv(STORAGE_ENV, raising=False)
-        yield run_steps(start("split", **{"tuning.enabled": True}), SPLIT)  # the shipped spec has it off
+        yield run_steps(start("split", **{"tuning.enabled": True}), SPLIT)  # whatever the shipped spec says
 
 
 def tuning_run(source: str, run_id: str, options: dict | None = None, **overrides) -> str:
@@ -89,7 +97,7 @@ def test_parallel_worker_processes_share_one_study_and_train_uses_the_best(split
     prepared = run_step("tune_prepare", uri)
     assert prepared["study"] == f"loan_default-{Run(uri).run_id}"
     assert prepared["storage"] == storage_url() and prepared["storage"].startswith("journal://")
-    assert (prepared["trials_budget"], prepared["workers"], prepared["warm_start"]) == (7, 2, None)
+    assert (prepared["trials_budget"], prepared["workers"], prepared["warm_start"]) == (7, 2, "spec")
     workers = [worker(uri, shard) for shard in (0, 1)]
     for process in workers:
         _, err = process.communicate(timeout=300)
@@ -97,6 +105,11 @@ def test_parallel_worker_processes_share_one_study_and_train_uses_the_best(split
 
     trials = study_trials(uri)
     assert len(trials) == 7 and all(t.state in FINISHED for t in trials)
+    # No champion: trial 0 is the untuned spec (XGBoost's defaults where it sets none; gamma 0 clipped into range).
+    assert trials[0].user_attrs["warm_start"] == "spec"
+    assert trials[0].params == {"eta": 0.1, "max_depth": 2, "min_child_weight": 50, "subsample": 0.8,
+                                "colsample_bytree": 0.7, "colsample_bylevel": 1, "gamma": 0.001, "lambda": 5.0,
+                                "alpha": 1.0, "max_delta_step": 0}
     by_shard = [sum(t.user_attrs[SHARD_ATTR] == shard for t in trials) for shard in (0, 1)]
     assert by_shard == [4, 3]
     assert [Run(uri).result("tune_trials", shard)["trials_run"] for shard in (0, 1)] == [4, 3]
@@ -108,6 +121,7 @@ def test_parallel_worker_processes_share_one_study_and_train_uses_the_best(split
     selected = run_step("tune", uri)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert selected["best_value"] == max(t.value for t in complete)
+    assert selected["objective"] == "4-fold cross-validated ROC AUC on train + validation"
     assert selected["trials"] == {"complete": len(complete), "pruned": 7 - len(complete), "failed": 0}
     space = Run(uri).spec.tuning.search_space
     assert set(selected["best_params"]) == set(space)
@@ -125,6 +139,7 @@ def test_parallel_worker_processes_share_one_study_and_train_uses_the_best(split
             assert child.data.metrics["validation_roc_auc"] == pytest.approx(trial.value)
     parent = MlflowClient().get_run(selected["tuning_run_id"])
     assert parent.data.tags[tracking.RUN_URI_TAG] == uri
+    assert parent.data.params["objective"] == selected["objective"]
     assert parent.data.metrics["best_validation_roc_auc"] == pytest.approx(selected["best_value"])
 
     trained = run_step("train", uri)
@@ -135,11 +150,67 @@ def test_parallel_worker_processes_share_one_study_and_train_uses_the_best(split
         assert mlflow_run.data.params[key] == str(value), key
 
 
+def held_out_auc(uri: str, trial: optuna.trial.FrozenTrial) -> float:
+    """The trial's score recomputed apart from the step: each fold's booster, cut at the trial's best
+    round, scored with scikit-learn on the fold's held-out rows; the mean over folds. Without
+    ``tuning.cv_folds`` the one fold is train (held out: validation)."""
+    run = Run(uri)
+    frames = [storage.read_parquet(run.result("split")[part]) for part in ("train", "validation")]
+    feature_schema = schema(frames[0], run.spec)
+    features = pd.concat([matrix(frame, feature_schema) for frame in frames], ignore_index=True)
+    y = np.concatenate([labels(frame, run.spec) for frame in frames])
+    train_rows, tuning = len(frames[0]), run.spec.tuning
+    folds = ([(np.arange(train_rows), np.arange(train_rows, len(y)))] if not tuning.cv_folds else
+             StratifiedKFold(tuning.cv_folds, shuffle=True, random_state=tuning.seed).split(features, y))
+    params = booster_params(tuned_training(run.spec.training, trial.params),
+                            scale_pos_weight(y[:train_rows], "auto"), "cpu")
+    aucs = []
+    for fit_rows, held_rows in folds:
+        data = xgb.DMatrix(features.iloc[fit_rows], label=y[fit_rows], enable_categorical=True)
+        booster = xgb.train(params, data, num_boost_round=trial.user_attrs["best_iteration"] + 1)
+        held = xgb.DMatrix(features.iloc[held_rows], enable_categorical=True)
+        aucs.append(roc_auc_score(y[held_rows], booster.predict(held)))
+    return float(np.mean(aucs))
+
+
+@pytest.mark.parametrize("folds", [None, 3])
+def test_a_trial_scores_the_held_out_auc_at_its_best_round(split_run, folds):
+    # No row or column sampling in trial 0 (the spec's params): xgboost.cv interleaves the folds' boosters,
+    # which share XGBoost's random engine, so only unsampled folds can be rebuilt one by one.
+    unsampled = {"training.params.subsample": 1.0, "training.params.colsample_bytree": 1.0}
+    uri = tuning_run(split_run, f"score_{folds}", **unsampled, **{"tuning.trials": 2, "tuning.workers": 1,
+                                                                  "tuning.cv_folds": folds})
+    run_step("tune_prepare", uri)
+    run_step("tune_trials", uri, shard=0)
+    trials = study_trials(uri)
+    for trial in trials:
+        assert trial.state == TrialState.COMPLETE
+        rounds = trial.intermediate_values  # each round's held-out AUC, as reported for pruning
+        assert trial.user_attrs["best_iteration"] == max(rounds, key=lambda step: (rounds[step], -step))
+        assert trial.value == rounds[trial.user_attrs["best_iteration"]]
+    assert (trials[0].params["subsample"], trials[0].params["colsample_bytree"]) == (1.0, 1.0)
+    assert trials[0].value == pytest.approx(held_out_auc(uri, trials[0]), abs=1e-9)
+
+
+def test_too_many_folds_for_the_rare_class_is_rejected_naming_the_field(split_run):
+    uri = tuning_run(split_run, "few_positives", **{"tuning.cv_folds": 5})
+    for part, keep in (("train", 3), ("validation", 1)):  # 4 positives in train + validation
+        frame = storage.read_parquet(Run(uri).result("split")[part])
+        positive = labels(frame, Run(uri).spec) == 1
+        smaller = Run(uri).path("split", f"{part}_few.parquet")
+        storage.write_parquet(pd.concat([frame[positive].head(keep), frame[~positive]]), smaller)
+        replace_result(uri, "split", **{part: smaller})
+    run_step("tune_prepare", uri)
+    with pytest.raises(StepError, match=r"tuning\.cv_folds: 5 stratified folds need at least 5 rows of each "
+                                        r"class in train \+ validation; the rarer class has 4"):
+        run_step("tune_trials", uri, shard=0)
+
+
 def test_one_seeded_worker_is_reproducible_on_sqlite(split_run, tmp_path, monkeypatch):
     monkeypatch.setenv(STORAGE_ENV, f"sqlite:///{tmp_path / 'optuna.db'}")
     histories = []
     for run_id in ("seeded_a", "seeded_b"):
-        uri = tuning_run(split_run, run_id, **{"tuning.trials": 3, "tuning.workers": 1})
+        uri = tuning_run(split_run, run_id, **{"tuning.trials": 3, "tuning.workers": 1, "tuning.cv_folds": None})
         assert run_step("tune_prepare", uri)["storage"].startswith("sqlite:///")
         run_step("tune_trials", uri, shard=0)
         histories.append([(t.params, t.value, t.state) for t in study_trials(uri)])
@@ -236,7 +307,7 @@ def test_a_shard_outside_the_workers_is_rejected(split_run):
     run_step("tune_prepare", uri)
     with pytest.raises(StepError, match="shard 2 is not one of the 2 workers"):
         run_step("tune_trials", uri, shard=2)
-    assert study_trials(uri) == []
+    assert [t.state for t in study_trials(uri)] == [TrialState.WAITING]  # only the enqueued warm start, not run
 
 
 @pytest.mark.parametrize(("budget", "workers"), [(7, 2), (24, 5), (3, 4), (1, 1)])

@@ -1,4 +1,4 @@
-"""tune: Bayesian hyperparameter search (Optuna TPE, seeded) on the validation set, by parallel workers.
+"""tune: Bayesian hyperparameter search (Optuna TPE, seeded) by parallel workers, never on the analysis set.
 
 Three steps share one Optuna study, kept in a storage every worker reaches:
 ``$MLPIPE_OPTUNA_STORAGE``, an RDB URL (``postgresql://...`` on Kubernetes, ``sqlite:///...``)
@@ -9,12 +9,19 @@ reported for pruning, and with two workers SQLite's locking made those reports a
 slower than the journal's (``tests/benchmarks/bench_tune.py`` measures it).
 
 - ``tune_prepare``: creates the study ``<pipeline>-<run id>`` (retry-safe), the MLflow
-  parent run ``tuning``, and enqueues the champion's params as the first trial (warm start);
+  parent run ``tuning``, and enqueues a first trial (warm start): the champion's params, or
+  without a champion the spec's own ``training.params``, so the search starts from the untuned model;
 - ``tune_trials`` (sharded, one task per worker): runs this worker's share of the trial
-  budget; every trial boosts on ``train`` with early stopping on ``validation`` (never
-  the analysis set), reports each round's validation AUC so that bad trials are pruned,
-  and is logged as an MLflow child run of ``tuning``;
-- ``tune``: picks the best trial; ``train`` merges its params over ``training.params``.
+  budget; every trial is scored on held-out rows, never the analysis set: with
+  ``tuning.cv_folds`` = k, by stratified k-fold cross-validation over ``train`` + ``validation``
+  (the folds' mean AUC), otherwise by boosting on ``train`` and scoring ``validation``.
+  Early stopping and pruning of bad trials (on each round's AUC) watch the same held-out rows.
+  Each trial is logged as an MLflow child run of ``tuning``;
+- ``tune``: picks the best trial; ``train`` merges its params over ``training.params``
+  (and still trains on ``train``, early-stopped on ``validation``).
+
+Cross-validation costs k boosters a trial but scores every train + validation row: on a small
+book, the validation split alone holds too few positives for its AUC to rank params reliably.
 
 The budget is split into fixed per-worker shares, so the study ends with exactly the
 budget of finished trials however the workers interleave; a retried worker only runs
@@ -29,6 +36,7 @@ import logging
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,9 +57,12 @@ from mlpipe.steps.train import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
     import optuna
+    import pandas as pd
+    import xgboost as xgb
 
-    from mlpipe.spec import SearchRange, Spec
+    from mlpipe.spec import SearchRange, Spec, Training, Tuning
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +70,15 @@ PREPARE, TRIALS = "tune_prepare", "tune_trials"
 STORAGE_ENV, DIR_ENV = "MLPIPE_OPTUNA_STORAGE", "MLPIPE_OPTUNA_DIR"
 JOURNAL = "journal://"
 OBJECTIVE_METRIC = "auc"
-OBSERVATION_KEY = f"{VALIDATION}-{OBJECTIVE_METRIC}"
+CV_HELD_OUT = "test"  # xgboost.cv's name for each fold's held-out rows
 DEADLINE_ATTR, SHARD_ATTR = "mlpipe.deadline", "mlpipe.shard"
 PARENT_RUN_NAME = "tuning"
 PARENT_TAG, TRIAL_STATE_TAG = "mlflow.parentRunId", "mlpipe.trial_state"
 CHAMPION = "champion"
+SPEC_WARM_START = "spec"  # trial 0 without a champion: the spec's own params
+# XGBoost's defaults of the params SageMaker's XGBoost tuning exposes (what training.params leaves unset).
+XGBOOST_DEFAULTS = {"eta": 0.3, "max_depth": 6, "min_child_weight": 1, "subsample": 1, "colsample_bytree": 1,
+                    "colsample_bylevel": 1, "gamma": 0, "lambda": 1, "alpha": 0, "max_delta_step": 0}
 # TPE: random trials before modelling; pruning: a trial is compared with the median of the
 # finished ones only after PRUNE_STARTUP trials and PRUNE_WARMUP boosting rounds.
 TPE_STARTUP = 10
@@ -160,7 +175,14 @@ def load_study(prepared: dict[str, Any], seed: int) -> optuna.Study:
                              sampler=sampler(seed), pruner=pruner())
 
 
-def in_space(value: str, search_range: SearchRange) -> int | float:
+def objective_name(tuning: Tuning) -> str:
+    """What a trial's value is, for results and the MLflow tuning run."""
+    if tuning.cv_folds:
+        return f"{tuning.cv_folds}-fold cross-validated ROC AUC on train + validation"
+    return "validation ROC AUC (trained on train)"
+
+
+def in_space(value: str | float, search_range: SearchRange) -> int | float:
     """A logged param value as a number of ``search_range``, clipped into it."""
     number = min(max(float(value), search_range.low), search_range.high)
     return round(number) if search_range.integer else number
@@ -179,6 +201,12 @@ def champion_params(spec: Spec) -> tuple[int | None, dict[str, Any]]:
     logged = client.get_run(version.run_id).data.params
     space = spec.tuning.search_space
     return int(version.version), {key: in_space(logged[key], r) for key, r in space.items() if key in logged}
+
+
+def spec_params(spec: Spec) -> dict[str, Any]:
+    """The untuned model's search-space params: ``training.params``, else XGBoost's defaults, clipped into range."""
+    given = {**XGBOOST_DEFAULTS, **spec.training.params}
+    return {key: in_space(given[key], r) for key, r in spec.tuning.search_space.items() if key in given}
 
 
 def start_parent_run(run: Run) -> str:
@@ -217,11 +245,13 @@ def tune_prepare(run: Run) -> dict[str, Any]:
     budget, url = trials_budget(run), storage_url()
     study, new = create_study(run, url, budget)
     version, params = champion_params(spec)
-    if new and params:
-        study.enqueue_trial(params, user_attrs={"warm_start": version})
-        log.info("warm start: trial 0 is champion version %s's params %s", version, params)
+    warm_start, first = (version, params) if params else (SPEC_WARM_START, spec_params(spec))
+    if new:
+        study.enqueue_trial(first, user_attrs={"warm_start": warm_start})
+        log.info("warm start: trial 0 is the params of %s: %s",
+                 f"champion version {version}" if params else "the spec", first)
     return {"study": study.study_name, "storage": redacted(url), "trials_budget": budget,
-            "workers": spec.tuning.workers, "warm_start": version if params else None,
+            "workers": spec.tuning.workers, "warm_start": warm_start,
             "tuning_run_id": study.user_attrs["tuning_run_id"], "skipped": False}
 
 
@@ -230,8 +260,58 @@ def shard_share(budget: int, workers: int, shard: int) -> int:
     return budget // workers + (shard < budget % workers)
 
 
+@dataclass
+class Folds:
+    """Stratified k-fold cross-validation over train + validation: the pooled rows and each fold's indices."""
+
+    data: xgb.DMatrix
+    indices: list[tuple[np.ndarray, np.ndarray]]
+
+
+def cv_folds(train: tuple[pd.DataFrame, np.ndarray], validation: tuple[pd.DataFrame, np.ndarray],
+             tuning: Tuning) -> Folds:
+    """``tuning.cv_folds`` stratified folds (shuffled with ``tuning.seed``) of the train and validation rows."""
+    import numpy as np
+    import pandas as pd
+    import xgboost as xgb
+    from sklearn.model_selection import StratifiedKFold
+
+    features = pd.concat([train[0], validation[0]], ignore_index=True)
+    y = np.concatenate([train[1], validation[1]])
+    if (rarer := min(int(y.sum()), int(len(y) - y.sum()))) < tuning.cv_folds:
+        raise StepError(f"tuning.cv_folds: {tuning.cv_folds} stratified folds need at least {tuning.cv_folds} "
+                        f"rows of each class in train + validation; the rarer class has {rarer}")
+    splitter = StratifiedKFold(tuning.cv_folds, shuffle=True, random_state=tuning.seed)
+    return Folds(xgb.DMatrix(features, label=y, enable_categorical=True), list(splitter.split(features, y)))
+
+
+def cross_validate(params: dict[str, Any], folds: Folds, training: Training,
+                   callbacks: list[xgb.callback.TrainingCallback]) -> tuple[float, int]:
+    """The folds' mean held-out AUC at the best round (early stopping on the folds' mean), and that round."""
+    import numpy as np
+    import xgboost as xgb
+
+    stopper = xgb.callback.EarlyStopping(rounds=training.early_stopping_rounds)
+    history = xgb.cv(params, folds.data, num_boost_round=training.num_boost_round, folds=folds.indices,
+                     callbacks=[*callbacks, stopper], as_pandas=False, verbose_eval=False)
+    stopping = history[f"{CV_HELD_OUT}-{params['eval_metric'][-1]}-mean"]
+    best = int(np.argmax(stopping) if stopper.maximize else np.argmin(stopping))
+    return history[f"{CV_HELD_OUT}-{OBJECTIVE_METRIC}-mean"][best], best
+
+
+def worker_threads(workers: int) -> int:
+    """CPU threads for one worker's boosting: the cores this process may use, shared by ``workers``.
+
+    XGBoost takes every core by default; parallel workers on one machine then oversubscribe it and
+    their threads wait on each other (on the 2-core development machine, busy: one 4-fold trial took
+    1.3-2.5 s with one thread, 72-145 s with two). ``nthread`` in ``training.params`` overrides this.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // workers)
+
+
 class Objective:
-    """One trial: boost on the train split with the sampled params, early-stopped and pruned on validation."""
+    """One trial: boost with the sampled params; early-stop, prune and score on held-out rows (see the module)."""
 
     def __init__(self, run: Run, shard: int) -> None:
         spec = run.spec
@@ -240,8 +320,10 @@ class Objective:
         feature_schema = schema(frames[TRAIN], spec)
         self.train, self.validation = (inputs(frames[part], feature_schema, spec, part)
                                        for part in (TRAIN, VALIDATION))
+        self.folds = cv_folds(self.train, self.validation, spec.tuning) if spec.tuning.cv_folds else None
         self.pos_weight = scale_pos_weight(self.train[1], spec.training.scale_pos_weight)
         self.device = resolve_device(requested_device(spec))
+        self.threads = worker_threads(spec.tuning.workers)
         self.spec, self.shard = spec, shard
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -249,11 +331,16 @@ class Objective:
 
         trial.set_user_attr(SHARD_ATTR, self.shard)
         training = tuned_training(self.spec.training, suggest(trial, self.spec.tuning.search_space))
-        params = booster_params(training, self.pos_weight, self.device)
-        booster, history, _ = fit_booster(params, self.train, self.validation, training,
-                                          callbacks=[XGBoostPruningCallback(trial, OBSERVATION_KEY)])
-        trial.set_user_attr("best_iteration", booster.best_iteration)
-        return history[OBJECTIVE_METRIC][booster.best_iteration]
+        params = {"nthread": self.threads, **booster_params(training, self.pos_weight, self.device)}
+        if self.folds:
+            pruning = XGBoostPruningCallback(trial, f"{CV_HELD_OUT}-{OBJECTIVE_METRIC}")
+            value, best_iteration = cross_validate(params, self.folds, training, [pruning])
+        else:
+            pruning = XGBoostPruningCallback(trial, f"{VALIDATION}-{OBJECTIVE_METRIC}")
+            booster, history, _ = fit_booster(params, self.train, self.validation, training, callbacks=[pruning])
+            value, best_iteration = history[OBJECTIVE_METRIC][booster.best_iteration], booster.best_iteration
+        trial.set_user_attr("best_iteration", best_iteration)
+        return value
 
 
 def log_trial(parent_run_id: str, experiment_id: str, trial: optuna.trial.FrozenTrial) -> None:
@@ -326,11 +413,13 @@ def tune_select(run: Run) -> dict[str, Any]:
                         f"raise the budget (tuning.trials, tuning.timeout_minutes) or skip tuning")
     best = max(complete, key=lambda t: (t.value, -t.number))
     parent = prepared["tuning_run_id"]
-    tracking.log_batch(parent, {f"best_{key}": value for key, value in best.params.items()},
+    tracking.log_batch(parent, {**{f"best_{key}": value for key, value in best.params.items()},
+                                "objective": objective_name(run.spec.tuning)},
                        [("best_validation_roc_auc", best.value, best.number)])
     MlflowClient().set_terminated(parent)
-    log.info("best of %d trials: #%d, validation ROC AUC %.4f, params %s", len(trials), best.number,
-             best.value, best.params)
+    log.info("best of %d trials: #%d, %s %.4f, params %s", len(trials), best.number,
+             objective_name(run.spec.tuning), best.value, best.params)
     return {"best_params": best.params, "best_value": best.value, "best_trial": best.number,
+            "objective": objective_name(run.spec.tuning),
             "trials": {"complete": counts["complete"], "pruned": counts["pruned"], "failed": counts["fail"]},
             "tuning_run_id": parent, "skipped": False}
