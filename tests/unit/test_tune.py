@@ -42,6 +42,7 @@ from mlpipe.steps.tune import (
     redacted,
     shard_share,
     storage_url,
+    trials_budget,
 )
 from tests.unit.analysis_fixtures import (
     clone,
@@ -275,10 +276,18 @@ def test_skipped_tuning_creates_nothing_and_train_keeps_the_spec_params(split_ru
     assert tuning_result(Run(uri)) is None
 
 
-@pytest.mark.parametrize("trials", [0, -3, "many", 2.5, True])
+@pytest.mark.parametrize(("option", "budget"), [(None, None), (0, None), (5, 5)])
+def test_the_trial_budget_option_zero_means_the_specs(split_run, option, budget):
+    options = {} if option is None else {"tuning_trials": option}
+    run = Run(tuning_run(split_run, f"budget_{option}", options=options))
+    assert trials_budget(run) == (budget or run.spec.tuning.trials) and run.spec.tuning.trials != 5
+
+
+@pytest.mark.parametrize("trials", [-3, "many", 2.5, True])
 def test_bad_trial_budget_option_is_rejected_before_anything_is_made(split_run, trials):
     uri = tuning_run(split_run, runs.safe_run_id(f"bad_budget_{trials}"), options={"tuning_trials": trials})
-    with pytest.raises(StepError, match=f"trigger option tuning_trials: expected a whole number > 0, got {trials!r}"):
+    with pytest.raises(StepError, match=f"trigger option tuning_trials: expected a whole number >= 0 "
+                                        rf"\(0: the spec's tuning.trials\), got {trials!r}"):
         run_step("tune_prepare", uri)
     assert f"loan_default-{Run(uri).run_id}" not in optuna.get_all_study_names(open_storage(storage_url()))
     assert not storage.exists(Run(uri).path("tune_prepare", runs.RESULT))

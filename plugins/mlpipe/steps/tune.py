@@ -128,13 +128,12 @@ def skip_reason(run: Run) -> str | None:
 
 
 def trials_budget(run: Run) -> int:
-    """``tuning.trials``, or the ``tuning_trials`` trigger option when given (a whole number > 0)."""
+    """The ``tuning_trials`` trigger option when it is a whole number > 0; ``tuning.trials`` when it is 0 or unset."""
     override = run.options.get("tuning_trials")
-    if override is None:
-        return run.spec.tuning.trials
-    if isinstance(override, bool) or not isinstance(override, int) or override <= 0:
-        raise StepError(f"trigger option tuning_trials: expected a whole number > 0, got {override!r}")
-    return override
+    if isinstance(override, bool) or not isinstance(override, int | None) or (override or 0) < 0:
+        raise StepError(f"trigger option tuning_trials: expected a whole number >= 0 (0: the spec's "
+                        f"tuning.trials), got {override!r}")
+    return override or run.spec.tuning.trials
 
 
 def suggest(trial: optuna.Trial, space: dict[str, SearchRange]) -> dict[str, Any]:
