@@ -112,8 +112,9 @@ plots are in MLflow (experiment `{name}`, registered model `{model}`).
 | gate | beats the champion (re-scored on the same rows) by ≥ {min_gain}; no slice drops > {max_drop}{fairness} |
 
 **Trigger with options** (Trigger DAG ▸ the form): a different data URI, skip tuning or change its
-trial budget, forced promotion, notes. Validation failures stop the run before training; the task
-log lists every failed expectation and `validate_data/report.html` in the run folder shows them.
+trial budget, forced promotion, notes, and force CPU (every step on the CPU node pool).
+Validation failures stop the run before training; the task log lists every failed expectation
+and `validate_data/report.html` in the run folder shows them.
 `register_model` records why a model was or was not promoted (model version tags and the audit log
 in `$MLPIPE_STORE/{name}/audit/`); `deploy_model` reloads the model server (`$MLPIPE_SERVER_URL`)
 and rolls the alias back if its smoke test fails. `mlpipe rollback {model}` undoes a promotion.
@@ -136,7 +137,7 @@ scored features, kept for drift monitoring).
 | default batch | `{source}` |
 | schedule | `{schedule}` |
 
-**Trigger with options**: `input_uri`, the batch to score.
+**Trigger with options**: `input_uri`, the batch to score; `force_cpu`.
 """
 
 
