@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from mlpipe import storage
 from mlpipe.features import labels, matrix
+from mlpipe.orchestration import node_pools
+from mlpipe.orchestration.node_pools import TMP
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -46,8 +48,6 @@ if TYPE_CHECKING:
 LABEL = "__mlpipe_label__"  # the label column of a partition, beside the feature columns
 VALIDATION = "validation"
 MEMORY_FRACTION = 0.5  # of this machine's memory, shared by a LocalCluster's workers
-TMP = "/tmp"  # noqa: S108 - an emptyDir volume: the only writable path of a pod (read-only root filesystem)
-UID = 10001  # the task images' non-root user (images/task*/Dockerfile)
 SCHEDULER_RESOURCES = {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}}
 IDLE_TIMEOUT = 600  # seconds: the operator deletes a cluster left without clients (a killed train task)
 SHARDS_PER_WORKER = 2  # of the training split: uneven worker speeds even out
@@ -145,22 +145,15 @@ def _cpus(resources: dict[str, dict[str, Any]]) -> int:
 def _pod(container: dict[str, Any], placement: Placement, image: str, task_pods: TaskPods,
          command: list[str]) -> dict[str, Any]:
     """A DaskCluster pod spec: the operator's container with mlpipe's image, placement and lock-down."""
-    resources = placement.resources.model_dump()
-    env = {"HOME": TMP, "TMPDIR": TMP, "DASK_TEMPORARY_DIRECTORY": TMP, **placement.pool.env}
-    env_from = [{"secretRef": {"name": s.secret}} if s.secret else {"configMapRef": {"name": s.config_map}}
-                for s in task_pods.env_from]
+    env = {**node_pools.pod_env(placement.pool), "DASK_TEMPORARY_DIRECTORY": TMP}
     container = {**container, "image": image, "command": command,
-                 "env": [{"name": name, "value": value} for name, value in env.items()], "envFrom": env_from,
-                 "resources": {kind: {k: str(v) for k, v in values.items()} for kind, values in resources.items()
-                               if values},
+                 "env": [{"name": name, "value": value} for name, value in env.items()],
+                 "envFrom": node_pools.env_from(task_pods), "resources": node_pools.quantities(placement.resources),
                  "volumeMounts": [{"name": "tmp", "mountPath": TMP}],
-                 "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                     "privileged": False, "capabilities": {"drop": ["ALL"]}}}
+                 "securityContext": node_pools.CONTAINER_SECURITY}
     return {"serviceAccountName": task_pods.service_account, "nodeSelector": dict(placement.pool.node_selector),
             "tolerations": list(placement.pool.tolerations), "containers": [container],
-            "volumes": [{"name": "tmp", "emptyDir": {}}],
-            "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
-                                "seccompProfile": {"type": "RuntimeDefault"}}}
+            "volumes": [{"name": "tmp", "emptyDir": {}}], "securityContext": node_pools.POD_SECURITY}
 
 
 def cluster_spec(name: str, task_pods: TaskPods, workers: Placement, scheduler: Placement, n_workers: int,
@@ -199,8 +192,6 @@ def cluster_spec(name: str, task_pods: TaskPods, workers: Placement, scheduler: 
 def train_cluster_spec(spec: Spec, name: str, n_workers: int, task_pods: TaskPods | None = None,
                        force_cpu: bool = False) -> dict[str, Any]:
     """The DaskCluster of ``spec``'s train step: workers where the spec places ``train``, scheduler on the CPU pool."""
-    from mlpipe.orchestration import node_pools
-
     task_pods = task_pods or node_pools.load()
     workers = node_pools.placement(task_pods, spec, "train", force_cpu=force_cpu)
     scheduler = node_pools.placement(task_pods, spec, "train", force_cpu=True)

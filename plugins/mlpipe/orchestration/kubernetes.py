@@ -42,31 +42,10 @@ from mlpipe.cli import EXIT_USER_ERROR
 from mlpipe.orchestration import node_pools
 from mlpipe.orchestration.runtimes import user_error
 from mlpipe.runs import Run
-from mlpipe.spec import PodResources, Spec
+from mlpipe.spec import Spec
 
-UID = 10001  # the images' non-root user (images/task*/Dockerfile)
-TMP = "/tmp"  # noqa: S108 - an emptyDir volume: the only writable path in the pod
 CONTAINER = "base"
 DEFAULT_TIMEOUT = timedelta(hours=2)
-
-
-def _security_context() -> tuple[k8s.V1PodSecurityContext, k8s.V1SecurityContext]:
-    pod = k8s.V1PodSecurityContext(run_as_non_root=True, run_as_user=UID, run_as_group=UID, fs_group=UID,
-                                   seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"))
-    container = k8s.V1SecurityContext(allow_privilege_escalation=False, read_only_root_filesystem=True,
-                                      privileged=False, capabilities=k8s.V1Capabilities(drop=["ALL"]))
-    return pod, container
-
-
-def _env_from(task_pods: node_pools.TaskPods) -> list[k8s.V1EnvFromSource]:
-    return [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=source.secret)) if source.secret
-            else k8s.V1EnvFromSource(config_map_ref=k8s.V1ConfigMapEnvSource(name=source.config_map))
-            for source in task_pods.env_from]
-
-
-def _resources(resources: PodResources) -> k8s.V1ResourceRequirements:
-    return k8s.V1ResourceRequirements(requests={k: str(v) for k, v in resources.requests.items()} or None,
-                                      limits={k: str(v) for k, v in resources.limits.items()} or None)
 
 
 def _label(value: str) -> str:
@@ -89,7 +68,6 @@ class KubernetesStepOperator(KubernetesPodOperator):
     def __init__(self, *, step: str, run_uri: str, pipeline: str, placement: dict[str, Any],
                  cpu_placement: dict[str, Any], shard: int | None = None, **kwargs: Any) -> None:
         task_pods = node_pools.load()
-        pod_security, container_security = _security_context()
         arguments = ["step", step, "--run", run_uri, *([] if shard is None else ["--shard", str(shard)])]
         super().__init__(
             name=_label(f"{pipeline}-{step}".replace("_", "-")).lower(),
@@ -97,13 +75,13 @@ class KubernetesStepOperator(KubernetesPodOperator):
             service_account_name=task_pods.service_account,
             cmds=["python", "-m", "mlpipe"],
             arguments=arguments,
-            env_from=_env_from(task_pods),
+            env_from=node_pools.env_from(task_pods),
             labels={"app.kubernetes.io/name": "mlpipe-step", "app.kubernetes.io/part-of": "mlpipe",
                     "mlpipe.io/pipeline": _label(pipeline), "mlpipe.io/step": _label(step)},
-            security_context=pod_security,
-            container_security_context=container_security,
+            security_context=node_pools.POD_SECURITY,
+            container_security_context=node_pools.CONTAINER_SECURITY,
             volumes=[k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource())],
-            volume_mounts=[k8s.V1VolumeMount(name="tmp", mount_path=TMP)],
+            volume_mounts=[k8s.V1VolumeMount(name="tmp", mount_path=node_pools.TMP)],
             base_container_name=CONTAINER,
             startup_timeout_seconds=task_pods.startup_timeout_seconds,
             on_finish_action="delete_pod",
@@ -135,8 +113,8 @@ class KubernetesStepOperator(KubernetesPodOperator):
         self.image = pool.image
         self.node_selector = dict(pool.node_selector)
         self.tolerations = [k8s.V1Toleration(**toleration) for toleration in pool.tolerations]
-        self.container_resources = _resources(placement.resources)
-        self.env_vars = {"HOME": TMP, "TMPDIR": TMP, "MPLCONFIGDIR": f"{TMP}/matplotlib", **pool.env}
+        self.container_resources = k8s.V1ResourceRequirements(**node_pools.quantities(placement.resources))
+        self.env_vars = node_pools.pod_env(pool)
         self.labels = {**self.labels, "mlpipe.io/pool": _label(placement.pool_name)}
 
     def apply_trigger_options(self, context: Any) -> None:

@@ -23,6 +23,14 @@ from mlpipe.steps import STEPS
 POOLS_ENV = "MLPIPE_NODE_POOLS"
 DEFAULT_FILE = Path(__file__).with_name("node_pools.yaml")
 
+# What every mlpipe pod (a step, a Dask scheduler or worker) runs with, as the Kubernetes API spells it.
+UID = 10001  # the task images' non-root user (images/task*/Dockerfile)
+TMP = "/tmp"  # noqa: S108 - an emptyDir volume: the only writable path of a pod (read-only root filesystem)
+POD_SECURITY = {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
+                "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "privileged": False,
+                      "capabilities": {"drop": ["ALL"]}}
+
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -72,6 +80,23 @@ class Placement(_Config):
     pool_name: str
     pool: NodePool
     resources: PodResources
+
+
+def pod_env(pool: NodePool) -> dict[str, str]:
+    """The env of a pod of ``pool``: caches and temporary files under /tmp, then the pool's own env."""
+    return {"HOME": TMP, "TMPDIR": TMP, "MPLCONFIGDIR": f"{TMP}/matplotlib", **pool.env}
+
+
+def env_from(task_pods: TaskPods) -> list[dict[str, Any]]:
+    """The ``envFrom`` of every pod: the Secrets and ConfigMaps of the node-pools file."""
+    return [{"secretRef": {"name": source.secret}} if source.secret else {"configMapRef": {"name": source.config_map}}
+            for source in task_pods.env_from]
+
+
+def quantities(resources: PodResources) -> dict[str, dict[str, str]]:
+    """``requests``/``limits`` with quantities as text (``"2"``, ``"4Gi"``), the empty ones left out."""
+    return {kind: {key: str(value) for key, value in values.items()}
+            for kind, values in resources.model_dump().items() if values}
 
 
 def pools_file() -> Path:
