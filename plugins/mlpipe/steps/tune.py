@@ -411,14 +411,14 @@ def tune_select(run: Run) -> dict[str, Any]:
         raise StepError(f"tuning study {prepared['study']}: no trial completed ({counts}); "
                         f"raise the budget (tuning.trials, tuning.timeout_minutes) or skip tuning")
     best = max(complete, key=lambda t: (t.value, -t.number))
-    parent = prepared["tuning_run_id"]
+    parent, objective = prepared["tuning_run_id"], objective_name(run.spec.tuning)
     tracking.log_batch(parent, {**{f"best_{key}": value for key, value in best.params.items()},
-                                "objective": objective_name(run.spec.tuning)},
+                                "objective": objective},
                        [("best_validation_roc_auc", best.value, best.number)])
     MlflowClient().set_terminated(parent)
     log.info("best of %d trials: #%d, %s %.4f, params %s", len(trials), best.number,
-             objective_name(run.spec.tuning), best.value, best.params)
+             objective, best.value, best.params)
     return {"best_params": best.params, "best_value": best.value, "best_trial": best.number,
-            "objective": objective_name(run.spec.tuning),
+            "objective": objective,
             "trials": {"complete": counts["complete"], "pruned": counts["pruned"], "failed": counts["fail"]},
             "tuning_run_id": parent, "skipped": False}
