@@ -187,15 +187,21 @@ def apply_decision(run: Run, client: MlflowClient, name: str, version: int, forc
         client.set_model_version_tag(name, str(version), key, value)
     if decision.promote:
         move_champion(client, name, version)
-    entry = audit.record(run.spec.name, {
+    event = {
         "action": "promoted" if decision.promote else "not_promoted", "model": name, "version": version,
         "promoted": decision.promote, "forced": forced, "reasons": decision.reasons, "notes": decision.notes,
         "compared_with": compared, "replaced": replaced, "comparison": comparison, "run": run.uri,
-        "actor": f"register step of run {run.run_id}", "data_version": run.result("train")["data_version"]})
+        "actor": f"register step of run {run.run_id}", "data_version": run.result("train")["data_version"]}
+    entry = audit.record(run.spec.name, event)
     client.set_model_version_tag(name, str(version), AUDIT_TAG, entry)
     log.info("%s version %d: promoted=%s (%s)", name, version, decision.promote, "; ".join(decision.reasons))
-    return {"promoted": decision.promote, "forced": forced, "reasons": decision.reasons, "notes": decision.notes,
-            "compared_with": compared, "replaced": replaced, "metrics": comparison["metrics"], "audit": entry}
+    return outcome(event, entry)
+
+
+def outcome(event: dict[str, Any], entry: str) -> dict[str, Any]:
+    """What the step reports of a promotion decision: from its audit ``event`` (written at ``entry``)."""
+    return {**{key: event[key] for key in ("promoted", "forced", "reasons", "notes", "compared_with", "replaced")},
+            "metrics": event["comparison"]["metrics"], "audit": entry}
 
 
 def recorded_decision(client: MlflowClient, name: str, version: int) -> dict[str, Any] | None:
@@ -207,11 +213,8 @@ def recorded_decision(client: MlflowClient, name: str, version: int) -> dict[str
     entry = client.get_model_version(name, str(version)).tags.get(AUDIT_TAG)
     if entry is None:
         return None
-    event = storage.read_json(entry)
     log.info("%s version %d: the decision of an earlier attempt stands (%s)", name, version, entry)
-    return {"promoted": event["promoted"], "forced": event["forced"], "reasons": event["reasons"],
-            "notes": event["notes"], "compared_with": event["compared_with"], "replaced": event["replaced"],
-            "metrics": event["comparison"]["metrics"], "audit": entry}
+    return outcome(storage.read_json(entry), entry)
 
 
 def register(run: Run) -> dict[str, Any]:
