@@ -19,7 +19,7 @@ from mlpipe.spec import Spec, parse
 
 DEFAULT_STORE = "file:///tmp/mlpipe-store"
 RESULT = "result.json"
-TRAINING, SCORING = "runs", "scoring"  # kinds of run folders
+TRAINING, SCORING, MONITORING = "runs", "scoring", "monitoring"  # kinds of run folders
 OPTIONS = "options.json"
 
 
@@ -34,7 +34,8 @@ def safe_run_id(run_id: str) -> str:
 
 
 def run_uri(pipeline: str, run_id: str, store: str | None = None, kind: str = TRAINING) -> str:
-    """``<store>/<pipeline>/<kind>/<run id>``: training runs under ``runs/``, batch scoring under ``scoring/``."""
+    """``<store>/<pipeline>/<kind>/<run id>``: training runs under ``runs/``, batch scoring under ``scoring/``,
+    monitoring under ``monitoring/``."""
     return storage.join(store or store_uri(), pipeline, kind, safe_run_id(run_id))
 
 

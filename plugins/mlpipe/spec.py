@@ -163,6 +163,83 @@ class Serving(_Section):
     )
 
 
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+class DriftRule(_Section):
+    """When a feature (or the score) counts as drifting; unset fields fall back to ``monitoring.drift``."""
+
+    psi: Annotated[float, Field(gt=0)] | None = Field(None, description="Drifting at PSI >= this.")
+    ks: Share | None = Field(None, description="Numeric: drifting at KS statistic >= this (and p < ks_pvalue).")
+    ks_pvalue: Share | None = Field(None, description="Numeric: the KS test must also be significant at this level.")
+    new_category_share: Share | None = Field(None, description="Categorical: drifting when more rows than this "
+                                                               "have categories the reference never had.")
+    missing_increase: Share | None = Field(None, description="Drifting when the missing rate rises by this much.")
+
+
+class Drift(_Section):
+    """Default drift thresholds, per-feature overrides, and when drift is a breach."""
+
+    psi: Annotated[float, Field(gt=0)] = 0.1
+    ks: Share = 0.05
+    ks_pvalue: Share = 0.01
+    new_category_share: Share = 0.01
+    missing_increase: Share = 0.05
+    features: dict[str, DriftRule] = Field(default_factory=dict, description="feature -> its own thresholds.")
+    max_drifting_share: Share = Field(0.3, description="Breach when more than this share of features drift.")
+    major_psi: Annotated[float, Field(gt=0)] = Field(0.25, description="Breach when any one feature's PSI "
+                                                                       "reaches this (a major shift).")
+    score: bool = Field(True, description="Breach when the champion's score distribution drifts.")
+
+    def rule(self, feature: str) -> DriftRule:
+        """The thresholds of ``feature``: its own where set, else these defaults."""
+        own = self.features.get(feature, DriftRule())
+        return DriftRule(**{name: getattr(own, name) if getattr(own, name) is not None else getattr(self, name)
+                            for name in DriftRule.model_fields})
+
+
+class Feedback(_Section):
+    """Late outcomes (id columns + the target column), joined by id with what was scored."""
+
+    source: str | None = Field(None, description="CSV/Parquet file or folder of outcomes (URI or spec-relative).")
+    min_labels: Annotated[int, Field(gt=0)] = Field(200, description="Fewer joined outcomes: quality not judged.")
+    max_roc_auc_drop: Share = Field(0.05, description="Breach when ROC AUC falls this far below the champion's "
+                                                      "analysis ROC AUC.")
+    min_roc_auc: Share | None = Field(None, description="Breach below this ROC AUC whatever the champion's.")
+
+
+class Monitoring(_Section):
+    """The ``<name>_monitoring`` DAG: drift of recent scoring inputs and scores, and quality from feedback."""
+
+    schedule: str | None = None
+    window_days: Annotated[float, Field(gt=0)] = Field(7, description="Scoring runs and captured requests of "
+                                                                      "the last this many days are compared.")
+    min_rows: Annotated[int, Field(gt=0)] = Field(500, description="Fewer rows in the window: nothing compared.")
+    reference_rows: Annotated[int, Field(gt=0)] = Field(100_000, description="Training rows kept (seeded sample) "
+                                                                             "as the drift reference.")
+    bins: Annotated[int, Field(ge=2, le=100)] = 10
+    drift: Drift = Drift()
+    feedback: Feedback = Feedback()
+    retrain_on_breach: bool = Field(True, description="A breach triggers the training DAG.")
+
+
+class DeadlineMinutes(_Section):
+    training: Annotated[float, Field(gt=0)] | None = 240
+    scoring: Annotated[float, Field(gt=0)] | None = 120
+    monitoring: Annotated[float, Field(gt=0)] | None = 30
+
+
+class Alerts(_Section):
+    """Who hears about failures, overdue runs and monitoring breaches (Airflow connections hold the secrets)."""
+
+    webhook_conn_id: str | None = Field("mlpipe_alerts_webhook", description="Airflow connection of a "
+                                        "Slack-compatible webhook (its URL); skipped when not defined.")
+    email_conn_id: str | None = Field("smtp_default", description="Airflow SMTP connection for e-mail alerts.")
+    email_to: list[str] = Field(default_factory=list, description="Recipients of e-mail alerts; none: no e-mail.")
+    deadline_minutes: DeadlineMinutes = Field(DeadlineMinutes(), description="A run still going this long after "
+                                                                             "it was queued alerts (per DAG).")
+
+
 class PodResources(_Section):
     """Container resources of a step's pod: ``requests`` and ``limits`` (``cpu: "2"``, ``memory: 4Gi``...)."""
 
@@ -209,6 +286,8 @@ class Spec(_Section):
     scoring: Scoring = Scoring()
     serving: Serving = Serving()
     kubernetes: Kubernetes = Kubernetes()
+    monitoring: Monitoring = Monitoring()
+    alerts: Alerts = Alerts()
     model_name: str | None = Field(None, description="Registered model name; defaults to the spec name.")
 
     @model_validator(mode="after")
@@ -227,6 +306,9 @@ class Spec(_Section):
                 raise ValueError(f"{field}: {bad} are dropped by a pii rule")
         if self.target.column in pii or self.target.column in self.id_columns:
             raise ValueError(f"target.column {self.target.column!r} cannot be a pii or id column")
+        if self.monitoring.feedback.source and not self.id_columns:
+            raise ValueError("monitoring.feedback.source: outcomes are joined with scored rows by id_columns, "
+                             "and the spec lists none")
         if isinstance(self.features.include, list) and (missing := set(self.features.categorical)
                                                         - set(self.features.include)):
             raise ValueError(f"features.categorical: {sorted(missing)} are not in features.include")
@@ -279,7 +361,11 @@ def resolve_paths(spec: Spec, base: Path) -> Spec:
     profile = spec.validation.profile and resolved(spec.validation.profile)
     validation = spec.validation.model_copy(update={"profile": profile})
     scoring = spec.scoring.model_copy(update={"source": spec.scoring.source and resolved(spec.scoring.source)})
-    return spec.model_copy(update={"data": data, "validation": validation, "scoring": scoring})
+    feedback = spec.monitoring.feedback
+    feedback = feedback.model_copy(update={"source": feedback.source and resolved(feedback.source)})
+    monitoring = spec.monitoring.model_copy(update={"feedback": feedback})
+    return spec.model_copy(update={"data": data, "validation": validation, "scoring": scoring,
+                                   "monitoring": monitoring})
 
 
 def load(path: str | Path) -> Spec:
