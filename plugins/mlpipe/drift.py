@@ -54,10 +54,18 @@ def numeric_drift(reference: pd.Series, current: pd.Series, bins: int = BINS) ->
     from scipy.stats import ks_2samp
 
     edges = quantile_edges(reference, bins)
+    before, now = numeric_counts(reference, edges), numeric_counts(current, edges)
     ks = ks_2samp(reference.dropna().to_numpy(float), current.dropna().to_numpy(float))
-    return {"kind": "numeric", "psi": psi(numeric_counts(reference, edges), numeric_counts(current, edges)),
-            "ks": float(ks.statistic), "ks_pvalue": float(ks.pvalue),
-            "missing_reference": float(reference.isna().mean()), "missing_current": float(current.isna().mean())}
+    return {"kind": "numeric", "psi": psi(before, now), "ks": float(ks.statistic), "ks_pvalue": float(ks.pvalue),
+            "missing_reference": float(reference.isna().mean()), "missing_current": float(current.isna().mean()),
+            "bins": {"edges": edges.tolist(), "reference": shares(before), "current": shares(now)}}
+
+
+def shares(counts: np.ndarray) -> list[float]:
+    """Counts as shares of their total (rounded to 6 places); all zero when there are none."""
+    import numpy as np
+
+    return np.round(counts / max(counts.sum(), 1), 6).tolist()
 
 
 def category_counts(values: pd.Series, categories: list[str]) -> np.ndarray:
@@ -71,18 +79,18 @@ def category_counts(values: pd.Series, categories: list[str]) -> np.ndarray:
 
 def categorical_drift(reference: pd.Series, current: pd.Series) -> dict[str, Any]:
     """PSI and Jensen-Shannon divergence over the reference's categories (+ new, + missing); new categories."""
-    import numpy as np
     from scipy.spatial.distance import jensenshannon
 
     categories = sorted(reference.dropna().astype(str).unique())
     before, now = category_counts(reference, categories), category_counts(current, categories)
     new = sorted(set(current.dropna().astype(str).unique()) - set(categories))
+    labels = [*categories, "(new)", "(missing)"]
     return {"kind": "categorical", "psi": psi(before, now),
             "js": float(jensenshannon(before / before.sum(), now / now.sum(), base=2) ** 2),
             "new_categories": new, "new_share": float(now[-2] / max(len(current), 1)),
             "missing_reference": float(reference.isna().mean()), "missing_current": float(current.isna().mean()),
-            "shares": dict(zip([*categories, "(new)", "(missing)"], np.round(now / max(now.sum(), 1), 6).tolist(),
-                               strict=True))}
+            "reference_shares": dict(zip(labels, shares(before), strict=True)),
+            "shares": dict(zip(labels, shares(now), strict=True))}
 
 
 def feature_drift(reference: pd.DataFrame, current: pd.DataFrame, categorical: list[str],
