@@ -182,7 +182,8 @@ def write_parquet(frame, uri: str) -> str:
     return write_bytes(uri, buffer.getvalue())
 
 
-def read_parquet(uri: str):
+def read_parquet(uri: str, columns: list[str] | None = None):
+    """A Parquet object as a pandas DataFrame (only ``columns`` when given)."""
     import pandas as pd
 
-    return pd.read_parquet(io.BytesIO(read_bytes(uri)))
+    return pd.read_parquet(io.BytesIO(read_bytes(uri)), columns=columns)

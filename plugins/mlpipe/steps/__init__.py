@@ -33,6 +33,7 @@ STEPS: dict[str, str] = {
     "register": "mlpipe.steps.register:register",
     "deploy": "mlpipe.steps.deploy:deploy",
     "score": "mlpipe.steps.score:score",
+    "monitor": "mlpipe.steps.monitor:monitor",
 }
 
 

@@ -3,7 +3,8 @@
 Reads the split step's ``train`` and ``validation`` sets (never ``analysis``) and writes:
 
 - ``<run>/train/model/``: the :class:`~mlpipe.model.TabularModel` (booster + feature schema);
-- ``<run>/train/baseline/``: the baseline, for the analyze step (:func:`load_baseline`).
+- ``<run>/train/baseline/``: the baseline, for the analyze step (:func:`load_baseline`);
+- ``<run>/train/reference.parquet``: the drift reference for monitoring (:mod:`mlpipe.reference`).
 
 It starts the pipeline run's MLflow run (named after the run id; tagged with the
 pipeline, run folder, data version and git commit) and logs there: the booster
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from mlpipe import storage, tracking
+from mlpipe import reference, storage, tracking
 from mlpipe.features import labels, matrix, schema
 from mlpipe.model import SCHEMA_FILE, TabularModel
 from mlpipe.runs import Run, StepNotFinished
@@ -344,9 +345,12 @@ def train(run: Run) -> dict[str, Any]:
     trained = fit_models(spec, frames, shards_folder=run.path(STEP, "shards"))
     model_folder = trained.model.save(run.path(STEP, "model"))
     baseline_folder = trained.baseline.save(run.path(STEP, "baseline"))
+    reference_uri = reference.write(frames[TRAIN], trained.model, spec.monitoring.reference_rows, spec.split.seed,
+                                    run.path(STEP, "reference.parquet"))
     mlflow_run_id = log_run(run, ingested, frames, trained, tuning)
     return {"mlflow_run_id": mlflow_run_id, "model_uri": f"runs:/{mlflow_run_id}/model",
-            "model_folder": model_folder, "baseline": baseline_folder, "device": trained.params["device"],
+            "model_folder": model_folder, "baseline": baseline_folder, "reference": reference_uri,
+            "device": trained.params["device"],
             "best_iteration": trained.best_iteration, "num_trees": trained.num_trees,
             "scale_pos_weight": trained.params["scale_pos_weight"], "validation": trained.validation,
             "train_seconds": round(trained.seconds, 4), "data_version": ingested["data_version"],
