@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     which = summary.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", help="the run folder URI")
     which.add_argument("--latest", metavar="PIPELINE", help="the most recent run of this pipeline")
+    summary.add_argument("--kind", choices=[runs.TRAINING, runs.SCORING, runs.MONITORING], default=runs.TRAINING,
+                         help="with --latest: which kind of run (training 'runs', 'scoring', 'monitoring')")
     return parser
 
 
@@ -92,7 +94,7 @@ def _command(args: argparse.Namespace) -> object:
         return serve(spec.load(args.spec), host=args.host, port=args.port)
     from mlpipe.summary import summarize
 
-    return summarize(storage.normalize(args.run) if args.run else runs.latest(args.latest))
+    return summarize(storage.normalize(args.run) if args.run else runs.latest(args.latest, kind=args.kind))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,8 @@ HTML-escaped: feature names and categories come from the data.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from html import escape
 from itertools import pairwise
 from typing import Any
@@ -31,7 +33,7 @@ SPECIAL = ("(new)", "(missing)")
 NONE = "—"
 REFERENCE_COLOR, CURRENT_COLOR, BOUND_COLOR = "#7f97c9", "#e8743b", "#c62828"
 WIDTH, HEIGHT = 560, 300
-LEFT, RIGHT, TOP, BOTTOM = 52, 14, 30, 86  # plot margins inside the SVG
+LEFT, RIGHT, TOP, BOTTOM = 52, 14, 46, 86  # plot margins inside the SVG
 LABEL_CHARS = 22
 FLAG = '<span class="flag">▲ drifting</span>'
 
@@ -80,18 +82,33 @@ def _y(value: float, low: float, high: float) -> float:
     return HEIGHT - BOTTOM - (value - low) / ((high - low) or 1) * (HEIGHT - BOTTOM - TOP)
 
 
-def _svg(title: str, body: list[str], low: float, high: float, tick_format: str) -> str:
-    """An SVG chart: title, horizontal grid lines with y labels (5 ticks) and the given ``body``."""
+def nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
+    """Round ticks covering [``low``, ``high``]: ``count`` to ``count + 1`` steps of 1, 2, 2.5 or 5 times 10^k."""
+    span = (high - low) or abs(high) or 1.0
+    power = 10 ** math.floor(math.log10(span / count))
+    step = next(power * factor for factor in (1, 2, 2.5, 5, 10) if power * factor * (count + 1) >= span)
+    first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
+    return [round(index * step, 12) for index in range(first, max(last, first + 1) + 1)]
+
+
+def _svg(title: str, body: list[str], ticks: list[float], label: Callable[[float], str]) -> str:
+    """An SVG chart: title, horizontal grid lines at ``ticks`` (the y axis runs from the first to the last)."""
     parts = [f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" xmlns="http://www.w3.org/2000/svg" role="img" '
              f'aria-label="{_e(title)}"><title>{_e(title)}</title>',
-             f'<text x="{WIDTH / 2}" y="16" text-anchor="middle" font-weight="600">{_e(title)}</text>']
-    for step in range(5):
-        value = low + (high - low) * step / 4
-        y = _y(value, low, high)
+             f'<text x="{WIDTH / 2}" y="15" text-anchor="middle" font-weight="600">{_e(title)}</text>']
+    for value in ticks:
+        y = _y(value, ticks[0], ticks[-1])
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e5e5"/>'
-                     f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end" fill="#555">'
-                     f'{format(value, tick_format)}</text>')
+                     f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end" fill="#555">{label(value)}</text>')
     return "".join([*parts, *body, "</svg>"])
+
+
+def _percent(value: float) -> str:
+    return f"{round(value * 100, 6):g}%"
+
+
+def _plain(value: float) -> str:
+    return f"{value:g}"
 
 
 def _x_labels(labels: list[str], centers: list[float]) -> list[str]:
@@ -104,20 +121,21 @@ def _x_labels(labels: list[str], centers: list[float]) -> list[str]:
 
 
 def _legend(entries: list[tuple[str, str, str]]) -> list[str]:
-    """Legend entries ``(label, colour, "box"|"dash")`` in the top right corner."""
-    out = []
-    for index, (label, color, mark) in enumerate(entries):
-        x, y = WIDTH - RIGHT - 150, TOP + 4 + index * 15
-        shape = (f'<rect x="{x}" y="{y}" width="10" height="10" fill="{color}"/>' if mark == "box" else
-                 f'<line x1="{x - 2}" x2="{x + 12}" y1="{y + 5}" y2="{y + 5}" stroke="{color}" stroke-width="2" '
-                 f'stroke-dasharray="{"5 3" if mark == "dash" else "none"}"/>')
-        out.append(f'{shape}<text x="{x + 16}" y="{y + 9}" fill="#333">{_e(label)}</text>')
+    """Legend entries ``(label, colour, "box"|"line"|"dash")`` in a row under the title."""
+    out, x, y = [], float(LEFT), 24
+    for label, color, mark in entries:
+        shape = (f'<rect x="{x:.1f}" y="{y}" width="10" height="10" fill="{color}"/>' if mark == "box" else
+                 f'<line x1="{x - 2:.1f}" x2="{x + 12:.1f}" y1="{y + 5}" y2="{y + 5}" stroke="{color}" '
+                 f'stroke-width="2" stroke-dasharray="{"5 3" if mark == "dash" else "none"}"/>')
+        out.append(f'{shape}<text x="{x + 16:.1f}" y="{y + 9}" fill="#333">{_e(label)}</text>')
+        x += 30 + 6.5 * len(label)
     return out
 
 
 def bars_svg(title: str, labels: list[str], reference: list[float], current: list[float]) -> str:
     """Reference and current shares side by side for each label (a grouped bar chart)."""
-    high = max([*reference, *current, 0.01]) * 1.12
+    ticks = nice_ticks(0.0, max([*reference, *current, 0.01]))
+    high = ticks[-1]
     group = (WIDTH - LEFT - RIGHT) / max(len(labels), 1)
     width = group * 0.38
     body, centers = [], []
@@ -131,14 +149,14 @@ def bars_svg(title: str, labels: list[str], reference: list[float], current: lis
                         f'height="{HEIGHT - BOTTOM - y:.1f}" fill="{color}"><title>{_e(tip)}</title></rect>')
     body += _x_labels(labels, centers)
     body += _legend([("reference", REFERENCE_COLOR, "box"), ("current", CURRENT_COLOR, "box")])
-    return _svg(title, body, 0.0, high, ".0%")
+    return _svg(title, body, ticks, _percent)
 
 
 def line_svg(title: str, labels: list[str], values: list[float | None], bound: float | None) -> str:
     """``values`` by label as a line (gaps where a value is None) with ``bound`` drawn dashed."""
     known = [value for value in values if value is not None] + ([bound] if bound is not None else [])
-    low = max(0.0, min(known, default=0.5) - 0.05)
-    high = min(1.0, max(known, default=0.5) + 0.05)
+    ticks = nice_ticks(max(0.0, min(known, default=0.5) - 0.02), min(1.0, max(known, default=0.5) + 0.02))
+    low, high = ticks[0], ticks[-1]
     step = (WIDTH - LEFT - RIGHT) / max(len(labels), 1)
     centers = [LEFT + step * (index + 0.5) for index in range(len(labels))]
     body, run = [], []
@@ -160,7 +178,7 @@ def line_svg(title: str, labels: list[str], values: list[float | None], bound: f
                     f'stroke-width="1.5" stroke-dasharray="6 4"><title>breach bound {bound:.3f}</title></line>')
         legend.append((f"breach bound {bound:.3f}", BOUND_COLOR, "dash"))
     body += _x_labels(labels, centers) + _legend(legend)
-    return _svg(title, body, low, high, ".2f")
+    return _svg(title, body, ticks, _plain)
 
 
 def calibration_svg(title: str, table: list[dict[str, Any]]) -> str:
@@ -186,7 +204,7 @@ def calibration_svg(title: str, table: list[dict[str, Any]]) -> str:
     body.append(f'<text x="{WIDTH / 2}" y="{HEIGHT - BOTTOM + 34}" text-anchor="middle" fill="#333">'
                 'mean score (y: observed positive rate)</text>')
     body += _legend([("score bins", CURRENT_COLOR, "box"), ("perfect calibration", "#999", "dash")])
-    return _svg(title, body, 0.0, 1.0, ".1f")
+    return _svg(title, body, nice_ticks(0.0, 1.0), _plain)
 
 
 # --- drift statistics as chart data ----------------------------------------------------------------------------------
@@ -241,7 +259,9 @@ def _banner(status: str, headline: str, reasons: list[str], message: str | None)
 
 
 HEADLINES = {"breach": "Breach", "ok": "OK: within the drift and quality limits",
-             "nothing_to_compare": "Nothing to compare", "not_enough_labels": "Not enough outcomes"}
+             "nothing_to_compare": "Nothing to compare"}
+QUALITY_HEADLINES = {"breach": "Quality breach", "ok": "Quality OK: ROC AUC within the bound",
+                     "not_enough_labels": "Not enough outcomes to judge quality yet"}
 
 
 def _summary(report: dict[str, Any]) -> str:
@@ -340,7 +360,7 @@ def _quality(quality: dict[str, Any]) -> str:
                       + calibration_svg("Calibration (10 equal-width score bins)", quality["calibration"])
                       + "</figure>")
     return ('<section class="quality"><h2>Model quality from outcomes</h2>'
-            + _banner(status, HEADLINES.get(status, status), quality.get("reasons") or [], None)
+            + _banner(status, QUALITY_HEADLINES.get(status, status), quality.get("reasons") or [], None)
             + overall + table + f'<div class="plots">{"".join(charts)}</div></section>')
 
 

@@ -1,4 +1,4 @@
-"""A short human summary of a pipeline run, read from its steps' ``result.json`` files.
+"""A short human summary of a pipeline run (training, scoring or monitoring), read from its steps' results.
 
 ``python -m mlpipe summary --run <uri>`` prints it. A step without a result (not run
 yet, failed, or still running) is shown as "not run"; nothing here needs the step
@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlpipe import storage
-from mlpipe.runs import Run, StepNotFinished
+from mlpipe.runs import MONITORING, SCORING, TRAINING, Run, StepNotFinished
 from mlpipe.steps.split import PARTS
 
 NOT_RUN = "not run"
@@ -68,7 +68,21 @@ def _registry(result: dict[str, Any]) -> str:
             f"{'; '.join(result['reasons'])} ({champion})")
 
 
-SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
+def _scoring(result: dict[str, Any]) -> str:
+    return (f"{result['rows']:,} rows of {result['source']} with {result['model_name']} version "
+            f"{result['model_version']}, {result['positive_decisions']:,} flagged; predictions {result['predictions']}")
+
+
+def _monitoring(result: dict[str, Any]) -> str:
+    rows = result["rows"]
+    drifting = ", ".join(result["drifting_features"]) or "none"
+    return (f"{result['status']}: {result['message']}\n    {rows['total']:,} rows ({rows['batch']:,} batch, "
+            f"{rows['served']:,} served) vs champion version {result['champion_version']}; drifting features: "
+            f"{drifting}\n    report {result['report_html']}")
+
+
+Section = tuple[str, str, Callable[[dict[str, Any]], str]]
+SECTIONS: list[Section] = [
     ("data", "ingest", _data),
     ("validation", "validate", _checks),
     ("split", "split", _split),
@@ -79,6 +93,8 @@ SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
     ("registry", "register", _registry),
     ("deploy", "deploy", _deploy),
 ]
+SECTIONS_OF_KIND: dict[str, list[Section]] = {
+    TRAINING: SECTIONS, SCORING: [("scoring", "score", _scoring)], MONITORING: [("monitoring", "monitor", _monitoring)]}
 
 
 def summarize(run_uri: str) -> str:
@@ -87,8 +103,9 @@ def summarize(run_uri: str) -> str:
         raise storage.StorageError(f"{run_uri}: not a pipeline run folder (no spec.json)")
     run = Run(run_uri)
     lines = [f"run {run.uri} (pipeline {run.spec.name})"]
-    width = max(len(label) for label, _, _ in SECTIONS) + 2
-    for label, step, describe in SECTIONS:
+    sections = SECTIONS_OF_KIND.get(run.uri.rstrip("/").rsplit("/", 2)[-2], SECTIONS)
+    width = max(len(label) for label, _, _ in sections) + 2
+    for label, step, describe in sections:
         try:
             text = describe(run.result(step))
         except StepNotFinished:

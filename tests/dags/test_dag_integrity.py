@@ -71,7 +71,7 @@ def _topological(tasks: dict) -> list[str]:
 
 def test_no_import_errors_and_one_dag_per_spec(found):
     assert found["errors"] == {}
-    assert sorted(found["dags"]) == ["loan_default_scoring", "loan_default_training"]
+    assert sorted(found["dags"]) == ["loan_default_monitoring", "loan_default_scoring", "loan_default_training"]
 
 
 def test_parsing_is_fast_and_imports_no_heavy_library(found):
@@ -104,7 +104,16 @@ def test_scoring_dag_shape(found):
     assert dag["schedule"] == "@daily"
 
 
-@pytest.mark.parametrize("kind", ["training", "scoring"])
+def test_monitoring_dag_shape(found):
+    dag = found["dags"]["loan_default_monitoring"]
+    order = _topological(dag["tasks"])
+    assert order[:3] == ["start_run", "monitor_drift", "check_breach"]
+    assert sorted(order[3:]) == ["alert_breach", "trigger_training"]  # both only after the breach check
+    assert dag["tasks"]["check_breach"]["downstream"] == ["alert_breach", "trigger_training"]
+    assert dag["schedule"] == "@daily"
+
+
+@pytest.mark.parametrize("kind", ["training", "scoring", "monitoring"])
 def test_conventions(found, kind):
     dag = found["dags"][f"loan_default_{kind}"]
     assert {"mlpipe", kind, "loan_default"} <= set(dag["tags"])
@@ -117,7 +126,8 @@ def test_conventions(found, kind):
 
 @pytest.mark.parametrize(("kind", "names"), [("training", {"data_uri", "force_promote", "notes", "skip_tuning",
                                                            "tuning_trials", "force_cpu"}),
-                                              ("scoring", {"input_uri", "force_cpu"})])
+                                              ("scoring", {"input_uri", "force_cpu"}),
+                                              ("monitoring", {"force_cpu"})])
 def test_trigger_params_have_titles_and_descriptions(found, kind, names):
     params = found["dags"][f"loan_default_{kind}"]["params"]
     assert set(params) == names
@@ -133,8 +143,8 @@ def test_a_second_spec_is_a_second_dag(tmp_path):
     (dags / "pipelines" / "loan_default_eu.yaml").write_text(yaml.safe_dump(document))
     found = inspect(dags, tmp_path / "home")
     assert found["errors"] == {}
-    assert sorted(found["dags"]) == ["loan_default_eu_scoring", "loan_default_eu_training",
-                                     "loan_default_scoring", "loan_default_training"]
+    assert sorted(found["dags"]) == sorted(f"{name}_{kind}" for name in ("loan_default", "loan_default_eu")
+                                           for kind in ("monitoring", "scoring", "training"))
     assert found["dags"]["loan_default_eu_training"]["schedule"] != found["dags"]["loan_default_training"][
         "schedule"]
 

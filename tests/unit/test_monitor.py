@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipe import runs, storage
+from mlpipe import cli, runs, storage
 from mlpipe.runs import Run
 from mlpipe.serving.capture import Capture, folder
 from mlpipe.steps import StepError, run_step
@@ -113,7 +113,7 @@ def test_a_shift_of_one_feature_flags_that_feature_only(champion, store, loans, 
     assert any(reason.startswith("KS ") for reason in report["features"]["int_rate"]["why"])
 
 
-def test_a_large_shift_is_a_breach_with_the_reason(champion, store, loans, tmp_path):
+def test_a_large_shift_is_a_breach_with_the_reason(champion, store, loans, tmp_path, capsys):
     shifted = resample(loans, 4)
     shifted["int_rate"] += 2 * loans["int_rate"].std()
     score(champion, tmp_path, shifted, "shifted")
@@ -123,6 +123,10 @@ def test_a_large_shift_is_a_breach_with_the_reason(champion, store, loans, tmp_p
     assert "int_rate" in result["retrain_notes"] and "loan_default v1" in result["retrain_notes"]
     html = storage.read_bytes(result["report_html"]).decode()
     assert "int_rate" in html and "major_psi" in html
+    assert cli.main(["summary", "--latest", "loan_default", "--kind", "monitoring"]) == 0
+    text = capsys.readouterr().out
+    assert f"  monitoring: breach: {result['message']}" in text and f"report {result['report_html']}" in text
+    assert f"{ROWS:,} rows ({ROWS:,} batch, 0 served) vs champion version 1" in text
 
 
 def test_a_changed_category_mix_is_a_breach(champion, store, loans, tmp_path):

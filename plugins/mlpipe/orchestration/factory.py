@@ -1,4 +1,4 @@
-"""The DAG factory: one training DAG per pipeline spec.
+"""The DAG factory: the training, scoring and monitoring DAGs of each pipeline spec.
 
 The DAG decides only when, where and with what each step runs; the steps
 themselves live in :mod:`mlpipe.steps` and run through the configured runtime
@@ -8,6 +8,7 @@ steps' small JSON results.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from airflow.sdk import DAG, Param, get_current_context, task
 
 from mlpipe import runs, spec, storage
+from mlpipe.orchestration import alerting
 from mlpipe.orchestration.runtimes import step_operator_class
 
 # (step, task id) in run order.
@@ -34,6 +36,7 @@ TRAINING_STEPS = (
 # Steps that run as several parallel tasks (dynamic task mapping), and how many for a spec.
 SHARDED = {"tune_trials": lambda pipeline: pipeline.tuning.workers}
 SCORING_STEPS = (("score", "score_batch"),)
+MONITORING_STEPS = (("monitor", "monitor_drift"),)
 
 DEFAULT_ARGS = {
     "retries": 2,
@@ -118,6 +121,8 @@ and `validate_data/report.html` in the run folder shows them.
 `register_model` records why a model was or was not promoted (model version tags and the audit log
 in `$MLPIPE_STORE/{name}/audit/`); `deploy_model` reloads the model server (`$MLPIPE_SERVER_URL`)
 and rolls the alias back if its smoke test fails. `mlpipe rollback {model}` undoes a promotion.
+Failed tasks and runs, and runs past `alerts.deadline_minutes`, alert through the spec's `alerts` connections
+(README: Alerts and metrics).
 """
 
 SCORING_DOC = """
@@ -138,7 +143,52 @@ scored features, kept for drift monitoring).
 | schedule | `{schedule}` |
 
 **Trigger with options**: `input_uri`, the batch to score; `force_cpu`.
+Failed tasks and runs, and runs past `alerts.deadline_minutes`, alert through the spec's `alerts` connections
+(README: Alerts and metrics).
 """
+
+
+MONITORING_DOC = """
+### {name}: monitoring
+
+Compares what `{model}`'s champion scored in the last {days:g} days (batch-scoring runs and the model
+server's captured requests) with the drift reference kept when it was trained: PSI and KS per numeric
+feature, PSI, Jensen-Shannon and unseen categories per categorical one, missing rates, and the drift of
+the champion's scores. {feedback}
+
+| | |
+|---|---|
+| schedule | `{schedule}` |
+| a feature drifts | PSI ≥ {psi:g}; or KS ≥ {ks:g} with p < {ks_pvalue:g} |
+| ... or | > {new_share:.0%} of rows in unseen categories; or +{missing:.0%} missing values |
+| breach | > {share:.0%} of features drift, any PSI ≥ {major:g}{score_rule}{quality_rule} |
+| on a breach | alert; {retrain} |
+
+`monitor_drift` writes `report.html` (plots) and `report.json` under
+`$MLPIPE_STORE/{name}/monitoring/<run id>/monitor/` and logs the figures to MLflow (experiment `{name}`,
+tagged with the champion's version). Fewer than {min_rows} rows in the window, or no champion yet:
+"nothing to compare", no breach. `check_breach` lets the alert and the retraining run only on a breach;
+the triggered training run's conf carries the reasons as its `notes`.
+
+**Trigger with options**: `force_cpu`. Failures and overdue runs alert too (README: Alerts and metrics).
+"""
+
+
+def _monitoring_doc(pipeline: spec.Spec) -> str:
+    settings = pipeline.monitoring
+    drift, feedback = settings.drift, settings.feedback
+    return MONITORING_DOC.format(
+        name=pipeline.name, model=pipeline.registered_model, days=settings.window_days,
+        schedule=settings.schedule or "manual only", psi=drift.psi, ks=drift.ks, ks_pvalue=drift.ks_pvalue,
+        new_share=drift.new_category_share, missing=drift.missing_increase, share=drift.max_drifting_share,
+        major=drift.major_psi, min_rows=settings.min_rows,
+        score_rule=", or the scores drift" if drift.score else "",
+        quality_rule=f", or ROC AUC on outcomes {feedback.max_roc_auc_drop:g} below the champion's"
+        if feedback.source else "",
+        feedback=f"Late outcomes from `{feedback.source}` are joined by {pipeline.id_columns} with the champion's "
+                 "batch predictions: ROC AUC, PR AUC and calibration per day." if feedback.source
+        else "No feedback source is set (`monitoring.feedback.source`), so quality is not judged.",
+        retrain=f"trigger `{pipeline.name}_training`" if settings.retrain_on_breach else "no retraining (spec)")
 
 
 def _start_date(text: str) -> datetime:
@@ -187,15 +237,20 @@ def _start_run_task(spec_path: str, kind: str) -> str:
 
 
 def _pipeline_dag(pipeline: spec.Spec, spec_path: str | Path, kind: str, steps: tuple[tuple[str, str], ...],
-                  operator: type, **dag_args: Any) -> DAG:
-    """A DAG that starts a run folder of ``kind`` and runs ``steps`` one after the other."""
+                  operator: type, then: Callable[[spec.Spec, Any], None] | None = None, **dag_args: Any) -> DAG:
+    """A DAG that starts a run folder of ``kind`` and runs ``steps`` one after the other.
+
+    ``then(pipeline, last_task)``, when given, adds tasks after the last step (inside the DAG).
+    """
+    suffix = dag_args.pop("suffix")
     with DAG(
-        dag_id=f"{pipeline.name}_{dag_args.pop('suffix')}",
+        dag_id=f"{pipeline.name}_{suffix}",
         start_date=_start_date(pipeline.start_date),
         catchup=False,
         max_active_runs=1,
         dagrun_timeout=timedelta(hours=6),
-        default_args={**DEFAULT_ARGS, "owner": pipeline.owner},
+        default_args={**DEFAULT_ARGS, "owner": pipeline.owner, **alerting.task_alerting(pipeline, kind)},
+        **alerting.dag_alerting(pipeline, suffix, kind),
         **dag_args,
     ) as dag:
         run_uri = task(task_id="start_run")(_start_run_task)(spec_path=str(spec_path), kind=kind)
@@ -209,6 +264,8 @@ def _pipeline_dag(pipeline: spec.Spec, spec_path: str | Path, kind: str, steps: 
                 current = operator(task_id=task_id, step=step, run_uri=run_uri, **where)
             previous >> current
             previous = current
+        if then is not None:
+            then(pipeline, previous)
     return dag
 
 
@@ -233,7 +290,47 @@ def scoring_dag(spec_path: str | Path, runtime: str | None = None) -> DAG:
         tags=["mlpipe", "scoring", pipeline.name, *pipeline.tags], params=SCORING_PARAMS)
 
 
+def breach_notes(result: dict[str, Any]) -> str:
+    """The monitor result's notes for retraining: empty (so the tasks after it are skipped) unless a breach."""
+    return result["retrain_notes"] if result["breach"] else ""
+
+
+def alert_breach(result: dict[str, Any]) -> dict[str, str]:
+    """Tell the pipeline's people (its ``alerts`` section) why the monitor breached; the channels' outcomes."""
+    from mlpipe import alerts
+    from mlpipe.orchestration.alerting import send_alert
+
+    pipeline = runs.Run(result["run"]).spec
+    links = {"Monitoring report": result["report_html"]}
+    if result["mlflow_run_id"]:
+        links["MLflow run"] = alerts.mlflow_run_url(result["mlflow_run_id"])
+    return send_alert(pipeline, f"{pipeline.name}: monitoring breach of {pipeline.registered_model} "
+                                f"v{result['champion_version']}", text="\n".join(result["reasons"]), links=links)
+
+
+def _on_breach(pipeline: spec.Spec, monitor: Any) -> None:
+    """``check_breach`` after the monitor; on a breach, an alert and the training DAG triggered with the reasons."""
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+
+    check = task.short_circuit(task_id="check_breach")(breach_notes)(monitor.output)
+    check >> task(task_id="alert_breach")(alert_breach)(monitor.output)
+    if pipeline.monitoring.retrain_on_breach:
+        check >> TriggerDagRunOperator(
+            task_id="trigger_training", trigger_dag_id=f"{pipeline.name}_training",
+            conf={"notes": "{{ ti.xcom_pull(task_ids='check_breach') }}"}, wait_for_completion=False)
+
+
+def monitoring_dag(spec_path: str | Path, runtime: str | None = None) -> DAG:
+    """Build ``<name>_monitoring`` for the spec at ``spec_path``."""
+    pipeline = spec.load(spec_path)
+    return _pipeline_dag(
+        pipeline, spec_path, runs.MONITORING, MONITORING_STEPS, step_operator_class(runtime), then=_on_breach,
+        suffix="monitoring", description=f"Drift and quality of the {pipeline.registered_model} champion",
+        doc_md=_monitoring_doc(pipeline), schedule=pipeline.monitoring.schedule,
+        tags=["mlpipe", "monitoring", pipeline.name, *pipeline.tags], params={"force_cpu": FORCE_CPU})
+
+
 def pipeline_dags(folder: str | Path) -> dict[str, DAG]:
-    """The training and scoring DAGs of every spec file in ``folder``, by dag id."""
-    dags = [build(path) for path in spec.discover(folder) for build in (training_dag, scoring_dag)]
+    """The training, scoring and monitoring DAGs of every spec file in ``folder``, by dag id."""
+    dags = [build(path) for path in spec.discover(folder) for build in (training_dag, scoring_dag, monitoring_dag)]
     return {dag.dag_id: dag for dag in dags}
