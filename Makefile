@@ -35,7 +35,8 @@ help:
 	@echo "make test-celery   only the Celery stack tests (real Postgres, Redis, S3, MLflow server, Airflow)"
 	@echo "make ui     Airflow UI on http://localhost:8080 and MLflow UI on http://localhost:5000"
 	@echo "make bench  benchmarks: orchestration overhead, DAG parse time, training vs raw xgboost.train, serving,"
-	@echo "            batch scoring vs raw inplace_predict, tuning (TPE vs random), Dask vs single-node (~20 min)"
+	@echo "            batch scoring vs raw inplace_predict, tuning (TPE vs random), Dask vs single-node,"
+	@echo "            drift detection on planted shifts and monitoring a 1M-row window (~25 min)"
 	@echo "make lock   re-resolve requirements.in into requirements.lock"
 	@echo 'eval "$$(make -s env)"   puts this shell in the same environment (airflow, mlpipe, mlflow commands)'
 
@@ -107,6 +108,7 @@ bench: init
 	python tests/benchmarks/bench_score.py
 	python tests/benchmarks/bench_tune.py
 	python tests/benchmarks/bench_dask.py
+	python tests/benchmarks/bench_monitor.py
 
 clean:
 	rm -rf $(STATE)

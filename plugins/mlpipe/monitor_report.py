@@ -255,7 +255,7 @@ def _banner(status: str, headline: str, reasons: list[str], message: str | None)
     items = "".join(f"<li>{_e(reason)}</li>" for reason in reasons)
     return (f'<div class="banner status-{_e(status)}" data-status="{_e(status)}"><h2>{_e(headline)}</h2>'
             + (f"<ul class=\"reasons\">{items}</ul>" if items else "")
-            + (f"<p>{_e(message)}</p>" if message else "") + "</div>")
+            + (f"<p>{_e(message)}</p>" if message and message != "; ".join(reasons) else "") + "</div>")
 
 
 HEADLINES = {"breach": "Breach", "ok": "OK: within the drift and quality limits",

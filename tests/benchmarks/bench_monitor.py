@@ -25,14 +25,30 @@ from pathlib import Path
 
 from bench_score import DATA, SPEC, make_batch, measured, setup
 
-READ_INPUTS = """
-import sys, time
+# Peak RSS is the process's own VmHWM, printed at exit: ru_maxrss would not do here, since a child
+# inherits the high-water mark of this (large, after scoring in-process) benchmark process at exec.
+PEAK = """
+import atexit, sys
+def peak():
+    print("peak-rss-kib", next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")))
+atexit.register(peak)
+"""
+MONITOR = PEAK + """
+from mlpipe.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+READ_INPUTS = PEAK + """
 import pandas as pd
 from mlpipe import storage
-started = time.perf_counter()
 frames = [storage.read_parquet(storage.join(sys.argv[1], name)) for name in storage.children(sys.argv[1])]
-print(len(pd.concat(frames, ignore_index=True)), time.perf_counter() - started)
+print(len(pd.concat(frames, ignore_index=True)), "rows")
 """
+
+
+def run_peak(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB, its own VmHWM) of a ``python -c`` command built on :data:`PEAK`."""
+    out, wall, _ = measured(command, env)
+    return wall, int(out.rsplit("peak-rss-kib", 1)[1].split()[0]) / 1024
 
 
 def monitored(pipeline, store: Path, batch, run_id: str) -> dict:
@@ -87,9 +103,9 @@ def scale(pipeline, root: Path, rows: int, env: dict[str, str]) -> None:
     make_batch(batch, rows)
     scored = run_step("score", runs.start(pipeline, "scale", options={"input_uri": str(batch)}, kind=runs.SCORING))
     uri = runs.start(pipeline, "scale_monitor", kind=runs.MONITORING)
-    _, wall, rss = measured([sys.executable, "-m", "mlpipe", "step", "monitor", "--run", uri], env)
+    wall, rss = run_peak([sys.executable, "-c", MONITOR, "step", "monitor", "--run", uri], env)
     result = runs.Run(uri).result("monitor")
-    _, read_wall, read_rss = measured([sys.executable, "-c", READ_INPUTS, scored["inputs"]], env)
+    read_wall, read_rss = run_peak([sys.executable, "-c", READ_INPUTS, scored["inputs"]], env)
     print(f"scale: monitor of a {result['rows']['total']:,}-row window: {wall:.1f} s wall "
           f"({result['seconds']:.1f} s in the step), peak RSS {rss:,.0f} MiB (aim < 60 s: "
           f"{'met' if wall < 60 else 'MISSED'}); status {result['status']}, drifting {result['drifting_features']}")
