@@ -1,7 +1,8 @@
 """Drift statistics: how far a feature's current values have moved from its training reference.
 
 - numeric features: PSI over the reference's quantile bins (missing values are a bin of their
-  own) and the two-sample Kolmogorov-Smirnov statistic with its p-value;
+  own) and the two-sample Kolmogorov-Smirnov statistic with its p-value (``None`` when either side
+  has no values at all: the missing rates tell that story);
 - categorical features: PSI and the Jensen-Shannon divergence (base 2, so in [0, 1]) over the
   reference's categories plus one bin for categories it never had and one for missing values,
   and the share of rows with such new categories;
@@ -55,8 +56,10 @@ def numeric_drift(reference: pd.Series, current: pd.Series, bins: int = BINS) ->
 
     edges = quantile_edges(reference, bins)
     before, now = numeric_counts(reference, edges), numeric_counts(current, edges)
-    ks = ks_2samp(reference.dropna().to_numpy(float), current.dropna().to_numpy(float))
-    return {"kind": "numeric", "psi": psi(before, now), "ks": float(ks.statistic), "ks_pvalue": float(ks.pvalue),
+    present = reference.dropna().to_numpy(float), current.dropna().to_numpy(float)
+    ks = ks_2samp(*present) if all(len(values) for values in present) else None  # all missing: no KS
+    return {"kind": "numeric", "psi": psi(before, now), "ks": ks and float(ks.statistic),
+            "ks_pvalue": ks and float(ks.pvalue),
             "missing_reference": float(reference.isna().mean()), "missing_current": float(current.isna().mean()),
             "bins": {"edges": edges.tolist(), "reference": shares(before), "current": shares(now)}}
 

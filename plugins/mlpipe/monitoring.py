@@ -23,7 +23,8 @@ def why_drifting(stats: dict[str, Any], rule: DriftRule) -> list[str]:
     reasons = []
     if stats["psi"] >= rule.psi:
         reasons.append(f"PSI {stats['psi']:.3f} >= {rule.psi:g}")
-    if stats["kind"] == "numeric" and stats["ks"] >= rule.ks and stats["ks_pvalue"] < rule.ks_pvalue:
+    if stats["kind"] == "numeric" and stats["ks"] is not None and stats["ks"] >= rule.ks \
+            and stats["ks_pvalue"] < rule.ks_pvalue:
         reasons.append(f"KS {stats['ks']:.3f} >= {rule.ks:g} (p {stats['ks_pvalue']:.2g})")
     if stats["kind"] == "categorical" and stats["new_share"] > rule.new_category_share:
         shown = ", ".join(stats["new_categories"][:5]) + (" ..." if len(stats["new_categories"]) > 5 else "")

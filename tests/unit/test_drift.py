@@ -72,3 +72,12 @@ def test_feature_drift_covers_every_reference_column_and_names_missing_ones(loan
         "int_rate": "numeric", "annual_inc": "numeric", "term": "categorical", "emp_length": "categorical"}
     with pytest.raises(KeyError, match=r"lacks the reference columns \['term'\]"):
         feature_drift(loans[columns], loans[["int_rate", "annual_inc", "emp_length"]], categorical=["term"])
+
+
+def test_a_feature_missing_in_every_current_row_drifts_by_its_missing_rate(loans):
+    from mlpipe.monitoring import why_drifting
+    from mlpipe.spec import Drift
+
+    gone = numeric_drift(loans["int_rate"], pd.Series([np.nan] * 500))
+    assert (gone["ks"], gone["ks_pvalue"], gone["missing_current"]) == (None, None, 1.0)
+    assert why_drifting(gone, Drift().rule("int_rate"))[-1] == "missing 0.0% -> 100.0%"

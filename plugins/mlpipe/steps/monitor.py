@@ -162,7 +162,7 @@ def mlflow_metrics(report: dict[str, Any]) -> list[tuple[str, float, int]]:
                ("drifting_share", report["drifting_share"], 0)]
     for name, stats in report["features"].items():
         metrics.append((metric_name(f"psi/{name}"), stats["psi"], 0))
-        if stats["kind"] == "numeric":
+        if stats["kind"] == "numeric" and stats["ks"] is not None:
             metrics.append((metric_name(f"ks/{name}"), stats["ks"], 0))
     if report["score"]:
         metrics += [("score_psi", report["score"]["psi"], 0), ("score_ks", report["score"]["ks"], 0)]
