@@ -43,6 +43,7 @@ from mlpipe.orchestration import node_pools
 from mlpipe.orchestration.runtimes import user_error
 from mlpipe.runs import Run
 from mlpipe.spec import Spec
+from mlpipe.ui.links import STEP_LINKS
 
 CONTAINER = "base"
 DEFAULT_TIMEOUT = timedelta(hours=2)
@@ -64,6 +65,7 @@ class KubernetesStepOperator(KubernetesPodOperator):
 
     template_fields = (*KubernetesPodOperator.template_fields, "run_uri")
     ui_color = "#e6f0ff"
+    operator_extra_links = STEP_LINKS  # read off the result this operator pushes as its return value
 
     def __init__(self, *, step: str, run_uri: str, pipeline: str, placement: dict[str, Any],
                  cpu_placement: dict[str, Any], shard: int | None = None, **kwargs: Any) -> None:

@@ -26,6 +26,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from mlpipe.cli import EXIT_USER_ERROR
 from mlpipe.runs import Run
+from mlpipe.ui.links import STEP_LINKS
 
 if TYPE_CHECKING:
     from mlpipe.spec import Spec
@@ -54,6 +55,7 @@ class LocalStepOperator(BaseOperator):
 
     template_fields = ("run_uri",)
     ui_color = "#e8f4fd"
+    operator_extra_links = STEP_LINKS  # MLflow run, reports, model version: read off the result (XCom)
 
     def __init__(self, *, step: str, run_uri: str, shard: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

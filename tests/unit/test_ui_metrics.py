@@ -1,0 +1,53 @@
+"""``/mlpipe/metrics``: the latest monitoring figures as Prometheus text, parsed back with prometheus_client."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from mlpipe.ui.metrics import exposition
+from tests.unit.test_ui_page import sample_report
+
+
+def samples(text: bytes) -> dict[tuple, float]:
+    """Every sample of the exposition: ``(name, sorted labels) -> value``."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text.decode()) for s in family.samples}
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    return sample_report()
+
+
+def test_the_latest_report_as_metrics(report):
+    found = samples(exposition([("loan_default", report, 3)]))
+    pipeline = (("pipeline", "loan_default"),)
+    assert found[("mlpipe_monitoring_breach", pipeline)] == 1.0
+    assert found[("mlpipe_monitoring_status", (("pipeline", "loan_default"), ("status", "breach")))] == 1.0
+    assert found[("mlpipe_drifting_features", pipeline)] == len(report["drifting_features"]) >= 2
+    assert found[("mlpipe_drifting_share", pipeline)] == pytest.approx(report["drifting_share"])
+    for feature, stats in report["features"].items():
+        key = ("mlpipe_feature_psi", (("feature", feature), ("pipeline", "loan_default")))
+        assert found[key] == pytest.approx(stats["psi"])
+    assert found[("mlpipe_quality_roc_auc", pipeline)] == 0.7312
+    assert found[("mlpipe_quality_labels", pipeline)] == 812
+    assert found[("mlpipe_monitoring_rows", (("part", "total"), ("pipeline", "loan_default")))] == 4857
+    assert found[("mlpipe_champion_version", pipeline)] == 3  # the registry's, not the report's (2)
+    generated = datetime(2026, 11, 23, 18, tzinfo=UTC).timestamp()
+    assert found[("mlpipe_monitoring_generated_timestamp_seconds", pipeline)] == generated
+
+
+def test_missing_parts_are_left_out_not_invented(report):
+    nothing = {"status": "nothing_to_compare", "breach": False, "reasons": [], "features": {}, "quality": None,
+               "score": None, "champion_version": None}
+    found = samples(exposition([("quiet", nothing, None), ("new", None, None), ("old", {**report, "quality": None},
+                                                                                None)]))
+    assert found[("mlpipe_monitoring_breach", (("pipeline", "quiet"),))] == 0.0
+    assert found[("mlpipe_drifting_features", (("pipeline", "quiet"),))] == 0.0
+    assert not any(labels == (("pipeline", "new"),) for _, labels in found)  # never monitored: no figures
+    assert not any(name.startswith("mlpipe_quality") and dict(labels)["pipeline"] in ("quiet", "old")
+                   for name, labels in found)
+    assert found[("mlpipe_champion_version", (("pipeline", "old"),))] == 2  # the report's when no registry answer
