@@ -21,7 +21,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AIRFLOW_UI_DEFAULT = "http://localhost:8080"
-MLFLOW_UI_ENV, MLFLOW_UI_DEFAULT = "MLPIPE_MLFLOW_UI", "http://localhost:5000"
 DEFAULT_FROM = "mlpipe-alerts@localhost"
 WEBHOOK_TIMEOUT_SECONDS = 10
 ERROR_LINES, ERROR_CHARS = 15, 2000
@@ -127,15 +125,6 @@ def task_log_url(base_url: str, dag_id: str, run_id: str, task_id: str, try_numb
 def dag_run_url(base_url: str, dag_id: str, run_id: str) -> str:
     """A DAG run's page in the Airflow 3 UI."""
     return f"{base_url.rstrip('/')}/dags/{dag_id}/runs/{quote(run_id)}"
-
-
-def mlflow_run_url(mlflow_run_id: str, base_url: str | None = None) -> str:
-    """The MLflow UI page of a run (``$MLPIPE_MLFLOW_UI``, default http://localhost:5000).
-
-    ``#/runs/<id>`` is the MLflow UI's direct run route (it finds the experiment itself), so no
-    tracking-server call is needed to build the link."""
-    base = base_url or os.environ.get(MLFLOW_UI_ENV) or MLFLOW_UI_DEFAULT
-    return f"{base.rstrip('/')}/#/runs/{mlflow_run_id}"
 
 
 def mlflow_run_of(run_uri: str) -> str | None:

@@ -8,8 +8,7 @@ loads the plugin from the repository's plugins folder. The browser logs in throu
 login page and checks the Models page, the nav entry, the step tasks' extra links, a refused
 rollback (watcher) and a confirmed one (ops), and the metrics endpoint.
 
-Screenshots go to ``$MLPIPE_TEST_ARTIFACTS`` (default ``<pytest tmp>/artifacts``) and are also copied to
-``.state/test-artifacts/ops_view/`` when ``.state/test-artifacts`` exists.
+Screenshots go to ``$MLPIPE_TEST_ARTIFACTS/ops_view/`` (default ``.state/test-artifacts/ops_view/``).
 Needs the Debian packages ``chromium`` and ``chromedriver`` (skipped without them, failed under ``CI=true``).
 """
 
@@ -19,7 +18,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import sys
 import time
@@ -51,13 +49,10 @@ def require_browser() -> None:
 
 
 @pytest.fixture(scope="module")
-def artifacts_dir(tmp_path_factory) -> Path:
-    folder = Path(os.environ.get("MLPIPE_TEST_ARTIFACTS") or tmp_path_factory.mktemp("artifacts"))
+def artifacts_dir() -> Path:
+    folder = Path(os.environ.get("MLPIPE_TEST_ARTIFACTS") or ROOT / ".state" / "test-artifacts") / "ops_view"
     folder.mkdir(parents=True, exist_ok=True)
-    yield folder
-    shared = ROOT / ".state" / "test-artifacts"
-    if shared.is_dir():
-        shutil.copytree(folder, shared / "ops_view", dirs_exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="module")

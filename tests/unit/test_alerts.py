@@ -20,7 +20,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from airflow.sdk import Connection
 
-from mlpipe import alerts, runs, spec, storage
+from mlpipe import alerts, runs, spec, storage, urls
 from mlpipe.orchestration import alerting, factory
 from tests.conftest import SPEC_PATH, free_port
 
@@ -117,7 +117,7 @@ def connections(monkeypatch, receiver, smtp):
     monkeypatch.setenv("AIRFLOW_CONN_MLPIPE_ALERTS_WEBHOOK", f"{receiver.url}/services/T0/B0")
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp.conn_uri())
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.com/")
-    monkeypatch.setenv(alerts.MLFLOW_UI_ENV, "https://mlflow.example.com")
+    monkeypatch.setenv(urls.MLFLOW_UI_ENV, "https://mlflow.example.com")
 
 
 def failed_ti(task_id: str = "ingest_data", try_number: int = 1, map_index: int = -1):
@@ -169,9 +169,9 @@ def test_mapped_task_link_and_no_mlflow_link_before_training(pipeline_env, conne
 
 def test_ui_links_default_to_localhost(pipeline_env, monkeypatch):
     monkeypatch.delenv("AIRFLOW__API__BASE_URL", raising=False)
-    monkeypatch.delenv(alerts.MLFLOW_UI_ENV, raising=False)
+    monkeypatch.delenv(urls.MLFLOW_UI_ENV, raising=False)
     assert alerting.airflow_ui_base() == "http://localhost:8080"
-    assert alerts.mlflow_run_url("abc") == "http://localhost:5000/#/runs/abc"
+    assert urls.mlflow_run_url("abc") == "http://localhost:5000/#/runs/abc"
     assert alerts.dag_run_url("http://localhost:8080/", "d", "r 1") == "http://localhost:8080/dags/d/runs/r%201"
 
 

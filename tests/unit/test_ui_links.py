@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from mlpipe import urls
 from mlpipe.orchestration.runtimes import LocalStepOperator
 from mlpipe.ui import links
 
@@ -19,9 +20,9 @@ TUNE = {"step": "tune", "tuning_run_id": "tuned1", "best_params": {}}
 
 
 @pytest.fixture(autouse=True)
-def urls(monkeypatch):
-    monkeypatch.setenv(links.MLFLOW_UI_ENV, "http://mlflow.example:5000/")
-    monkeypatch.setattr(links, "airflow_base", lambda: "http://airflow.example:8080")
+def ui_urls(monkeypatch):
+    monkeypatch.setenv(urls.MLFLOW_UI_ENV, "http://mlflow.example:5000/")
+    monkeypatch.setattr(urls, "airflow_base", lambda: "http://airflow.example:8080")
 
 
 @pytest.fixture
@@ -94,8 +95,8 @@ def test_names_in_links_are_quoted(xcom):
 
 
 def test_artifact_links_are_relative_without_a_base_url(monkeypatch):
-    monkeypatch.setattr(links, "airflow_base", lambda: "")
-    assert links.artifact_url("file:///s/p/r.html") == "/mlpipe/artifact?uri=file%3A%2F%2F%2Fs%2Fp%2Fr.html"
+    monkeypatch.setattr(urls, "airflow_base", lambda: "")
+    assert urls.artifact_url("file:///s/p/r.html") == "/mlpipe/artifact?uri=file%3A%2F%2F%2Fs%2Fp%2Fr.html"
 
 
 def test_both_step_operators_carry_the_links():

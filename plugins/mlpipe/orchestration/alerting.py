@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from airflow.sdk import AsyncCallback, BaseNotifier, DeadlineAlert, DeadlineReference
 
-from mlpipe import alerts, runs
+from mlpipe import alerts, runs, urls
 from mlpipe.spec import Alerts, Spec
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,7 @@ DEADLINES_ENV = "MLPIPE_DEADLINE_ALERTS"
 def airflow_ui_base() -> str:
     """The Airflow UI's base URL: Airflow config ``[api] base_url``, default http://localhost:8080."""
     try:
-        from airflow.sdk.configuration import conf
-
-        return conf.get("api", "base_url", fallback=None) or alerts.AIRFLOW_UI_DEFAULT
+        return urls.airflow_base(default=alerts.AIRFLOW_UI_DEFAULT)
     except Exception as error:  # a link is not worth losing an alert for
         log.warning("alerts: could not read [api] base_url: %s", error)
         return alerts.AIRFLOW_UI_DEFAULT
@@ -45,7 +43,7 @@ def airflow_ui_base() -> str:
 def _mlflow_links(pipeline: str, run_id: str, run_kind: str) -> dict[str, str]:
     """``{"MLflow run": url}`` when the pipeline run's folder has a finished train step, else empty."""
     mlflow_run = alerts.mlflow_run_of(runs.run_uri(pipeline, run_id, kind=run_kind))
-    return {"MLflow run": alerts.mlflow_run_url(mlflow_run)} if mlflow_run else {}
+    return {"MLflow run": urls.mlflow_run_url(mlflow_run)} if mlflow_run else {}
 
 
 def task_failure_alert(pipeline: str, run_kind: str, context: dict[str, Any]) -> alerts.Alert:

@@ -297,13 +297,13 @@ def breach_notes(result: dict[str, Any]) -> str:
 
 def alert_breach(result: dict[str, Any]) -> dict[str, str]:
     """Tell the pipeline's people (its ``alerts`` section) why the monitor breached; the channels' outcomes."""
-    from mlpipe import alerts
-    from mlpipe.orchestration.alerting import send_alert
+    from mlpipe import urls
+    from mlpipe.orchestration.alerting import airflow_ui_base, send_alert
 
     pipeline = runs.Run(result["run"]).spec
-    links = {"Monitoring report": result["report_html"]}
+    links = {"Monitoring report": urls.artifact_url(result["report_html"], base=airflow_ui_base())}
     if result["mlflow_run_id"]:
-        links["MLflow run"] = alerts.mlflow_run_url(result["mlflow_run_id"])
+        links["MLflow run"] = urls.mlflow_run_url(result["mlflow_run_id"])
     return send_alert(pipeline, f"{pipeline.name}: monitoring breach of {pipeline.registered_model} "
                                 f"v{result['champion_version']}", text="\n".join(result["reasons"]), links=links)
 

@@ -18,53 +18,18 @@ The MLflow UI is ``$MLPIPE_MLFLOW_UI`` (default ``http://localhost:5000``); the 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import quote, urlencode
 
 from airflow.sdk import BaseOperatorLink
 
-from mlpipe.ui import ARTIFACT_ROUTE, URL_PREFIX
+from mlpipe.urls import artifact_url, mlflow_run_url, model_version_url
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
 
-MLFLOW_UI_ENV = "MLPIPE_MLFLOW_UI"
-DEFAULT_MLFLOW_UI = "http://localhost:5000"
 RETURN_VALUE = "return_value"
-
-
-def mlflow_ui() -> str:
-    """The MLflow UI's base URL (``$MLPIPE_MLFLOW_UI``), without a trailing slash."""
-    return (os.environ.get(MLFLOW_UI_ENV) or DEFAULT_MLFLOW_UI).rstrip("/")
-
-
-def airflow_base() -> str:
-    """Airflow's public base URL (``[api] base_url``) without a trailing slash; empty when unset."""
-    from airflow.configuration import conf
-
-    return (conf.get("api", "base_url", fallback="") or "").rstrip("/")
-
-
-def artifact_url(uri: str, base: str | None = None) -> str:
-    """The ops app's URL that serves the artifact-store object ``uri``."""
-    prefix = airflow_base() if base is None else base.rstrip("/")
-    return f"{prefix}{URL_PREFIX}{ARTIFACT_ROUTE}?{urlencode({'uri': uri})}"
-
-
-def mlflow_run_url(run_id: str, experiment_id: str | None = None) -> str:
-    """The MLflow UI page of run ``run_id`` (in its experiment when the id is known)."""
-    run = quote(str(run_id), safe="")
-    if experiment_id:
-        return f"{mlflow_ui()}/#/experiments/{quote(str(experiment_id), safe='')}/runs/{run}"
-    return f"{mlflow_ui()}/#/runs/{run}"
-
-
-def model_version_url(name: str, version: int | str) -> str:
-    """The MLflow UI page of version ``version`` of registered model ``name``."""
-    return f"{mlflow_ui()}/#/models/{quote(str(name), safe='')}/versions/{quote(str(version), safe='')}"
 
 
 def _text(result: Mapping[str, Any], key: str) -> str:

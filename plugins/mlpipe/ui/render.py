@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from mlpipe.ui import links
+from mlpipe import urls
 from mlpipe.ui.chart import trend_svg
 from mlpipe.ui.overview import ANALYSIS_AUC, BASELINE_AUC, VERSION_FACTS, VERSION_METRICS
 from mlpipe.ui.templates import TEMPLATES
@@ -55,7 +55,7 @@ def models_page(sections: list[dict[str, Any]], user: str, base: str, folder: st
     """The Models page: one section per pipeline (:func:`section`)."""
     return environment().get_template("models").render(
         sections=sections, user=user, base=base, folder=folder, metrics=VERSION_METRICS, facts=VERSION_FACTS,
-        mlflow_ui=links.mlflow_ui(), airflow=links.airflow_base(),
+        mlflow_ui=urls.mlflow_ui(), airflow=urls.airflow_base(),
         artifact=lambda uri: f"{base}/artifact?uri={_quote(uri)}")
 
 
