@@ -6,6 +6,7 @@
     python -m mlpipe summary --latest loan_default
     python -m mlpipe rollback loan_default --reason "bad calibration"
     python -m mlpipe serve dags/pipelines/loan_default.yaml --port 8000
+    python -m mlpipe synth --rows 1000000 --output s3://bucket/synth/1m --seed 7
 
 Errors a user can fix (a bad spec, missing data, failed validation) print one
 clear message and exit with status 2; anything else is a bug and keeps its traceback.
@@ -52,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
 
+    synth = commands.add_parser("synth", help="write seeded synthetic loans shaped like the bundled data")
+    synth.add_argument("--rows", type=int, required=True, help="how many rows in all")
+    synth.add_argument("--output", required=True, help="folder URI for part-NNNNN.parquet (file:// or s3://)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--part-rows", type=int, default=500_000, help="the most rows in one part (and in memory)")
+
     summary = commands.add_parser("summary", help="print what a run produced")
     which = summary.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", help="the run folder URI")
@@ -92,6 +99,10 @@ def _command(args: argparse.Namespace) -> object:
         from mlpipe.serving.app import serve
 
         return serve(spec.load(args.spec), host=args.host, port=args.port)
+    if args.command == "synth":
+        from mlpipe.synth import synth
+
+        return synth(args.rows, args.output, seed=args.seed, part_rows=args.part_rows)
     from mlpipe.summary import summarize
 
     return summarize(storage.normalize(args.run) if args.run else runs.latest(args.latest, kind=args.kind))
@@ -102,10 +113,11 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
     from mlpipe.steps import StepError
+    from mlpipe.synth import SynthError
 
     try:
         output = _command(args)
-    except (spec.SpecError, storage.StorageError, runs.StepNotFinished, StepError) as error:
+    except (spec.SpecError, storage.StorageError, runs.StepNotFinished, StepError, SynthError) as error:
         print(f"mlpipe {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     print(output if isinstance(output, str) else json.dumps(output, indent=2, default=str))
