@@ -351,9 +351,9 @@ class Airflow:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def airflow(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        """Run an ``airflow`` CLI command in this deployment's environment (raises on failure)."""
-        return _run([str(BIN / "airflow"), *args], f"airflow {args[0]}", env=self.env, cwd=self.home,
+    def airflow(self, *args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
+        """Run an ``airflow`` CLI command in this deployment's environment plus ``env`` (raises on failure)."""
+        return _run([str(BIN / "airflow"), *args], f"airflow {args[0]}", env={**self.env, **env}, cwd=self.home,
                     timeout=timeout)
 
     def _spawn(self, key: str, *args: str) -> Service:

@@ -34,8 +34,8 @@ from mlpipe.steps.train import (
 
 SPEC = Path(__file__).resolve().parents[2] / "dags" / "pipelines" / "loan_default.yaml"
 FALLBACK = "no usable GPU"
-RESULT_KEYS = {"step", "run", "seconds", "mlflow_run_id", "model_uri", "model_folder", "baseline", "device",
-               "best_iteration", "num_trees", "scale_pos_weight", "validation", "train_seconds",
+RESULT_KEYS = {"step", "run", "seconds", "mlflow_run_id", "model_uri", "model_folder", "baseline", "reference",
+               "device", "best_iteration", "num_trees", "scale_pos_weight", "validation", "train_seconds",
                "data_version", "tuned"}
 
 
@@ -93,6 +93,17 @@ def test_result_lists_the_outputs(trained):
     assert result["num_trees"] == result["best_iteration"] + 1
     assert 0 < result["train_seconds"] < result["seconds"]
     assert set(result["validation"]) == {"roc_auc", "logloss", "baseline_roc_auc"}
+
+
+def test_the_drift_reference_is_the_train_split_with_the_models_scores(trained):
+    from mlpipe import reference
+
+    kept = reference.load(trained.run.uri)
+    model = TabularModel.load(trained.result["model_folder"])
+    train = storage.read_parquet(trained.run.result("split")["train"])
+    assert list(kept.columns) == [*model.schema["columns"], reference.SCORE]
+    assert len(kept) == len(train)  # fewer rows than monitoring.reference_rows: all of them
+    assert np.allclose(kept[reference.SCORE], model.scores(train[model.schema["columns"]]), atol=1e-6)
 
 
 def test_scale_pos_weight_auto_is_negatives_over_positives_of_the_train_split(trained):
