@@ -329,10 +329,18 @@ class Spec(_Section):
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True)
 
 
+def _field_part(part: str | int) -> str:
+    """One step of an error's location; a key that is empty or has line breaks (any unprintable
+    character) is quoted, so that it neither reads as ``(top level)`` nor splits the message's line."""
+    if isinstance(part, str):
+        return part if part and part.isprintable() else repr(part)
+    return str(part)
+
+
 def _describe(error: ValidationError, source: str) -> str:
     lines = []
     for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        field = ".".join(_field_part(part) for part in item["loc"]) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key"
@@ -372,11 +380,17 @@ def load(path: str | Path) -> Spec:
     """Load and validate a spec YAML file, resolving its relative paths against its folder."""
     path = Path(path)
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SpecError(f"{path}: no such spec file") from None
+    except OSError as error:  # a folder, no permission...
+        raise SpecError(f"{path}: cannot read the spec file: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise SpecError(f"{path}: not UTF-8 text: {error}") from None
     except yaml.YAMLError as error:
         raise SpecError(f"{path}: not valid YAML: {error}") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise SpecError(f"{path}: not valid YAML: collections nested too deeply") from None
     return resolve_paths(parse(document, source=path.name), path.parent)
 
 
@@ -386,8 +400,11 @@ def with_overrides(spec: Spec, overrides: dict[str, Any], source: str = "trigger
     for dotted, value in overrides.items():
         *parents, leaf = dotted.split(".")
         node = document
-        for key in parents:
+        for depth, key in enumerate(parents):
             node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                where = ".".join(parents[: depth + 1])
+                raise SpecError(f"{source}: {dotted}: {where} is not a section (it is {type(node).__name__})")
         node[leaf] = value
     return parse(document, source=source)
 

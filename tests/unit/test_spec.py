@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -87,3 +88,30 @@ def test_overrides_are_revalidated(loan_spec):
     assert loan_spec.data.source != changed.data.source
     with pytest.raises(spec.SpecError, match=r"split\.seed"):
         spec.with_overrides(loan_spec, {"split.seed": "abc"})
+
+
+@pytest.mark.parametrize(("key", "field"), [("col\nour", "'col\\nour'"), ("", "''"), ("a\u2028b", "'a\\u2028b'")])
+def test_an_unknown_key_with_a_line_break_or_empty_stays_on_its_line(document, key, field):
+    document[key] = 1  # found by tests/unit/test_spec_properties.py: the key split the message / read "(top level)"
+    with pytest.raises(spec.SpecError) as error:
+        spec.parse(document, source="fuzz.yaml")
+    assert str(error.value).splitlines() == [f"fuzz.yaml: {field}: unknown key"]
+
+
+def test_load_reports_unreadable_files_as_spec_errors(tmp_path):
+    with pytest.raises(spec.SpecError, match="cannot read the spec file"):  # was IsADirectoryError
+        spec.load(tmp_path)
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(spec.SpecError, match="not UTF-8 text"):  # was UnicodeDecodeError
+        spec.load(latin1)
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 2000 + "]" * 2000)
+    with pytest.raises(spec.SpecError, match="nested too deeply"):  # was RecursionError
+        spec.load(deep)
+
+
+@pytest.mark.parametrize("dotted", ["data.source.x", "tags.0", "split.seed.deeper.still"])
+def test_an_override_below_a_value_is_a_spec_error(loan_spec, dotted):
+    with pytest.raises(spec.SpecError, match=rf"trigger options: {re.escape(dotted)}: .* is not a section"):
+        spec.with_overrides(loan_spec, {dotted: 1})  # was TypeError / AttributeError
