@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mlpipe import runs, storage
@@ -65,8 +65,6 @@ class Scored:
 
 
 def _stamp(value: float) -> datetime:
-    from datetime import UTC
-
     return datetime.fromtimestamp(value, UTC)
 
 

@@ -111,8 +111,9 @@ def compare(spec: Spec, ref: pd.DataFrame, scored: Scored, version: int) -> dict
     if len(mine) >= settings.min_rows:
         stats = numeric_drift(ref[reference.SCORE], mine, settings.bins)
         score = judged({SCORE: stats}, settings.drift)[SCORE]
-    return {"features": features, "drifting_features": drifting(features),
-            "drifting_share": len(drifting(features)) / max(len(features), 1), "score": score,
+    moved = drifting(features)
+    return {"features": features, "drifting_features": moved, "drifting_share": len(moved) / max(len(features), 1),
+            "score": score,
             "reasons": breach_reasons(features, score, settings.drift)}
 
 
@@ -121,24 +122,24 @@ def nothing(message: str) -> dict[str, Any]:
             "drifting_features": [], "drifting_share": 0.0, "score": None, "quality": None}
 
 
-def assess(spec: Spec, window: Window) -> tuple[dict[str, Any], int | None, dict[str, str]]:
-    """The report's findings, the champion's version and its tags."""
+def assess(spec: Spec, window: Window) -> tuple[dict[str, Any], int | None]:
+    """The report's findings and the champion's version."""
     found = champion(spec.registered_model)
     if found is None:
         return nothing(f"registered model {spec.registered_model!r} has no champion yet: nothing to compare"), \
-            None, {}
+            None
     version, tags = found
     try:
         ref = reference.load(tags[tracking.RUN_URI_TAG])
     except (KeyError, storage.StorageError) as error:
         return nothing(f"champion version {version} has no drift reference ({error}); retrain to make one"), \
-            version, tags
+            version
     scored = scored_in(spec.name, window, [c for c in ref.columns if c != reference.SCORE], spec.id_columns)
     rows = {"total": len(scored.inputs), "batch": scored.rows("batch"), "served": scored.rows("served")}
     if rows["total"] < spec.monitoring.min_rows:
         found = nothing(f"{rows['total']} rows scored between {window.start:%Y-%m-%d %H:%M} and "
                         f"{window.end:%Y-%m-%d %H:%M} UTC; at least {spec.monitoring.min_rows} are needed")
-        return {**found, "rows": rows, "sources": scored.sources}, version, tags
+        return {**found, "rows": rows, "sources": scored.sources}, version
     findings = {**compare(spec, ref, scored, version), "rows": rows, "sources": scored.sources,
                 "reference": {"rows": len(ref), "training_run": tags[tracking.RUN_URI_TAG]},
                 "quality": feedback_quality(spec, scored, version, tags)}
@@ -147,7 +148,7 @@ def assess(spec: Spec, window: Window) -> tuple[dict[str, Any], int | None, dict
             f"quality: {reason}" for reason in findings["quality"]["reasons"] if findings["quality"]["breach"]]
     breach = bool(findings["reasons"])
     return {**findings, "status": BREACH if breach else OK, "breach": breach,
-            "message": "; ".join(findings["reasons"]) or "no drift beyond the spec's thresholds"}, version, tags
+            "message": "; ".join(findings["reasons"]) or "no drift beyond the spec's thresholds"}, version
 
 
 def metric_name(text: str) -> str:
@@ -203,7 +204,7 @@ def monitor(run: Run) -> dict[str, Any]:
 
     spec, now = run.spec, datetime.now(UTC)
     window = Window.last(spec.monitoring.window_days, now)
-    findings, version, _ = assess(spec, window)
+    findings, version = assess(spec, window)
     report = {"pipeline": spec.name, "model_name": spec.registered_model, "champion_version": version,
               "monitoring_run": run.uri, "generated_at": now.isoformat(), "window": window.as_dict(),
               "rows": {"total": 0, "batch": 0, "served": 0}, "sources": [], "mlflow_run_id": None,
