@@ -91,12 +91,12 @@ def profile(frame: pd.DataFrame, spec: Spec) -> dict[str, Any]:
 
 def write_profile(spec: Spec, output: str | None = None) -> str:
     """Profile the spec's data source and write it to ``output`` or ``validation.profile``; return the URI."""
+    from mlpipe import datasets
     from mlpipe.pii import mask_pii
-    from mlpipe.steps.ingest import read_source
 
     destination = output or spec.validation.profile
     if not destination:
         raise SpecError(f"{spec.name}: validation.profile is not set; give an output URI (--output)")
-    frame = read_source(spec.data.source, spec.data.format)
+    frame = datasets.read(spec.data.source, fmt=spec.data.format)
     mask_pii(frame, spec.pii)
     return storage.write_json(storage.normalize(destination), profile(frame, spec))

@@ -31,6 +31,10 @@ class _Section(BaseModel):
 class Data(_Section):
     source: str = Field(description="CSV or Parquet URI (file://, s3://) or a path relative to the spec file.")
     format: Literal["csv", "parquet"] | None = Field(None, description="Inferred from the suffix when absent.")
+    batch_rows: Annotated[int, Field(gt=0)] = Field(
+        250_000, description="Rows read, checked and written at a time by ingest, validate and split (one part "
+                             "of their outputs): memory holds one batch, whatever the size of the data."
+    )
 
 
 class Target(_Section):
@@ -86,6 +90,9 @@ class Distributed(_Section):
     workers: Annotated[int, Field(gt=0, le=256)] = Field(2, description="LocalCluster processes or DaskCluster pods.")
     kubernetes: bool = Field(False, description="A DaskCluster (Dask operator) placed like the train step's pod.")
     scheduler_address: str | None = Field(None, description="A running scheduler (tcp://host:8786); overrides both.")
+    above_rows: Annotated[int, Field(gt=0)] | None = Field(
+        None, description="Train on Dask whenever the train split has more rows than this (even if not enabled)."
+    )
 
 
 class Training(_Section):
@@ -96,6 +103,13 @@ class Training(_Section):
         "auto", description='"auto": negatives/positives in the training split; or a number.'
     )
     device: Literal["cpu", "cuda"] = "cpu"
+    external_memory_rows: Annotated[int, Field(gt=0)] | None = Field(
+        50_000_000, description="Above this many train rows the quantized matrix is kept on disk "
+                                "(ExtMemQuantileDMatrix) instead of in memory; null: never."
+    )
+    baseline_rows: Annotated[int, Field(gt=0)] = Field(
+        200_000, description="The logistic-regression baseline fits a seeded sample of at most this many train rows."
+    )
     distributed: Distributed = Distributed()
 
 
@@ -145,6 +159,10 @@ class Tuning(_Section):
                           "(k boosters a trial); unset: train on the train split and score on validation."
     )
     search_space: dict[str, SearchRange] = Field(default_factory=dict, description="XGBoost param -> range.")
+    sample_rows: Annotated[int, Field(gt=0)] = Field(
+        200_000, description="Trials train and score on seeded samples of at most this many train (and "
+                             "validation) rows; the final training uses every row."
+    )
 
 
 class Scoring(_Section):

@@ -182,7 +182,7 @@ def test_triggered_run_succeeds_on_celery_and_lands_in_mlflow_and_s3(stack):
     assert all(t["hostname"] for t in tasks)  # run by the Celery worker
     prefix = stack.run_prefix(run_id)
     keys = set(stack.keys(prefix))
-    for expected in ("spec.json", "ingest/snapshot.parquet", "train/result.json", "analyze/metrics.json",
+    for expected in ("spec.json", "ingest/snapshot/part-00000.parquet", "train/result.json", "analyze/metrics.json",
                      "register/result.json"):
         assert prefix + expected in keys, f"{expected} is not in s3://{stack.bucket}/{prefix}"
     assert any(key.startswith(prefix + "train/model/") for key in keys)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mlpipe import storage
+from mlpipe import datasets, storage
 from mlpipe.pii import keyed_hash
 from mlpipe.runs import Run
 from mlpipe.steps import StepError, run_step
@@ -20,7 +20,7 @@ def loans() -> pd.DataFrame:
 def test_ingest_masks_pii_and_versions_the_data(start_run, loans):
     run = start_run()
     result = run_step("ingest", run)
-    snapshot = storage.read_parquet(result["snapshot"])
+    snapshot = datasets.read(result["snapshot"])
     assert (result["rows"], result["columns"]) == loans.shape == snapshot.shape
     assert result["pii"] == {"addr_state": "hash"}
     assert not set(loans["addr_state"]) & set(snapshot["addr_state"])
@@ -42,16 +42,16 @@ def test_data_version_changes_with_one_value(start_run, loans, tmp_path):
 
 
 def test_hash_key_changes_the_tokens(start_run, monkeypatch):
-    first = storage.read_parquet(run_step("ingest", start_run("a"))["snapshot"])
+    first = datasets.read(run_step("ingest", start_run("a"))["snapshot"])
     monkeypatch.setenv("MLPIPE_PII_KEY", "another-key")
-    second = storage.read_parquet(run_step("ingest", start_run("b"))["snapshot"])
+    second = datasets.read(run_step("ingest", start_run("b"))["snapshot"])
     assert not set(first["addr_state"]) & set(second["addr_state"])
 
 
 def test_drop_rule_removes_the_column(start_run):
     run = start_run(pii=[{"column": "addr_state", "action": "drop"}],
                     features={"categorical": ["term", "sub_grade"]})
-    snapshot = storage.read_parquet(run_step("ingest", run)["snapshot"])
+    snapshot = datasets.read(run_step("ingest", run)["snapshot"])
     assert "addr_state" not in snapshot.columns
 
 
@@ -87,18 +87,62 @@ def test_ingest_reads_parquet_from_s3(start_run, s3_bucket, loans):
     assert result["rows"] == 500 and result["source"] == uri
 
 
-def test_split_is_stratified_seeded_and_disjoint(start_run):
-    run = start_run()
+def split_parts(run: str) -> tuple[dict, dict[str, pd.DataFrame]]:
     run_step("ingest", run)
     result = run_step("split", run)
-    parts = {name: storage.read_parquet(result[name]) for name in ("train", "validation", "analysis")}
-    assert result["rows"] == {"train": 5913, "validation": 1972, "analysis": 1972}
+    return result, {name: datasets.read(result[name]) for name in ("train", "validation", "analysis")}
+
+
+@pytest.mark.parametrize("batch_rows", [250_000, 1_000])
+def test_split_is_stratified_seeded_and_disjoint(start_run, loans, batch_rows):
+    run = start_run(**{"data.batch_rows": batch_rows})
+    result, parts = split_parts(run)
+    assert result["parts"] == dict.fromkeys(parts, -(-len(loans) // batch_rows))
+    for name, share in (("validation", 0.2), ("analysis", 0.2)):  # each class's share, rounded to a row
+        counts = parts[name]["Class"].value_counts()
+        for label, total in loans["Class"].value_counts().items():
+            assert abs(counts[label] - total * share) <= 0.5, (name, label)
+    assert result["rows"] == {name: len(part) for name, part in parts.items()}
     rates = result["positive_rate"]
     assert max(rates.values()) - min(rates.values()) < 0.002
-    rows = [tuple(r) for part in parts.values() for r in part.astype(str).itertuples(index=False)]
-    assert len(rows) == 9857
+    rows = sorted(tuple(r) for part in parts.values() for r in part.astype(str).itertuples(index=False))
+    snapshot = datasets.read(Run(run).result("ingest")["snapshot"])
+    assert rows == sorted(tuple(r) for r in snapshot.astype(str).itertuples(index=False))  # every row once
     again = run_step("split", run)
-    pd.testing.assert_frame_equal(storage.read_parquet(again["analysis"]), parts["analysis"])
+    pd.testing.assert_frame_equal(datasets.read(again["analysis"]), parts["analysis"])
+
+
+def test_batches_change_neither_the_snapshot_nor_its_version(start_run):
+    whole = run_step("ingest", start_run("whole"))
+    batched = run_step("ingest", start_run("batched", **{"data.batch_rows": 1_000}))
+    assert (whole["parts"], batched["parts"]) == (1, 10)
+    assert batched["data_version"] == whole["data_version"]
+    pd.testing.assert_frame_equal(datasets.read(batched["snapshot"]), datasets.read(whole["snapshot"]))
+
+
+def test_a_folder_of_parts_is_one_source(start_run, loans, tmp_path):
+    for number, start in enumerate(range(0, len(loans), 4_000)):
+        loans.iloc[start:start + 4_000].to_parquet(tmp_path / f"part-{number:05d}.parquet")
+    from_parts = run_step("ingest", start_run("parts", **{"data.source": tmp_path.as_uri()}))
+    from_csv = run_step("ingest", start_run("csv"))
+    assert from_parts["rows"] == len(loans) and from_parts["data_version"] == from_csv["data_version"]
+
+
+def test_a_bad_part_after_good_ones_leaves_no_snapshot(start_run, loans, tmp_path):
+    loans.iloc[:5_000].to_parquet(tmp_path / "part-00000.parquet")
+    loans.iloc[5_000:].astype({"int_rate": str}).assign(int_rate="high").to_parquet(tmp_path / "part-00001.parquet")
+    run = start_run(**{"data.source": tmp_path.as_uri(), "data.batch_rows": 1_000})
+    with pytest.raises(StepError, match=r"part-00001.parquet: column 'int_rate' is (string|large_string) here "
+                                        r"but double in the first part"):
+        run_step("ingest", run)
+    assert storage.children(Run(run).path("ingest")) == []  # the 5 parts written before are gone
+
+
+def test_a_short_csv_row_names_the_file_and_the_problem(start_run, loans, tmp_path):
+    source = tmp_path / "loans.csv"
+    source.write_text(loans.to_csv(index=False) + "1,2,3\n")
+    with pytest.raises(StepError, match=r"loans.csv: cannot be read as csv: .*Expected 23 columns, got 3"):
+        run_step("ingest", start_run(**{"data.source": source.as_uri()}))
 
 
 def test_split_before_ingest_is_a_clear_error(start_run):

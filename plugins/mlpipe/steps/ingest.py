@@ -1,59 +1,80 @@
-"""ingest: read the source data, mask PII, write a Parquet snapshot and its data version."""
+"""ingest: read the source data batch by batch, mask PII, write a Parquet snapshot and its data version.
+
+The source (``data.source``) is a CSV or Parquet file, or a folder of them (:mod:`mlpipe.datasets`),
+on ``file://`` or ``s3://``. It is read ``data.batch_rows`` rows at a time; each batch gets the
+spec's PII rules and becomes one part of the snapshot, ``<run>/ingest/snapshot/part-NNNNN.parquet``.
+The data version is a content hash folded batch by batch, so neither the file nor the snapshot is
+ever held in memory whole. A source that cannot be read leaves no snapshot behind.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlpipe import storage
+from mlpipe import datasets
 from mlpipe.pii import mask_pii
 from mlpipe.runs import Run
 from mlpipe.steps import StepError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlpipe.spec import Spec
+
 log = logging.getLogger(__name__)
 
 
-def read_source(uri: str, fmt: str | None):
-    """Read a CSV or Parquet source into a DataFrame; unreadable or empty data raises :class:`StepError`."""
-    import pandas as pd
+class DataVersion:
+    """Content hash of a dataset: its column names and every value, folded in batch by batch.
 
-    fmt = fmt or ("parquet" if uri.endswith((".parquet", ".pq")) else "csv")
-    data = storage.read_bytes(uri)
-    if not data.strip():
-        raise StepError(f"{uri}: the file is empty (0 rows)")
-    try:
-        frame = pd.read_csv(io.BytesIO(data)) if fmt == "csv" else pd.read_parquet(io.BytesIO(data))
-    except (ValueError, pd.errors.ParserError) as error:
-        raise StepError(f"{uri}: cannot be read as {fmt}: {error}") from None
-    if frame.empty:
-        raise StepError(f"{uri}: the file has a header but no rows")
-    return frame
+    Rows are hashed one by one (``pandas.util.hash_pandas_object``), with integer and boolean
+    columns as floats, so the version depends on the values and their order, not on how the rows
+    were batched (a batch of an integer column with a missing value is read as floats).
+    """
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.columns: list[str] | None = None
+
+    def update(self, frame: pd.DataFrame) -> None:
+        import pandas as pd
+        from pandas.api import types
+
+        if self.columns is None:
+            self.columns = list(map(str, frame.columns))
+            self.digest.update(repr(self.columns).encode())
+        widened = frame.astype({name: "float64" for name, dtype in frame.dtypes.items()
+                                if types.is_integer_dtype(dtype) or types.is_bool_dtype(dtype)})
+        self.digest.update(pd.util.hash_pandas_object(widened, index=False).to_numpy().tobytes())
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()[:16]
 
 
-def data_version(frame) -> str:
-    """Content hash of a dataset: column names, types and every value (not the file's bytes)."""
-    import pandas as pd
-
-    digest = hashlib.sha256()
-    digest.update(repr([(c, str(t)) for c, t in frame.dtypes.items()]).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def ingest(run: Run) -> dict[str, Any]:
-    spec = run.spec
-    frame = read_source(spec.data.source, spec.data.format)
+def check_columns(frame: pd.DataFrame, spec: Spec) -> None:
+    """The target and id columns the spec names must be in the data."""
     if spec.target.column not in frame.columns:
         raise StepError(f"target column {spec.target.column!r} (target.column) is not in the data; "
                         f"columns are: {', '.join(map(str, frame.columns))}")
     if missing := [c for c in spec.id_columns if c not in frame.columns]:
         raise StepError(f"id_columns {missing} are not in the data")
-    pii = mask_pii(frame, spec.pii)
-    snapshot = storage.write_parquet(frame, run.path("ingest", "snapshot.parquet"))
-    version = data_version(frame)
-    log.info("ingested %d rows x %d columns from %s (data version %s)",
-             len(frame), frame.shape[1], spec.data.source, version)
-    return {"source": spec.data.source, "snapshot": snapshot, "data_version": version,
-            "rows": len(frame), "columns": frame.shape[1], "pii": pii}
+
+
+def ingest(run: Run) -> dict[str, Any]:
+    spec = run.spec
+    version, pii = DataVersion(), {}
+    with datasets.PartWriter(run.path("ingest", "snapshot")) as snapshot:
+        for frame in datasets.batches(spec.data.source, spec.data.batch_rows, fmt=spec.data.format):
+            check_columns(frame, spec)
+            pii = mask_pii(frame, spec.pii)
+            version.update(frame)
+            snapshot.write(frame)
+            columns = frame.shape[1]
+        if not snapshot.rows:
+            raise StepError(f"{spec.data.source}: the data has a header but no rows")
+    log.info("ingested %d rows x %d columns from %s in %d parts (data version %s)",
+             snapshot.rows, columns, spec.data.source, len(snapshot.uris), version.hexdigest())
+    return {"source": spec.data.source, "snapshot": snapshot.folder, "data_version": version.hexdigest(),
+            "rows": snapshot.rows, "columns": columns, "parts": len(snapshot.uris), "pii": pii}

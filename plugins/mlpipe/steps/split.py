@@ -1,33 +1,70 @@
-"""split: stratified, seeded train / validation / analysis sets.
+"""split: stratified, seeded train / validation / analysis sets, written batch by batch.
 
 The analysis set is held out: training, early stopping and tuning never see it.
+
+The snapshot is read ``data.batch_rows`` rows at a time. Within each batch, the rows of each
+class are shuffled (seeded by ``split.seed`` and the batch number) and dealt to the three sets
+so that, over all batches so far, each set holds its share of each class, rounded to a row
+(:class:`Dealer`). Each batch adds one part to each set's folder, ``<run>/split/<set>/``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlpipe import storage
+from mlpipe import datasets
 from mlpipe.features import labels
 from mlpipe.runs import Run
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PARTS = ("train", "validation", "analysis")
 
 
-def split(run: Run) -> dict[str, Any]:
-    from sklearn.model_selection import train_test_split
+class Dealer:
+    """Deals rows to the sets by class, keeping every set's share of every class exact over all batches."""
 
+    def __init__(self, shares: dict[str, float], seed: int) -> None:
+        self.shares, self.seed = shares, seed
+        self.seen: dict[int, int] = {}  # class -> rows so far
+        self.dealt: dict[tuple[int, str], int] = {}  # (class, set) -> rows so far
+
+    def deal(self, y: np.ndarray, batch: int) -> np.ndarray:
+        """The index (into :data:`PARTS`) of the set each row of a batch goes to."""
+        import numpy as np
+
+        rng = np.random.default_rng([self.seed, batch])
+        out = np.empty(len(y), dtype=np.int8)
+        for label in np.unique(y):
+            rows = rng.permutation(np.flatnonzero(y == label))
+            seen = self.seen[label] = self.seen.get(label, 0) + len(rows)
+            start = 0
+            for index, part in reversed(list(enumerate(PARTS))):  # held-out sets first; train takes the rest
+                due = len(rows) - start if index == 0 else round(seen * self.shares[part]) - self.dealt.get(
+                    (label, part), 0)
+                out[rows[start:start + due]] = index
+                self.dealt[label, part] = self.dealt.get((label, part), 0) + due
+                start += due
+        return out
+
+
+def split(run: Run) -> dict[str, Any]:
     spec = run.spec
-    frame = storage.read_parquet(run.result("ingest")["snapshot"])
-    y = labels(frame, spec)
-    seed = spec.split.seed
-    rest, analysis = train_test_split(frame, test_size=spec.split.analysis, stratify=y, random_state=seed)
-    validation_share = spec.split.validation / (1 - spec.split.analysis)
-    train, validation = train_test_split(rest, test_size=validation_share,
-                                         stratify=labels(rest, spec), random_state=seed)
-    result: dict[str, Any] = {"rows": {}, "positive_rate": {}}
-    for name, part in zip(PARTS, (train, validation, analysis), strict=True):
-        result[name] = storage.write_parquet(part, run.path("split", f"{name}.parquet"))
-        result["rows"][name] = len(part)
-        result["positive_rate"][name] = round(float(labels(part, spec).mean()), 6)
-    return result
+    shares = {"validation": spec.split.validation, "analysis": spec.split.analysis}
+    dealer = Dealer({"train": 1 - sum(shares.values()), **shares}, spec.split.seed)
+    writers = {part: datasets.PartWriter(run.path("split", part)) for part in PARTS}
+    positives = dict.fromkeys(PARTS, 0)
+    with writers["train"], writers["validation"], writers["analysis"]:
+        for number, frame in enumerate(datasets.batches(run.result("ingest")["snapshot"], spec.data.batch_rows)):
+            y = labels(frame, spec)
+            dealt = dealer.deal(y, number)
+            for index, part in enumerate(PARTS):
+                chosen = dealt == index
+                if chosen.any():
+                    writers[part].write(frame[chosen].reset_index(drop=True))
+                    positives[part] += int(y[chosen].sum())
+    rows = {part: writers[part].rows for part in PARTS}
+    return {**{part: writers[part].folder for part in PARTS}, "rows": rows,
+            "parts": {part: len(writers[part].uris) for part in PARTS},
+            "positive_rate": {part: round(positives[part] / max(rows[part], 1), 6) for part in PARTS}}
