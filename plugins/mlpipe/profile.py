@@ -54,8 +54,7 @@ def _native(value: Any) -> Any:
 
 def column_profile(series: pd.Series, kind: str, hashed: bool) -> dict[str, Any]:
     """The reference facts of one column; a hashed column gets only its type and null fraction."""
-    entry: dict[str, Any] = {"kind": kind, "type": type_family(series),
-                             "null_fraction": round(float(series.isna().mean()), DIGITS)}
+    entry: dict[str, Any] = {"kind": kind, "type": type_family(series), "null_fraction": float(series.isna().mean())}
     if hashed:
         entry["pii"] = "hash"
     elif kind == "numeric":
@@ -63,6 +62,41 @@ def column_profile(series: pd.Series, kind: str, hashed: bool) -> dict[str, Any]
     elif kind == "categorical":
         entry["categories"] = sorted(series.dropna().astype(str).unique().tolist())
     return entry
+
+
+def _extreme(pick, first: Any, second: Any) -> Any:
+    """``pick`` (min or max) of two values of which either may be ``None`` (a batch of missing values)."""
+    values = [value for value in (first, second) if value is not None]
+    return pick(values) if values else None
+
+
+def combined(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """The (unrounded) profile of two batches' rows, from the profiles of each batch."""
+    rows = first["rows"] + second["rows"]
+
+    def weighted(a: float, b: float) -> float:
+        return (a * first["rows"] + b * second["rows"]) / rows
+
+    columns = {}
+    for name, entry in first["columns"].items():
+        other = second["columns"][name]
+        entry = {**entry, "null_fraction": weighted(entry["null_fraction"], other["null_fraction"])}
+        if "min" in entry:
+            entry["min"], entry["max"] = _extreme(min, entry["min"], other["min"]), _extreme(max, entry["max"],
+                                                                                             other["max"])
+        if "categories" in entry:
+            entry["categories"] = sorted({*entry["categories"], *other["categories"]})
+        columns[name] = entry
+    rate = weighted(first["target"]["positive_rate"], second["target"]["positive_rate"])
+    return {**first, "rows": rows, "columns": columns, "target": {**first["target"], "positive_rate": rate}}
+
+
+def rounded(reference: dict[str, Any]) -> dict[str, Any]:
+    """``reference`` with its fractions rounded to :data:`DIGITS` digits, as it is written."""
+    columns = {name: {**entry, "null_fraction": round(entry["null_fraction"], DIGITS)}
+               for name, entry in reference["columns"].items()}
+    target = {**reference["target"], "positive_rate": round(reference["target"]["positive_rate"], DIGITS)}
+    return {**reference, "columns": columns, "target": target}
 
 
 def column_kind(name: str, series: pd.Series, spec: Spec) -> str:
@@ -75,7 +109,7 @@ def column_kind(name: str, series: pd.Series, spec: Spec) -> str:
 
 
 def profile(frame: pd.DataFrame, spec: Spec) -> dict[str, Any]:
-    """The reference profile of an ingested (PII-masked) frame; see the module docstring."""
+    """The (unrounded) reference profile of an ingested (PII-masked) frame; see the module docstring."""
     from mlpipe.steps import StepError
 
     target = spec.target.column
@@ -84,19 +118,28 @@ def profile(frame: pd.DataFrame, spec: Spec) -> dict[str, Any]:
     hashed = {rule.column for rule in spec.pii if rule.action == "hash"}
     columns = {str(name): column_profile(frame[name], column_kind(name, frame[name], spec), name in hashed)
                for name in frame.columns}
-    rate = round(float(labels(frame, spec).mean()), DIGITS)
+    rate = float(labels(frame, spec).mean())
     return {"version": VERSION, "rows": len(frame), "columns": columns,
             "target": {"column": target, "positive_class": spec.target.positive_class, "positive_rate": rate}}
 
 
 def write_profile(spec: Spec, output: str | None = None) -> str:
-    """Profile the spec's data source and write it to ``output`` or ``validation.profile``; return the URI."""
+    """Profile the spec's data source and write it to ``output`` or ``validation.profile``; return the URI.
+
+    The source is read ``data.batch_rows`` rows at a time, PII-masked as ingest does, and the
+    batches' profiles are combined: every row counts, and memory holds one batch.
+    """
     from mlpipe import datasets
     from mlpipe.pii import mask_pii
 
     destination = output or spec.validation.profile
     if not destination:
         raise SpecError(f"{spec.name}: validation.profile is not set; give an output URI (--output)")
-    frame = datasets.read(spec.data.source, fmt=spec.data.format)
-    mask_pii(frame, spec.pii)
-    return storage.write_json(storage.normalize(destination), profile(frame, spec))
+    reference = None
+    for frame in datasets.batches(spec.data.source, spec.data.batch_rows, fmt=spec.data.format):
+        mask_pii(frame, spec.pii)
+        batch = profile(frame, spec)
+        reference = batch if reference is None else combined(reference, batch)
+    if reference is None:
+        raise SpecError(f"{spec.data.source}: the data has no rows to profile")
+    return storage.write_json(storage.normalize(destination), rounded(reference))

@@ -90,3 +90,12 @@ def test_profile_errors_name_what_is_missing(loan_spec, tmp_path, monkeypatch):
     with pytest.raises(StepError, match=r"target column 'Status' \(target\.column\)"):
         write_profile(spec.with_overrides(loan_spec, {"target.column": "Status"}), str(output))
     assert not output.exists()
+
+
+def test_a_profile_read_in_batches_is_the_profile_of_all_rows(loan_spec, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLPIPE_PII_KEY", "key-a")
+    whole = storage.read_json(write_profile(loan_spec, str(tmp_path / "whole.json")))
+    batched_spec = spec.with_overrides(loan_spec, {"data.batch_rows": 700})  # 15 batches
+    batched = storage.read_json(write_profile(batched_spec, str(tmp_path / "batched.json")))
+    assert batched == whole
+    assert whole == json.loads(SHIPPED.read_text())  # and both are the committed reference profile
