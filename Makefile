@@ -9,6 +9,11 @@ VENV := $(CURDIR)/.venv
 STATE := $(CURDIR)/.state
 BIN := $(VENV)/bin
 PIPELINE ?= loan_default
+ROWS ?= 1000000
+SEED ?= 7
+# make run DATA_URI=<CSV/Parquet file or folder of parts>: train on other data (the data_uri trigger option)
+DATA_URI ?=
+RUN_CONF = $(if $(DATA_URI),--conf '{"data_uri": "$(DATA_URI)"}')
 
 # The embedded defaults: Airflow on SQLite, MLflow on SQLite + local artifacts, a local artifact store.
 export AIRFLOW_HOME := $(STATE)/airflow
@@ -26,17 +31,20 @@ export PATH := $(BIN):$(PATH)
 PII_KEY = MLPIPE_PII_KEY="$$(cat $(STATE)/pii.key)"
 NO_DEADLINES = MLPIPE_DEADLINE_ALERTS=off
 
-.PHONY: help venv init env run monitor ui test test-celery lint bench lock clean
+.PHONY: help venv init env run monitor synth ui test test-celery lint bench bench-scale lock clean
 
 help:
 	@echo "make run    create .venv, set up .state, run the $(PIPELINE) training DAG through Airflow, print a summary"
 	@echo "make test   lint + the whole test suite (unit, DAG integrity, end-to-end Airflow runs)"
 	@echo "make monitor  score the default batch with the champion, then run the monitoring DAG (after make run)"
+	@echo "make synth ROWS=1000000   write that many synthetic loans to .state/synth/<ROWS>/ (Parquet parts);"
+	@echo "            then  make run DATA_URI=file://$(STATE)/synth/<ROWS>  trains on them"
 	@echo "make test-celery   only the Celery stack tests (real Postgres, Redis, S3, MLflow server, Airflow)"
 	@echo "make ui     Airflow UI on http://localhost:8080 and MLflow UI on http://localhost:5000"
 	@echo "make bench  benchmarks: orchestration overhead, DAG parse time, training vs raw xgboost.train, serving,"
 	@echo "            batch scoring vs raw inplace_predict, tuning (TPE vs random), Dask vs single-node,"
 	@echo "            drift detection on planted shifts and monitoring a 1M-row window (~25 min)"
+	@echo "make bench-scale   the training DAG's steps at 10k/100k/1M/10M synthetic rows: time, peak RSS (~40 min)"
 	@echo "make lock   re-resolve requirements.in into requirements.lock"
 	@echo 'eval "$$(make -s env)"   puts this shell in the same environment (airflow, mlpipe, mlflow commands)'
 
@@ -69,7 +77,7 @@ init: venv $(STATE)/pii.key $(STATE)/airflow/airflow.db
 
 # `airflow dags test` cannot run DAGs with deadline alerts in Airflow 3.3.2 (mlpipe.orchestration.alerting)
 run: init
-	$(PII_KEY) $(NO_DEADLINES) airflow dags test $(PIPELINE)_training > $(STATE)/last-run.log 2>&1 \
+	$(PII_KEY) $(NO_DEADLINES) airflow dags test $(PIPELINE)_training $(RUN_CONF) > $(STATE)/last-run.log 2>&1 \
 	  || { tail -n 60 $(STATE)/last-run.log; echo "The DAG run failed: full log in $(STATE)/last-run.log"; exit 1; }
 	@mlpipe summary --latest $(PIPELINE)
 	@echo
@@ -83,6 +91,10 @@ monitor: init
 	  || { tail -n 40 $(STATE)/last-monitoring.log; echo "Monitoring failed: $(STATE)/last-monitoring.log"; exit 1; }
 	@mlpipe summary --latest $(PIPELINE) --kind scoring
 	@mlpipe summary --latest $(PIPELINE) --kind monitoring
+
+synth: venv
+	mlpipe synth --rows $(ROWS) --seed $(SEED) --output file://$(STATE)/synth/$(ROWS)
+	@echo "Train on them:  make run DATA_URI=file://$(STATE)/synth/$(ROWS)"
 
 ui: init
 	@echo "Airflow: http://localhost:8080   MLflow: http://localhost:5000   (Ctrl-C stops both)"
@@ -109,6 +121,9 @@ bench: init
 	python tests/benchmarks/bench_tune.py
 	python tests/benchmarks/bench_dask.py
 	python tests/benchmarks/bench_monitor.py
+
+bench-scale: init
+	python tests/benchmarks/bench_scale.py
 
 clean:
 	rm -rf $(STATE)

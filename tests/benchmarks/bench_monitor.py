@@ -33,7 +33,7 @@ def peak():
     print("peak-rss-kib", next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")))
 atexit.register(peak)
 """
-MONITOR = PEAK + """
+CLI = PEAK + """
 from mlpipe.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -103,7 +103,7 @@ def scale(pipeline, root: Path, rows: int, env: dict[str, str]) -> None:
     make_batch(batch, rows)
     scored = run_step("score", runs.start(pipeline, "scale", options={"input_uri": str(batch)}, kind=runs.SCORING))
     uri = runs.start(pipeline, "scale_monitor", kind=runs.MONITORING)
-    wall, rss = run_peak([sys.executable, "-c", MONITOR, "step", "monitor", "--run", uri], env)
+    wall, rss = run_peak([sys.executable, "-c", CLI, "step", "monitor", "--run", uri], env)
     result = runs.Run(uri).result("monitor")
     read_wall, read_rss = run_peak([sys.executable, "-c", READ_INPUTS, scored["inputs"]], env)
     print(f"scale: monitor of a {result['rows']['total']:,}-row window: {wall:.1f} s wall "

@@ -56,8 +56,8 @@ FORCE_CPU = Param(
 TRIGGER_PARAMS = {
     "data_uri": Param(
         "", type="string", title="Training data URI",
-        description="Train on this CSV/Parquet (file:// or s3://) instead of the spec's data.source. "
-                    "Empty: use the spec.",
+        description="Train on this CSV/Parquet file or folder of parts (file:// or s3://) instead of the "
+                    "spec's data.source. Empty: use the spec.",
         section="Data",
     ),
     "force_promote": Param(
