@@ -11,7 +11,7 @@ import os
 import pandas as pd
 import pytest
 
-from mlpipe import storage
+from mlpipe import datasets, storage
 from mlpipe.runs import RESULT, Run
 from mlpipe.steps import StepError, run_step
 from tests.conftest import DATA_PATH
@@ -196,7 +196,8 @@ def test_split_rates_pass_on_a_stratified_split(ingested):
 def test_split_rates_fail_on_a_skewed_part(ingested):
     run = ingested()
     split = run_step("split", run)
-    analysis = storage.read_parquet(split["analysis"])
+    analysis = datasets.read(split["analysis"])
     extra_bad = analysis[analysis["Class"] == "bad"]
-    storage.write_parquet(pd.concat([analysis, extra_bad]), split["analysis"])  # ~10% bad
+    skewed = storage.write_parquet(pd.concat([analysis, extra_bad]), Run(run).path("split", "skewed.parquet"))
+    storage.write_json(Run(run).path("split", RESULT), {**split, "analysis": skewed})  # ~10% bad
     assert failures(run, "validate_split") == {(f"{RATE} of analysis", "expect_column_mean_to_be_between")}

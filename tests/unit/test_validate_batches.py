@@ -1,0 +1,151 @@
+"""validate and validate_split in batches: the merged GX result equals one run on the whole data.
+
+The data is ingested and checked 700 rows at a time (15 batches of the bundled 9,857 loans); a
+single real GX run on the whole snapshot is the reference the merge must reproduce: successes,
+counts, percentages, unexpected values, observed values and the failure lines.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from mlpipe import datasets, storage
+from mlpipe.features import labels
+from mlpipe.runs import Run
+from mlpipe.steps import StepError, run_step
+from mlpipe.steps import validate as steps_validate
+from tests.conftest import DATA_PATH
+
+BATCH_ROWS = 700
+
+
+def broken(loans: pd.DataFrame) -> pd.DataFrame:
+    """The loans with nulls, out-of-range values, unseen categories and many more bad loans, spread out."""
+    copy = loans.copy()
+    copy.loc[copy.sample(frac=0.1, random_state=0).index, "revol_util"] = None  # 10% nulls: too many
+    copy["delinq_2yrs"] = copy["delinq_2yrs"].astype("Int64")  # written as integers, nulls as empty cells
+    copy.loc[2100:2120, "delinq_2yrs"] = None  # int64 in most batches, float64 in one
+    copy.loc[[5, 3000, 9000], "annual_inc"] = 5e7
+    copy.loc[copy.sample(frac=0.02, random_state=1).index, "sub_grade"] = "Z9"  # 2%: above the 1% tolerance
+    copy.loc[copy.sample(frac=0.05, random_state=2).index, "Class"] = "bad"  # rate ~10%: above 8%
+    copy.loc[4000, "Class"] = "unknown"
+    copy["int_rate"] = copy["int_rate"].astype(object)
+    copy.loc[6000, "int_rate"] = "13%"  # a text column: every value has the wrong type, the range check errs
+    return copy
+
+
+def clustered(loans: pd.DataFrame) -> pd.DataFrame:
+    """The loans with problems that fail single batches but not the whole data: GX's ``mostly`` and the rate."""
+    copy = loans.sort_values("Class", kind="stable").reset_index(drop=True)  # the bad loans come first
+    copy.loc[:29, "sub_grade"] = "Z9"  # 0.3% of all rows, 4.3% of the first batch
+    copy.loc[:299, "revol_util"] = None  # 3% of all rows, 43% of the first batch
+    return copy
+
+
+@pytest.fixture(scope="module")
+def loans() -> pd.DataFrame:
+    return pd.read_csv(DATA_PATH)
+
+
+@pytest.fixture
+def batched_run(start_run, tmp_path, loans):
+    """Ingest ``mutate(loans)`` in a run that reads, checks and writes ``BATCH_ROWS`` rows at a time."""
+    def make(mutate=None) -> str:
+        path = tmp_path / "loans.csv"
+        (mutate(loans) if mutate else loans).to_csv(path, index=False)
+        run = start_run(**{"data.source": path.as_uri(), "data.batch_rows": BATCH_ROWS})
+        run_step("ingest", run)
+        return run
+
+    return make
+
+
+def whole_snapshot_result(run: Run, profiled: dict):
+    """The reference: one GX run of the validate suite on the whole snapshot, read at once."""
+    snapshot = datasets.read(run.result("ingest")["snapshot"])
+    frame = steps_validate.batch_frame(snapshot, [name for name, entry in profiled.items() if "categories" in entry])
+    frame[steps_validate.LABEL] = labels(snapshot, run.spec)
+    return steps_validate.run_suite("whole", frame, steps_validate.data_suite(run.spec, profiled))
+
+
+def by_expectation(result) -> dict[str, dict]:
+    """Success and result of each expectation, as JSON, by expectation type and arguments."""
+    found = {}
+    for item in result.to_json_dict()["results"]:
+        config = item["expectation_config"]
+        kwargs = {name: value for name, value in config["kwargs"].items() if name != "batch_id"}
+        found[json.dumps([config["type"], kwargs], sort_keys=True)] = {"success": item["success"],
+                                                                      "result": item["result"]}
+    return found
+
+
+def assert_same(merged, whole) -> None:
+    """``merged`` reports what ``whole`` reports; observed means may differ by rounding (1e-9)."""
+    merged_items, whole_items = by_expectation(merged), by_expectation(whole)
+    assert merged_items.keys() == whole_items.keys()
+    for key, expected in whole_items.items():
+        found = merged_items[key]
+        if isinstance(expected["result"].get("observed_value"), float):
+            assert found["result"].pop("observed_value") == pytest.approx(
+                expected["result"].pop("observed_value"), abs=1e-9), key
+        assert found == expected, key
+    assert (merged.success, merged.statistics) == (whole.success, whole.statistics)
+    assert steps_validate.failures(merged) == steps_validate.failures(whole)
+
+
+@pytest.mark.parametrize(("mutate", "failed"), [(None, 0), (clustered, 0), (broken, 7)],
+                         ids=["bundled", "clustered-problems", "broken"])
+def test_merged_batches_equal_one_run_on_the_whole_snapshot(batched_run, mutate, failed):
+    run = Run(batched_run(mutate))
+    profiled = steps_validate.profiled_columns(run.spec.validation.profile)
+    checks = steps_validate.data_suite(run.spec, profiled)
+    batches = list(steps_validate.snapshot_batches(run, profiled))
+    assert [len(frame) for frame in batches] == [BATCH_ROWS] * 14 + [57]
+    merged = steps_validate.run_batches("whole", batches, checks)
+    whole = whole_snapshot_result(run, profiled)
+    assert whole.statistics["unsuccessful_expectations"] == failed
+    assert_same(merged, whole)
+    if mutate is broken:  # the type check saw different dtypes in different batches
+        assert {frame["delinq_2yrs"].dtype.name for frame in batches} == {"int64", "float64"}
+    if mutate is clustered:  # each of these failed in the first batch alone
+        first = steps_validate.run_suite("first", batches[0], checks).statistics
+        assert first["unsuccessful_expectations"] >= 3
+
+
+def test_validate_step_reports_the_whole_snapshot_result(batched_run):
+    run = batched_run(broken)
+    with pytest.raises(StepError) as caught:
+        run_step("validate", run)
+    profiled = steps_validate.profiled_columns(Run(run).spec.validation.profile)
+    whole = whole_snapshot_result(Run(run), profiled)
+    steps_validate.render_html(whole)  # as the step does before listing failures: values as plain JSON
+    assert str(caught.value).splitlines()[1:] == steps_validate.failures(whole)
+    saved = storage.read_json(Run(run).path("validate", "validation.json"))
+    assert saved["statistics"] == whole.statistics
+    assert "revol_util: expect_column_values_to_not_be_null (observed: 10.00% of rows unexpected, e.g. [None" \
+           in str(caught.value)
+
+
+def test_split_rates_are_those_of_the_whole_parts(batched_run):
+    run = batched_run()
+    split = run_step("split", run)
+    result = run_step("validate_split", run)
+    rate = labels(datasets.read(Run(run).result("ingest")["snapshot"]), Run(run).spec).mean()
+    assert result["positive_rate"] == round(rate, 6)
+    observed = {item["expectation_config"]["meta"]["subject"].rsplit(" ", 1)[1]: item["result"]["observed_value"]
+                for item in storage.read_json(result["result"])["results"]}
+    for part in steps_validate.PARTS:
+        rows = datasets.read(split[part])
+        assert math.ceil(len(rows) / BATCH_ROWS) > 1  # several batches per part
+        assert observed[part] == pytest.approx(labels(rows, Run(run).spec).mean(), abs=1e-9)
+
+
+def test_checks_the_merge_does_not_know_are_refused():
+    gxe = steps_validate._expectations()
+    checks = [gxe.ExpectColumnMaxToBeBetween(column="x", max_value=1)]
+    with pytest.raises(StepError, match="expect_column_max_to_be_between cannot be merged"):
+        steps_validate.run_batches("suite", [pd.DataFrame({"x": [0]})], checks)
