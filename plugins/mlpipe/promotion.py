@@ -17,7 +17,8 @@ set), so the rule is tested and changed alone. A challenger is promoted when:
   serving code path). ``force`` promotes regardless of everything but the infra check
   (a model that cannot be served is never made champion) and keeps the reasons it overrides.
 
-:func:`scorecard` computes a scorecard from a model's scores; :func:`side_by_side`
+:func:`scorecard` computes a scorecard from a model's scores, the labels and the slice and
+fairness columns of the same rows (what :func:`mlpipe.evaluation.evaluate` keeps); :func:`side_by_side`
 lays two scorecards out for the audit log and the model version's tags.
 """
 
@@ -205,21 +206,24 @@ def side_by_side(spec: Spec, challenger: dict[str, Any], champion: dict[str, Any
             "fairness": fairness and {"column": spec.thresholds.fairness.column, "groups": fairness}}
 
 
-def approval_rates(frame: pd.DataFrame, scores: np.ndarray, threshold: float,
+def approval_rates(kept: pd.DataFrame, scores: np.ndarray, threshold: float,
                    column: str) -> dict[str, dict[str, Any]]:
-    """Rows and approval rate (score < threshold: not predicted to go bad) per value of ``column``."""
+    """Rows and approval rate (score < threshold: not predicted to go bad) per value of ``kept[column]``."""
     from mlpipe.steps.analyze import slice_keys
 
-    keys = slice_keys(frame, column)
+    keys = slice_keys(kept, column)
     approved = scores < threshold
     return {value: {"rows": int((keys == value).sum()),
                     "approval_rate": round(float(approved[keys == value].mean()), 6)}
             for value in sorted(set(keys))}
 
 
-def scorecard(spec: Spec, frame: pd.DataFrame, y: np.ndarray, scores: np.ndarray,
+def scorecard(spec: Spec, kept: pd.DataFrame, y: np.ndarray, scores: np.ndarray,
               threshold: float, baseline_roc_auc: float) -> dict[str, Any]:
-    """What a model's ``scores`` on ``frame`` (labels ``y``) amount to, for :func:`decide`."""
+    """What a model's ``scores`` amount to, for :func:`decide`.
+
+    ``y`` are the rows' labels and ``kept`` their ``spec.slices`` columns and fairness column.
+    """
     from sklearn.metrics import roc_auc_score
 
     from mlpipe.steps.analyze import slice_metrics
@@ -227,5 +231,5 @@ def scorecard(spec: Spec, frame: pd.DataFrame, y: np.ndarray, scores: np.ndarray
     roc_auc = round(float(roc_auc_score(y, scores)), 6)
     rule = spec.thresholds.fairness
     return {"roc_auc": roc_auc, "lift": round(roc_auc - baseline_roc_auc, 6), "threshold": threshold,
-            "slices": slice_metrics(frame, y, scores, spec.slices),
-            "fairness": rule and approval_rates(frame, scores, threshold, rule.column)}
+            "slices": slice_metrics(kept, y, scores, spec.slices),
+            "fairness": rule and approval_rates(kept, scores, threshold, rule.column)}

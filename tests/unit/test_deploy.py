@@ -20,10 +20,11 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from mlflow import MlflowClient
 
-from mlpipe import audit, storage
+from mlpipe import audit, datasets, storage
+from mlpipe.model import TabularModel
 from mlpipe.runs import Run
 from mlpipe.steps import StepError, run_step
-from mlpipe.steps.deploy import SERVER_ENV, SMOKE_ROWS, TOKEN_ENV
+from mlpipe.steps.deploy import SERVER_ENV, SMOKE_ROWS, TOKEN_ENV, records
 from tests.conftest import free_port
 from tests.unit.analysis_fixtures import (  # noqa: F401 (the pytest fixtures analyzed_run, module_env)
     analyzed_run_fixture,
@@ -35,8 +36,9 @@ TOKEN = "s3cret-test-token"
 
 
 def tiny_app(name: str, fault: str | None = None, token: str | None = None) -> FastAPI:
-    """A model server for ``name``'s champion. Faults: ``stale`` (reload does nothing), ``lying`` (reload
-    claims the champion but keeps the old model), ``off`` (scores shifted by 0.01)."""
+    """A model server for ``name``'s champion; ``app.state.records`` holds the records last predicted. Faults:
+    ``stale`` (reload does nothing), ``lying`` (reload claims the champion but keeps the old model), ``off``
+    (scores shifted by 0.01)."""
     state: dict = {}
 
     def load() -> None:
@@ -64,6 +66,7 @@ def tiny_app(name: str, fault: str | None = None, token: str | None = None) -> F
     @app.post("/predict")
     def predict(body: dict, request: Request) -> dict:
         authorize(request)
+        app.state.records = body["records"]
         scores = state["model"].scores(pd.DataFrame.from_records(body["records"])) + (0.01 if fault == "off" else 0)
         return {"model": {"name": name, "version": str(state["version"]), "alias": "champion"},
                 "predictions": [{"score": float(score), "decision": bool(score >= state["threshold"])}
@@ -109,6 +112,8 @@ def test_deploy_reloads_the_server_and_checks_its_answers(analyzed_run, monkeypa
     assert {key: result[key] for key in ("deployed", "skipped", "server", "version", "smoke_rows")} == {
         "deployed": True, "skipped": None, "server": url, "version": 2, "smoke_rows": SMOKE_ROWS}
     assert aliases("deployed_model") == {"champion": 2, "challenger": 2, "previous-champion": 1}
+    first = datasets.read(Run(uri).result("split")["analysis"]).head(SMOKE_ROWS)  # the set's first rows
+    assert app.state.records == records(first, TabularModel.load(Run(uri).result("train")["model_folder"]).schema)
     event = audit.history("loan_default")[-1]
     assert (event["action"], event["model"], event["version"], event["server"]) == (
         "deployed", "deployed_model", 2, url)

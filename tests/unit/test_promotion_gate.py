@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from mlpipe import audit, cli, spec, storage
+from mlpipe import audit, cli, datasets, spec, storage
 from mlpipe.promotion import FORCED, MIN_SLICE_CLASS_ROWS, Decision, decide, disparate_impact, side_by_side
 from mlpipe.rollback import ROLLED_BACK_TAG, rollback
 from mlpipe.runs import OPTIONS, Run
@@ -168,7 +168,8 @@ def test_a_worse_challenger_is_not_promoted_and_the_record_says_why(analyzed_run
     register(analyzed_run, "good_1", "worse_model")
     # A stale, flattering number on the champion must not matter: the gate re-scores it.
     MlflowClient().set_model_version_tag("worse_model", "1", "mlpipe.analysis_roc_auc", "0.999")
-    result = register(crippled_run, "bad_2", "worse_model")
+    # Slices may drop any amount: this test is about the overall ROC AUC.
+    result = register(crippled_run, "bad_2", "worse_model", **{"thresholds.max_slice_roc_auc_drop": 1.0})
     good = Run(analyzed_run).result("analyze")["metrics"]["roc_auc"]
     bad = Run(crippled_run).result("analyze")["metrics"]["roc_auc"]
     assert bad < good
@@ -228,6 +229,27 @@ def test_unfair_approvals_refuse_promotion_naming_the_groups(analyzed_run):
            f"verification_status={high} {groups[high]['challenger']:.4f}" in reason
 
 
+def test_the_gate_decides_the_same_whatever_the_batch_size(analyzed_run, crippled_run):
+    fairness = {"thresholds.fairness": {"column": "verification_status", "min_disparate_impact": 0.5,
+                                        "min_group_rows": 30}}
+    comparisons = []
+    for batch_rows in (250_000, 300):  # one batch, then several batches of the 1,972 analysis rows
+        model = f"batched_{batch_rows}_model"
+        register(analyzed_run, f"batched_{batch_rows}_1", model, **{"data.batch_rows": batch_rows})
+        result = register(crippled_run, f"batched_{batch_rows}_2", model, **fairness,
+                          **{"data.batch_rows": batch_rows, "thresholds.min_improvement_over_champion": -1.0})
+        comparisons.append((result["reasons"], json.loads(tags(model, 2)[COMPARISON_TAG])))
+    assert comparisons[0] == comparisons[1]
+    side = comparisons[0][1]
+    assert side["slices"] and side["fairness"]["groups"] and side["metrics"]["roc_auc"]["champion"] == Run(
+        analyzed_run).result("analyze")["metrics"]["roc_auc"]
+
+
+def test_a_fairness_column_missing_from_the_analysis_set_fails_clearly(analyzed_run):
+    with pytest.raises(StepError, match=r"thresholds\.fairness\.column: column 'nope' is not in the analysis set"):
+        register(analyzed_run, "no_column", "no_column_model", **{"thresholds.fairness": {"column": "nope"}})
+
+
 def own_model_run(source: str, run_id: str, model: str) -> tuple[str, Path]:
     """A clone with its own MLflow model (what gets registered and served); the run and the model's booster file."""
     import mlflow
@@ -239,7 +261,7 @@ def own_model_run(source: str, run_id: str, model: str) -> tuple[str, Path]:
     run = Run(uri)
     with mlflow.start_run(run_id=run.result("train")["mlflow_run_id"]):
         info = log_model(TabularModel.load(run.result("train")["model_folder"]),
-                         storage.read_parquet(run.result("split")["analysis"]).head(3))
+                         next(datasets.batches(run.result("split")["analysis"], 3)))
     replace_result(uri, "train", model_uri=f"runs:/{info.run_id}/model")
     folder = storage.local_path(MlflowClient().get_logged_model(info.model_id).artifact_location)
     [booster] = folder.rglob("model.ubj")

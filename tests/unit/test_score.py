@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipe import runs, storage
+from mlpipe import datasets, runs, storage
 from mlpipe.model import TabularModel
 from mlpipe.pii import keyed_hash
 from mlpipe.runs import Run
@@ -49,6 +49,13 @@ def parts(folder: str) -> pd.DataFrame:
                      ignore_index=True)
 
 
+def expected_scores(champion_run: str, batch: pd.DataFrame) -> np.ndarray:
+    """The champion's scores of ``batch`` with its PII hashed as the score step hashes it."""
+    masked = batch.copy()
+    masked["addr_state"] = keyed_hash(batch["addr_state"], b"test-key-not-a-secret")
+    return TabularModel.load(Run(champion_run).result("train")["model_folder"]).scores(masked)
+
+
 @pytest.mark.parametrize("name", ["batch.csv", "batch.parquet"])
 def test_scores_in_chunks_equal_the_models_scores(champion_run, batch, tmp_path, name):
     uri = scoring_run(champion_run, f"chunks_{name}", write(tmp_path, batch, name), **{"scoring.chunk_rows": 1000})
@@ -59,15 +66,24 @@ def test_scores_in_chunks_equal_the_models_scores(champion_run, batch, tmp_path,
     assert sum(phases.values()) <= result["seconds"]
     predictions, inputs = parts(result["predictions"]), parts(result["inputs"])
     assert len(storage.children(result["predictions"])) == 3
-    masked = batch.copy()
-    masked["addr_state"] = keyed_hash(batch["addr_state"], b"test-key-not-a-secret")
-    expected = TabularModel.load(Run(champion_run).result("train")["model_folder"]).scores(masked)
-    np.testing.assert_allclose(predictions["score"], expected, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(predictions["score"], expected_scores(champion_run, batch), rtol=0, atol=1e-7)
     assert (predictions["decision"] == (predictions["score"] >= result["threshold"])).all()
     assert result["positive_decisions"] == int(predictions["decision"].sum()) > 0
     assert set(predictions.columns) == {"score", "decision", "model_version", "scored_at"}
     assert not set(batch["addr_state"]) & set(inputs["addr_state"]), "raw PII reached the kept inputs"
     np.testing.assert_allclose(inputs["score"], predictions["score"])
+
+
+def test_a_folder_of_parquet_parts_is_scored_every_row_once(champion_run, batch, tmp_path):
+    folder = storage.normalize(tmp_path / "parts")
+    with datasets.PartWriter(folder) as writer:
+        for start in (0, 1000, 2000):  # parts of 1000, 1000 and 500 rows
+            writer.write(batch.iloc[start:start + 1000].reset_index(drop=True))
+    uri = scoring_run(champion_run, "parts", folder, **{"scoring.chunk_rows": 700})
+    result = run_step("score", uri)
+    assert (result["rows"], result["chunks"]) == (2500, 5)  # chunks never span two parts
+    predictions = parts(result["predictions"])
+    np.testing.assert_allclose(predictions["score"], expected_scores(champion_run, batch), rtol=0, atol=1e-7)
 
 
 def test_unexpected_values_are_counted_not_fatal(champion_run, batch, tmp_path):

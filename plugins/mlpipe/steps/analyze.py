@@ -7,10 +7,18 @@
   untouched by every choice made about the model.
 - The logistic-regression baseline's ROC AUC on the same rows, and the lift over it.
 - Metrics per value of each ``spec.slices`` column (missing values form their own slice).
-- Sensitivity: every numeric input of every row multiplied by ``1 ± scale`` (random
+- Sensitivity: every numeric input of every sampled row multiplied by ``1 ± scale`` (random
   sign, seeded by ``split.seed``) -> mean / max absolute score change and the share of
   decisions that flip, for each scale in :data:`SENSITIVITY_SCALES`.
-- Global feature contributions: mean |SHAP| per feature from XGBoost's ``pred_contribs``.
+- Global feature contributions: mean |SHAP| per feature from XGBoost's ``pred_contribs``,
+  on the sampled rows.
+
+The validation and analysis sets are scored in one batched pass each
+(:func:`mlpipe.evaluation.evaluate`, ``data.batch_rows`` rows at a time): memory holds one
+batch plus, per row, the label, the model's and the baseline's scores and the slice columns.
+Sensitivity and SHAP contributions use a seeded sample of at most
+:data:`ANALYSIS_SAMPLE_ROWS` analysis rows (all of them when fewer; the report's
+``sample_rows`` says how many).
 
 Plots (PNG, drawn with matplotlib's object API and its Agg renderer: no pyplot, no
 GUI backend) and ``metrics.json`` go to ``<run>/analyze/`` and, with every metric
@@ -25,8 +33,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlpipe import storage, tracking
-from mlpipe.features import labels
+from mlpipe import datasets, storage, tracking
+from mlpipe.evaluation import evaluate
 from mlpipe.model import TabularModel
 from mlpipe.runs import Run
 from mlpipe.steps import StepError
@@ -37,6 +45,9 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from mlpipe.evaluation import Evaluated
+    from mlpipe.spec import Spec
+
 log = logging.getLogger(__name__)
 
 SENSITIVITY_SCALES = (0.01, 0.05)
@@ -45,6 +56,7 @@ PLOTTED_FEATURES = 20
 MISSING = "<missing>"
 THRESHOLD_RULE = "the validation-set score that maximizes F1; a row is positive when its score >= it"
 ARTIFACT_FOLDER = "analysis"
+ANALYSIS_SAMPLE_ROWS = 50_000  # rows of the analysis set that sensitivity and SHAP contributions use
 
 
 def require_both_classes(y: np.ndarray, part: str) -> None:
@@ -88,22 +100,31 @@ def classification_metrics(y: np.ndarray, scores: np.ndarray, threshold: float) 
     return {**rounded, "threshold": threshold}, confusion
 
 
+def require_columns(uri: str, columns: list[str], field: str) -> None:
+    """Raise :class:`StepError` naming the first of ``columns`` (from spec ``field``) not in the dataset ``uri``."""
+    present = set(next(datasets.tables(uri, 1)).column_names)
+    for column in columns:
+        if column not in present:
+            raise StepError(f"{field}: column {column!r} is not in the analysis set")
+
+
 def slice_keys(frame: pd.DataFrame, column: str) -> np.ndarray:
     """The slice value of each row of ``frame`` for ``column``, as text (missing -> ``<missing>``)."""
-    if column not in frame.columns:
-        raise StepError(f"slices: column {column!r} is not in the analysis set")
     values = frame[column]
     return values.astype(str).where(values.notna(), MISSING).to_numpy()
 
 
-def slice_metrics(frame: pd.DataFrame, y: np.ndarray, scores: np.ndarray,
+def slice_metrics(kept: pd.DataFrame, y: np.ndarray, scores: np.ndarray,
                   columns: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Rows, positives, positive rate, mean score and ROC AUC (when both classes occur) per slice."""
+    """Rows, positives, positive rate, mean score and ROC AUC (when both classes occur) per slice.
+
+    ``kept`` holds (at least) the slice ``columns`` of the rows that ``y`` and ``scores`` describe.
+    """
     from sklearn.metrics import roc_auc_score
 
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for column in columns:
-        keys = slice_keys(frame, column)
+        keys = slice_keys(kept, column)
         out[column] = {}
         for value in sorted(set(keys)):
             rows = keys == value
@@ -249,33 +270,43 @@ def write_outputs(run: Run, figures: dict[str, Figure], report: dict, folder: Pa
     return plots, metrics_uri
 
 
-def analyze(run: Run) -> dict[str, Any]:
+def decision_threshold(model: TabularModel, uri: str, spec: Spec) -> float:
+    """The F1-maximizing threshold on the validation set at ``uri``, scored in one batched pass."""
+    validation = evaluate(uri, spec, {"model": model.scores})
+    require_both_classes(validation.y, "validation")
+    return choose_threshold(validation.y, validation.scores["model"])
+
+
+def analysis_metrics(evaluated: Evaluated, threshold: float) -> tuple[dict, dict]:
+    """The model's metrics and confusion matrix (:func:`classification_metrics`), the baseline's ROC AUC, the lift."""
     from sklearn.metrics import roc_auc_score
 
+    require_both_classes(evaluated.y, "analysis")
+    metrics, confusion = classification_metrics(evaluated.y, evaluated.scores["model"], threshold)
+    metrics["baseline_roc_auc"] = round(float(roc_auc_score(evaluated.y, evaluated.scores["baseline"])), 6)
+    metrics["lift"] = round(metrics["roc_auc"] - metrics["baseline_roc_auc"], 6)
+    return metrics, confusion
+
+
+def analyze(run: Run) -> dict[str, Any]:
     from mlpipe.steps.train import load_baseline
 
     spec, split, train = run.spec, run.result("split"), run.result("train")
     model = TabularModel.load(train["model_folder"])
-    validation = storage.read_parquet(split["validation"])
-    y_validation = labels(validation, spec)
-    require_both_classes(y_validation, "validation")
-    threshold = choose_threshold(y_validation, model.scores(validation))
-
-    frame = storage.read_parquet(split["analysis"])
-    y = labels(frame, spec)
-    require_both_classes(y, "analysis")
-    scores = model.scores(frame)
-    baseline = load_baseline(run).scores(frame)
-    metrics, confusion = classification_metrics(y, scores, threshold)
-    metrics["baseline_roc_auc"] = round(float(roc_auc_score(y, baseline)), 6)
-    metrics["lift"] = round(metrics["roc_auc"] - metrics["baseline_roc_auc"], 6)
-    slices = slice_metrics(frame, y, scores, spec.slices)
-    sensitive = sensitivity(model, frame, threshold, spec.split.seed)
-    contributions = feature_contributions(model, frame)
-    report = {"rows": len(frame), "threshold_rule": THRESHOLD_RULE, "metrics": metrics,
-              "confusion_matrix": confusion, "slices": slices, "sensitivity": sensitive,
+    threshold = decision_threshold(model, split["validation"], spec)
+    require_columns(split["analysis"], spec.slices, "slices")
+    evaluated = evaluate(split["analysis"], spec, {"model": model.scores, "baseline": load_baseline(run).scores},
+                         keep=spec.slices)
+    y, scores = evaluated.y, evaluated.scores["model"]
+    metrics, confusion = analysis_metrics(evaluated, threshold)
+    slices = slice_metrics(evaluated.kept, y, scores, spec.slices)
+    sample = datasets.sample(split["analysis"], ANALYSIS_SAMPLE_ROWS, spec.split.seed)
+    sensitive = sensitivity(model, sample, threshold, spec.split.seed)
+    contributions = feature_contributions(model, sample)
+    report = {"rows": len(evaluated), "sample_rows": len(sample), "threshold_rule": THRESHOLD_RULE,
+              "metrics": metrics, "confusion_matrix": confusion, "slices": slices, "sensitivity": sensitive,
               "feature_contributions": contributions}
-    figures = {"roc": plot_roc(y, scores, baseline), "pr": plot_pr(y, scores, threshold),
+    figures = {"roc": plot_roc(y, scores, evaluated.scores["baseline"]), "pr": plot_pr(y, scores, threshold),
                "calibration": plot_calibration(y, scores),
                "confusion_matrix": plot_confusion(confusion, threshold),
                "feature_contributions": plot_contributions(contributions)}
@@ -286,5 +317,5 @@ def analyze(run: Run) -> dict[str, Any]:
     log.info("analysis: roc_auc %.4f (baseline %.4f), f1 %.4f at threshold %.4f",
              metrics["roc_auc"], metrics["baseline_roc_auc"], metrics["f1"], threshold)
     return {"metrics": metrics, "confusion_matrix": confusion, "slices": slices, "sensitivity": sensitive,
-            "top_features": contributions[:TOP_FEATURES], "plots": plots, "metrics_uri": metrics_uri,
-            "mlflow_run_id": train["mlflow_run_id"]}
+            "top_features": contributions[:TOP_FEATURES], "sample_rows": len(sample), "plots": plots,
+            "metrics_uri": metrics_uri, "mlflow_run_id": train["mlflow_run_id"]}

@@ -18,7 +18,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from mlpipe import audit, storage
+from mlpipe import audit, datasets
 from mlpipe.model import TabularModel
 from mlpipe.runs import Run
 from mlpipe.steps import StepError
@@ -142,7 +142,7 @@ def deploy(run: Run) -> dict[str, Any]:
         return {**outcome, "skipped": f"version {version} is no longer the champion (now: {champion}): "
                                       "nothing to deploy"}
     model = TabularModel.load(run.result("train")["model_folder"])
-    rows = storage.read_parquet(run.result("split")["analysis"]).head(SMOKE_ROWS)
+    rows = next(datasets.batches(run.result("split")["analysis"], SMOKE_ROWS))  # the first rows, not the whole set
     try:
         checked = smoke_test(url, version, model, rows)
     except DeployError as error:

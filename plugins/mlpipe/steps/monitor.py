@@ -24,7 +24,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from mlpipe import reference, storage, tracking
+from mlpipe import datasets, reference, storage, tracking
 from mlpipe.monitoring import breach_reasons, drifting, judged
 from mlpipe.runs import Run
 from mlpipe.scored import SCORE, VERSION, WINDOW, Scored, Window, scored_in
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 STEP = "monitor"
 OK, BREACH, NOTHING = "ok", "breach", "nothing_to_compare"
 LAST_MONITORING_TAG = "mlpipe.last_monitoring"
+FEEDBACK_BATCH_ROWS = 1_000_000
 ANALYSIS_AUC_TAG = "mlpipe.analysis_roc_auc"
 
 
@@ -65,15 +66,15 @@ def outcomes(spec: Spec) -> pd.DataFrame:
     """The late outcomes (id columns + the target), one row per id (the last one given wins)."""
     import pandas as pd
 
-    from mlpipe.steps.score import chunks
-
     source = spec.monitoring.feedback.source
-    files = [storage.join(source, name) for name in storage.children(source)
-             if name.endswith((".csv", ".parquet"))] if not source.endswith((".csv", ".parquet")) else [source]
+    try:
+        files = datasets.files(source)
+    except StepError:  # no outcomes have arrived yet
+        files = []
     needed = [*spec.id_columns, spec.target.column]
     frames = []
     for uri in files:
-        for frame in chunks(uri, None, 1_000_000):
+        for frame in datasets.batches(uri, FEEDBACK_BATCH_ROWS):
             if missing := [c for c in needed if c not in frame.columns]:
                 raise StepError(f"{uri}: the feedback lacks the columns {missing} (needs {needed})")
             frames.append(frame[needed])

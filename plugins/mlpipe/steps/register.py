@@ -5,6 +5,9 @@ MLflow run, analysis metrics, decision threshold). The gate (:func:`mlpipe.promo
 compares it with the current champion *re-scored on this run's analysis set*
 (never trusting old numbers), after an infra check that loads the registered version
 through the serving code path (the MLflow pyfunc) and scores the set's first rows.
+Both models score the analysis set in one batched pass (:func:`mlpipe.evaluation.evaluate`):
+memory holds one batch plus, per row, the label, the two scores, the slice columns and
+the fairness column.
 Every decision (promoted or not, why, the metrics side by side, forced or not, which
 run) is recorded as tags on the version and as one event in the audit log
 (:mod:`mlpipe.audit`). Promotion moves aliases only: ``champion`` to the new version,
@@ -20,7 +23,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from mlpipe import audit, storage
-from mlpipe.features import labels
 from mlpipe.promotion import Decision, decide, scorecard, side_by_side
 from mlpipe.runs import Run
 from mlpipe.steps import StepError
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+    from mlpipe.evaluation import Scorer
     from mlpipe.spec import Spec
 
 log = logging.getLogger(__name__)
@@ -116,9 +119,8 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else '(no message)'}"
 
 
-def champion_scorecard(client: MlflowClient, spec: Spec, name: str, version: int, frame: pd.DataFrame,
-                       y: np.ndarray, baseline_roc_auc: float) -> dict[str, Any]:
-    """The registered ``version`` re-scored on ``frame``, at the decision threshold it was promoted with."""
+def champion_scorer(client: MlflowClient, name: str, version: int) -> tuple[Scorer, float]:
+    """The registered ``version``'s scores (loaded as it is served) and the decision threshold it was promoted with."""
     from mlpipe.serving_model import load_version
 
     tags = client.get_model_version(name, str(version)).tags
@@ -130,8 +132,18 @@ def champion_scorecard(client: MlflowClient, spec: Spec, name: str, version: int
         raise StepError(f"cannot re-score champion {name} version {version} to compare with it "
                         f"({describe(error)}); repair it or roll it back (mlpipe rollback {name})"
                         ) from error
-    card = scorecard(spec, frame, y, model.scores(frame), float(tags[THRESHOLD_TAG]), baseline_roc_auc)
-    return {"version": version, **card}
+    return model.scores, float(tags[THRESHOLD_TAG])
+
+
+def kept_columns(spec: Spec, uri: str) -> list[str]:
+    """The columns of the analysis set at ``uri`` the scorecards need: the slices and the fairness attribute."""
+    from mlpipe.steps.analyze import require_columns
+
+    rule = spec.thresholds.fairness
+    if rule is None:
+        return list(spec.slices)
+    require_columns(uri, [rule.column], "thresholds.fairness.column")
+    return list(dict.fromkeys([*spec.slices, rule.column]))
 
 
 def infra_check(name: str, version: int, rows: pd.DataFrame, schema: dict[str, Any],
@@ -158,20 +170,25 @@ def infra_check(name: str, version: int, rows: pd.DataFrame, schema: dict[str, A
 def gate(run: Run, client: MlflowClient, name: str, version: int,
          forced: bool) -> tuple[Decision, dict[str, Any], int | None]:
     """The promotion decision for ``version``, the scorecards side by side, and the version compared with."""
+    from mlpipe import datasets
+    from mlpipe.evaluation import evaluate
     from mlpipe.model import TabularModel
 
-    spec, metrics = run.spec, run.result("analyze")["metrics"]
-    frame = storage.read_parquet(run.result("split")["analysis"])
-    y = labels(frame, spec)
+    spec, metrics, uri = run.spec, run.result("analyze")["metrics"], run.result("split")["analysis"]
     model = TabularModel.load(run.result("train")["model_folder"])
-    scores = model.scores(frame)
-    challenger = scorecard(spec, frame, y, scores, metrics["threshold"], metrics["baseline_roc_auc"])
+    contenders = {CHALLENGER: (model.scores, metrics["threshold"])}
     compared = compared_version(client, name, version)
-    champion = None if compared is None else champion_scorecard(
-        client, spec, name, compared, frame, y, metrics["baseline_roc_auc"])
-    problem = infra_check(name, version, frame.head(INFRA_ROWS), model.schema, scores[:INFRA_ROWS])
-    decision = decide(spec, challenger, champion, force=forced, infra_error=problem)
-    return decision, side_by_side(spec, challenger, champion), compared
+    if compared is not None:
+        contenders[CHAMPION] = champion_scorer(client, name, compared)
+    evaluated = evaluate(uri, spec, {role: scorer for role, (scorer, _) in contenders.items()},
+                         keep=kept_columns(spec, uri))
+    cards = {role: scorecard(spec, evaluated.kept, evaluated.y, evaluated.scores[role], threshold,
+                             metrics["baseline_roc_auc"]) for role, (_, threshold) in contenders.items()}
+    champion = None if compared is None else {"version": compared, **cards[CHAMPION]}
+    problem = infra_check(name, version, next(datasets.batches(uri, INFRA_ROWS)), model.schema,
+                          evaluated.scores[CHALLENGER][:INFRA_ROWS])
+    decision = decide(spec, cards[CHALLENGER], champion, force=forced, infra_error=problem)
+    return decision, side_by_side(spec, cards[CHALLENGER], champion), compared
 
 
 def apply_decision(run: Run, client: MlflowClient, name: str, version: int, forced: bool) -> dict[str, Any]:

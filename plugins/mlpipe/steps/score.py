@@ -1,6 +1,7 @@
 """score: the champion scores a batch, one bounded chunk at a time.
 
-The batch (CSV or Parquet, ``file://`` or ``s3://``) is the trigger option
+The batch (a CSV or Parquet file, or a folder of them such as ``mlpipe synth`` writes;
+``file://`` or ``s3://``; read by :func:`mlpipe.datasets.batches`) is the trigger option
 ``input_uri`` or the spec's ``scoring.source``. Each chunk of ``scoring.chunk_rows``
 rows gets the spec's PII rules, is checked against the training schema with Great
 Expectations (a missing column or a column of the wrong type fails the batch,
@@ -27,7 +28,7 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from mlpipe import storage
+from mlpipe import datasets, storage
 from mlpipe.pii import mask_pii
 from mlpipe.runs import Run
 from mlpipe.steps import StepError
@@ -56,23 +57,6 @@ def champion(model_name: str) -> tuple[TabularModel, int, float]:
                         "train and promote one first") from None
     model = load_version(model_name, version.version)
     return model, int(version.version), float(version.tags[THRESHOLD_TAG])
-
-
-def chunks(uri: str, fmt: str | None, rows: int) -> Iterator[pd.DataFrame]:
-    """The batch at ``uri`` as DataFrames of at most ``rows`` rows, read lazily."""
-    import pandas as pd
-    import pyarrow.parquet as pq
-
-    fmt = fmt or ("parquet" if uri.endswith((".parquet", ".pq")) else "csv")
-    with storage.local_copy(uri) as path:
-        if fmt == "parquet":
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
-                yield batch.to_pandas()
-            return
-        try:
-            yield from pd.read_csv(path, chunksize=rows)
-        except (ValueError, pd.errors.ParserError) as error:
-            raise StepError(f"{uri}: cannot be read as csv: {error}") from None
 
 
 def schema_checks(spec, profiled: dict[str, dict[str, Any]], columns: list[str]) -> list:
@@ -163,7 +147,7 @@ def score(run: Run) -> dict[str, Any]:
     issues: Counter = Counter()
     phases: Counter = Counter()  # seconds spent in each phase, over all chunks
     rows = positives = 0
-    batches = chunks(source, spec.data.format, spec.scoring.chunk_rows)
+    batches = datasets.batches(source, spec.scoring.chunk_rows, fmt=spec.data.format)
     for number, frame in enumerate(timed(batches, phases, "read")):
         if missing := [c for c in spec.id_columns if c not in frame.columns]:
             raise StepError(f"id_columns {missing} are not in the batch")
