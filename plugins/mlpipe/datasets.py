@@ -164,6 +164,11 @@ def read(uri: str, columns: list[str] | None = None, fmt: str | None = None) -> 
     return pa.concat_tables(parts).to_pandas()
 
 
+def column_names(uri: str, fmt: str | None = None) -> list[str]:
+    """The columns of the dataset at ``uri`` (its first file's), reading one batch of it."""
+    return next(tables(uri, rows=1, fmt=fmt)).column_names
+
+
 def row_counts(uri: str) -> list[int]:
     """The rows of each Parquet file of the dataset at ``uri``, from the files' footers."""
     import pyarrow.parquet as pq

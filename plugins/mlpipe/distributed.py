@@ -16,7 +16,7 @@ Clusters:
   CPU pool; :func:`kube_cluster` creates it and connects;
 - :func:`dask_client`: picks one of them, or connects to a running scheduler by address.
 
-:func:`fit_distributed` is what the train step calls: shards, cluster, training.
+:func:`fit_distributed` is what the train step calls: the splits' parts as shards, cluster, training.
 
 Import-light: dask, distributed and xgboost are imported inside the functions that use them.
 """
@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from mlpipe import storage
+from mlpipe import datasets, storage
 from mlpipe.features import labels, matrix
 from mlpipe.orchestration import node_pools
 from mlpipe.orchestration.node_pools import TMP
@@ -55,7 +55,7 @@ SHARDS_PER_WORKER = 2  # of the training split: uneven worker speeds even out
 
 def read_shard(uri: str, feature_schema: dict[str, Any], spec: Spec) -> pd.DataFrame:
     """One Parquet shard as model inputs plus a 0/1 label column; runs on the worker that gets the partition."""
-    frame = storage.read_parquet(uri)
+    frame = datasets.read(uri)
     encoded = matrix(frame, feature_schema)
     encoded[LABEL] = labels(frame, spec)
     return encoded
@@ -232,16 +232,28 @@ def dask_client(workers: int, scheduler_address: str | None = None, kubernetes: 
             yield client
 
 
-def fit_distributed(spec: Spec, params: dict[str, Any], frames: dict[str, pd.DataFrame],
+def shards_of(uri: str, folder: str, shards: int) -> list[str]:
+    """The shards of a split: its own Parquet parts when it has at least ``shards``, else ``shards`` new ones.
+
+    A split with fewer parts than that holds fewer than ``shards`` x ``data.batch_rows`` rows, so
+    re-sharding it in memory stays bounded.
+    """
+    parts = datasets.files(uri)
+    if len(parts) >= shards:
+        return parts
+    return write_shards(datasets.read(uri), folder, shards)
+
+
+def fit_distributed(spec: Spec, params: dict[str, Any], parts: dict[str, str],
                     feature_schema: dict[str, Any], folder: str, workers: int, scheduler_address: str | None = None,
                     kubernetes: bool = False) -> tuple[xgb.Booster, dict[str, list[float]], float]:
-    """The train step on Dask: write the ``train``/``validation`` frames as shards under ``folder``, train there.
+    """The train step on Dask: the ``train``/``validation`` splits' parts are the shards (:func:`shards_of`).
 
     The cluster is the scheduler at ``scheduler_address`` when given, else a new DaskCluster of
     ``workers`` pods placed like the train step (``kubernetes``), else a LocalCluster of ``workers``
     processes. Returns what :func:`train_on_dask` returns.
     """
-    shards = {part: write_shards(frames[part], storage.join(folder, part), workers * SHARDS_PER_WORKER)
+    shards = {part: shards_of(parts[part], storage.join(folder, part), workers * SHARDS_PER_WORKER)
               for part in ("train", VALIDATION)}
     name = f"{spec.name.replace('_', '-')[:40]}-train-{secrets.token_hex(4)}"  # DNS label, unique per fit
     manifest = train_cluster_spec(spec, name, workers) if kubernetes and not scheduler_address else None

@@ -21,14 +21,23 @@ def labels(frame: pd.DataFrame, spec: Spec) -> np.ndarray:
     return (target.astype(str) == str(spec.target.positive_class)).to_numpy(dtype="int8")
 
 
+def distinct(values: pd.Series) -> set[str]:
+    """The distinct non-missing values of a column, as text (how categories are compared)."""
+    return set(values.dropna().astype(str).unique().tolist())
+
+
+def schema_of(names: list[str], levels: dict[str, set[str]], spec: Spec) -> dict[str, Any]:
+    """The feature schema of a dataset with columns ``names`` whose categorical columns hold ``levels``."""
+    columns = spec.feature_columns(names)
+    return {"columns": columns,
+            "categorical": {c: sorted(levels[c]) for c in columns if c in spec.features.categorical}}
+
+
 def schema(frame: pd.DataFrame, spec: Spec) -> dict[str, Any]:
     """The feature schema learned from training data: column order and categorical levels."""
-    columns = spec.feature_columns(list(frame.columns))
-    categorical = [c for c in columns if c in spec.features.categorical]
-    return {
-        "columns": columns,
-        "categorical": {c: sorted(frame[c].dropna().astype(str).unique().tolist()) for c in categorical},
-    }
+    names = list(frame.columns)
+    return schema_of(names, {c: distinct(frame[c]) for c in spec.feature_columns(names)
+                             if c in spec.features.categorical}, spec)
 
 
 def matrix(frame: pd.DataFrame, feature_schema: dict[str, Any]) -> pd.DataFrame:

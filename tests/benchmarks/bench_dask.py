@@ -115,7 +115,9 @@ def main() -> None:
                                                      "training.early_stopping_rounds": max(1, args.rounds // 10)})
     parts = split(make_table(args.rows))
     feature_schema = schema(parts["train"], pipeline)
-    params = booster_params(pipeline.training, scale_pos_weight(labels(parts["train"], pipeline), "auto"), "cpu")
+    train_labels = labels(parts["train"], pipeline)
+    params = booster_params(pipeline.training, scale_pos_weight(len(train_labels), int(train_labels.sum()), "auto"),
+                            "cpu")
     analysis, y = parts["analysis"], labels(parts["analysis"], pipeline)
     with tempfile.TemporaryDirectory(prefix="bench-dask-") as folder:
         shards = {part: write_shards(parts[part], str(Path(folder) / part), count) for part, count in SHARDS.items()}

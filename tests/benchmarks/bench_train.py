@@ -61,17 +61,18 @@ def raw(uri: str) -> tuple[int, float, float]:
     """The same training with nothing around it: rounds, seconds of ``xgboost.train``, of the whole path."""
     import xgboost as xgb
 
-    from mlpipe import features, storage
+    from mlpipe import datasets, features
     from mlpipe.runs import Run
     from mlpipe.steps.train import booster_params, requested_device, resolve_device, scale_pos_weight
 
     started = time.perf_counter()
     run = Run(uri)
     spec, parts = run.spec, run.result("split")
-    train, validation = (storage.read_parquet(parts[part]) for part in ("train", "validation"))
+    train, validation = (datasets.read(parts[part]) for part in ("train", "validation"))
     schema = features.schema(train, spec)
     y_train, y_valid = features.labels(train, spec), features.labels(validation, spec)
-    params = booster_params(spec.training, scale_pos_weight(y_train, spec.training.scale_pos_weight),
+    params = booster_params(spec.training, scale_pos_weight(len(y_train), int(y_train.sum()),
+                                                            spec.training.scale_pos_weight),
                             resolve_device(requested_device(spec)))
     dtrain = xgb.QuantileDMatrix(features.matrix(train, schema), label=y_train, enable_categorical=True)
     dvalid = xgb.QuantileDMatrix(features.matrix(validation, schema), label=y_valid, enable_categorical=True,

@@ -40,7 +40,7 @@ from sklearn.metrics import roc_auc_score
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "plugins"))
 
-from mlpipe import runs, spec, storage  # noqa: E402
+from mlpipe import datasets, runs, spec, storage  # noqa: E402
 from mlpipe.features import labels  # noqa: E402
 from mlpipe.runs import Run  # noqa: E402
 from mlpipe.steps import run_step  # noqa: E402
@@ -82,7 +82,7 @@ def best(study: optuna.Study) -> optuna.trial.FrozenTrial:
 def analysis_auc(run: Run, params: dict) -> float:
     """ROC AUC on the analysis set of a model trained (as ``train`` does) with ``params`` merged in."""
     parts = run.result("split")
-    frames = {part: storage.read_parquet(parts[part]) for part in ("train", "validation", "analysis")}
+    frames = {part: datasets.read(parts[part]) for part in ("train", "validation", "analysis")}
     tuned = run.spec.model_copy(update={"training": tuned_training(run.spec.training, params)})
     fit = fit_models(tuned, frames)
     return float(roc_auc_score(labels(frames["analysis"], run.spec), fit.model.scores(frames["analysis"])))

@@ -28,6 +28,7 @@ from mlpipe.distributed import (
     local_cluster,
     partition_meta,
     read_shard,
+    shards_of,
     train_cluster_spec,
     train_on_dask,
     write_shards,
@@ -62,7 +63,7 @@ def setup(pipeline, frames, tmp_path_factory):
     root = tmp_path_factory.mktemp("shards")
     feature_schema = schema(frames["train"], pipeline)
     y = labels(frames["train"], pipeline)
-    params = booster_params(pipeline.training, scale_pos_weight(y, "auto"), "cpu")
+    params = booster_params(pipeline.training, scale_pos_weight(len(y), int(y.sum()), "auto"), "cpu")
     shards = {part: write_shards(frames[part], str(root / part), count)
               for part, count in (("train", 4), ("validation", 2))}
     return feature_schema, params, shards
@@ -228,16 +229,39 @@ def test_module_is_import_light():
     assert out.stdout.strip() == "[]"
 
 
-def test_fit_distributed_shards_the_frames_and_trains_on_a_running_scheduler(client, pipeline, frames, setup,
-                                                                             tmp_path):
+def test_fit_distributed_shards_a_split_of_few_parts_and_trains_on_a_running_scheduler(client, pipeline, frames,
+                                                                                      setup, tmp_path):
     feature_schema, params, _ = setup
     short = pipeline.model_copy(update={"training": pipeline.training.model_copy(update={"num_boost_round": 3})})
+    parts = {part: storage.write_parquet(frames[part], storage.normalize(tmp_path / f"{part}.parquet"))
+             for part in ("train", "validation")}  # one part each: fewer than 2 workers x 2 shards
     folder = storage.normalize(tmp_path / "run" / "train" / "shards")
-    booster, history, _ = fit_distributed(short, params, frames, feature_schema, folder, workers=2,
+    booster, history, _ = fit_distributed(short, params, parts, feature_schema, folder, workers=2,
                                           scheduler_address=client.scheduler.address)
     assert booster.num_boosted_rounds() == 3 and len(history["logloss"]) == 3
     assert storage.children(storage.join(folder, "train")) == [f"part-{i:05d}.parquet" for i in range(4)]
     assert len(storage.children(storage.join(folder, "validation"))) == 4
+
+
+def test_a_split_of_enough_parts_is_its_own_shards(pipeline, frames, tmp_path):
+    folder = storage.normalize(tmp_path / "split")
+    written = write_shards(frames["train"], folder, 5)
+    assert shards_of(folder, storage.normalize(tmp_path / "shards"), 4) == written
+    assert not (tmp_path / "shards").exists()
+
+
+def test_the_train_step_goes_to_dask_above_a_row_count(client, start_run):
+    from mlpipe.runs import Run
+    from mlpipe.steps import run_step
+
+    options = {"training.num_boost_round": 5, "training.distributed.scheduler_address": client.scheduler.address}
+    small = start_run("below", **options, **{"training.distributed.above_rows": 10_000})
+    large = start_run("above", **options, **{"training.distributed.above_rows": 5_000})  # train split: 5,915 rows
+    for uri in (small, large):
+        for step in ("ingest", "split", "train"):
+            run_step(step, uri)
+    assert not storage.children(Run(small).path("train", "shards"))  # trained in this process
+    assert len(storage.children(Run(large).path("train", "shards", "train"))) == 4
 
 
 def test_the_train_step_trains_on_dask_when_the_spec_says_so(client, start_run):

@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from mlpipe import runs, spec, storage, tracking
+from mlpipe import datasets, runs, spec, storage, tracking
 from mlpipe.features import labels, matrix, schema
 from mlpipe.runs import Run
 from mlpipe.steps import StepError, run_step
@@ -156,7 +156,7 @@ def held_out_auc(uri: str, trial: optuna.trial.FrozenTrial) -> float:
     round, scored with scikit-learn on the fold's held-out rows; the mean over folds. Without
     ``tuning.cv_folds`` the one fold is train (held out: validation)."""
     run = Run(uri)
-    frames = [storage.read_parquet(run.result("split")[part]) for part in ("train", "validation")]
+    frames = [datasets.read(run.result("split")[part]) for part in ("train", "validation")]
     feature_schema = schema(frames[0], run.spec)
     features = pd.concat([matrix(frame, feature_schema) for frame in frames], ignore_index=True)
     y = np.concatenate([labels(frame, run.spec) for frame in frames])
@@ -164,7 +164,7 @@ def held_out_auc(uri: str, trial: optuna.trial.FrozenTrial) -> float:
     folds = ([(np.arange(train_rows), np.arange(train_rows, len(y)))] if not tuning.cv_folds else
              StratifiedKFold(tuning.cv_folds, shuffle=True, random_state=tuning.seed).split(features, y))
     params = booster_params(tuned_training(run.spec.training, trial.params),
-                            scale_pos_weight(y[:train_rows], "auto"), "cpu")
+                            scale_pos_weight(train_rows, int(y[:train_rows].sum()), "auto"), "cpu")
     aucs = []
     for fit_rows, held_rows in folds:
         data = xgb.DMatrix(features.iloc[fit_rows], label=y[fit_rows], enable_categorical=True)
@@ -196,7 +196,7 @@ def test_a_trial_scores_the_held_out_auc_at_its_best_round(split_run, folds):
 def test_too_many_folds_for_the_rare_class_is_rejected_naming_the_field(split_run):
     uri = tuning_run(split_run, "few_positives", **{"tuning.cv_folds": 5})
     for part, keep in (("train", 3), ("validation", 1)):  # 4 positives in train + validation
-        frame = storage.read_parquet(Run(uri).result("split")[part])
+        frame = datasets.read(Run(uri).result("split")[part])
         positive = labels(frame, Run(uri).spec) == 1
         smaller = Run(uri).path("split", f"{part}_few.parquet")
         storage.write_parquet(pd.concat([frame[positive].head(keep), frame[~positive]]), smaller)

@@ -30,14 +30,18 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from mlpipe import reference, storage, tracking
-from mlpipe.features import labels, matrix, schema
+from mlpipe import datasets, reference, storage, tracking
+from mlpipe.evaluation import evaluate
+from mlpipe.features import distinct, labels, matrix, schema_of
 from mlpipe.model import SCHEMA_FILE, TabularModel
 from mlpipe.runs import Run, StepNotFinished
 from mlpipe.steps import StepError
@@ -47,7 +51,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import xgboost as xgb
 
-    from mlpipe.spec import Spec, Training
+    from mlpipe.spec import Distributed, Spec, Training
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,7 @@ TUNING_RUN_TAG = "mlpipe.tuning_run_id"
 BASELINE_FILE = "pipeline.skops"
 BASELINE_TRUSTED = ["numpy.dtype"]
 EXAMPLE_ROWS = 5
+LOGGED_ROWS = 10_000  # rows of each split logged to MLflow as the run's datasets (a seeded sample when more)
 
 
 @dataclass
@@ -155,12 +160,9 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def scale_pos_weight(y: np.ndarray, setting: str | float) -> float:
+def scale_pos_weight(rows: int, positives: int, setting: str | float) -> float:
     """``training.scale_pos_weight``; ``"auto"`` is negatives / positives of the training labels."""
-    if setting != "auto":
-        return float(setting)
-    positives = int(y.sum())
-    return (len(y) - positives) / positives
+    return float(setting) if setting != "auto" else (rows - positives) / positives
 
 
 def booster_params(training: Training, pos_weight: float, device: str) -> dict[str, Any]:
@@ -179,30 +181,115 @@ def booster_params(training: Training, pos_weight: float, device: str) -> dict[s
     return {**params, "eval_metric": metrics, "scale_pos_weight": pos_weight, "device": device}
 
 
+def require_both_classes(positives: int, rows: int, spec: Spec, part: str) -> None:
+    """A split must hold both classes of the target."""
+    if positives in (0, rows):
+        raise StepError(f"the {part} split needs both classes of target.column {spec.target.column!r}: "
+                        f"{positives} of its {rows} rows are the positive class "
+                        f"{spec.target.positive_class!r}")
+
+
 def inputs(frame: pd.DataFrame, feature_schema: dict[str, Any], spec: Spec,
            part: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """Feature matrix and 0/1 labels of one split, which must hold both classes."""
+    """Feature matrix and 0/1 labels of one split (in memory), which must hold both classes."""
     y = labels(frame, spec)
-    positives = int(y.sum())
-    if positives in (0, len(y)):
-        raise StepError(f"the {part} split needs both classes of target.column {spec.target.column!r}: "
-                        f"{positives} of its {len(y)} rows are the positive class "
-                        f"{spec.target.positive_class!r}")
+    require_both_classes(int(y.sum()), len(y), spec, part)
     return matrix(frame, feature_schema), y
+
+
+@dataclass
+class Scanned:
+    """What one pass over the train split's categorical and target columns finds."""
+
+    schema: dict[str, Any]
+    rows: int
+    positives: int
+
+
+def scan(uri: str, spec: Spec) -> Scanned:
+    """The feature schema, rows and positives of a split, reading only its categorical and target columns."""
+    names = datasets.column_names(uri)
+    categorical = [c for c in spec.feature_columns(names) if c in spec.features.categorical]
+    levels: dict[str, set[str]] = {c: set() for c in categorical}
+    rows = positives = 0
+    for frame in datasets.batches(uri, spec.data.batch_rows, columns=[*categorical, spec.target.column]):
+        for column in categorical:
+            levels[column] |= distinct(frame[column])
+        y = labels(frame, spec)
+        rows, positives = rows + len(y), positives + int(y.sum())
+    return Scanned(schema_of(names, levels, spec), rows, positives)
+
+
+def batch_iterator(uri: str, feature_schema: dict[str, Any], spec: Spec, cache_prefix: str | None = None):
+    """An ``xgboost.DataIter`` over a split: each batch of ``data.batch_rows`` rows as model inputs and labels.
+
+    XGBoost pulls the batches itself, twice (sketching the quantiles, then quantizing); only the
+    quantized matrix stays, in memory, or on disk under ``cache_prefix`` (external memory).
+    """
+    import xgboost as xgb
+
+    class Batches(xgb.DataIter):
+        def __init__(self) -> None:
+            super().__init__(cache_prefix=cache_prefix, release_data=True)
+            self.frames = None
+
+        def next(self, input_data) -> bool:
+            if self.frames is None:
+                self.frames = datasets.batches(uri, spec.data.batch_rows)
+            frame = next(self.frames, None)
+            if frame is None:
+                return False
+            input_data(data=matrix(frame, feature_schema), label=labels(frame, spec))
+            return True
+
+        def reset(self) -> None:
+            self.frames = None
+
+    return Batches()
+
+
+@contextmanager
+def split_matrices(parts: dict[str, str], feature_schema: dict[str, Any], spec: Spec,
+                   external: bool) -> Iterator[tuple[xgb.DMatrix, xgb.DMatrix]]:
+    """The quantized train and validation matrices, built batch by batch from the splits' parts.
+
+    ``external``: the train matrix is an ``ExtMemQuantileDMatrix`` whose pages live in a temporary
+    folder (removed on exit) instead of memory.
+    """
+    import xgboost as xgb
+
+    with tempfile.TemporaryDirectory(prefix="mlpipe-xgb-cache-") as cache:
+        if external:
+            dtrain = xgb.ExtMemQuantileDMatrix(batch_iterator(parts[TRAIN], feature_schema, spec,
+                                                              os.path.join(cache, "train")), enable_categorical=True)
+        else:
+            dtrain = xgb.QuantileDMatrix(batch_iterator(parts[TRAIN], feature_schema, spec), enable_categorical=True)
+        dvalid = xgb.QuantileDMatrix(batch_iterator(parts[VALIDATION], feature_schema, spec),
+                                     enable_categorical=True, ref=dtrain)
+        yield dtrain, dvalid
 
 
 def fit_booster(params: dict[str, Any], train: tuple[pd.DataFrame, np.ndarray],
                 validation: tuple[pd.DataFrame, np.ndarray], training: Training,
                 callbacks: list[xgb.callback.TrainingCallback] | None = None,
                 ) -> tuple[xgb.Booster, dict[str, list[float]], float]:
-    """Boost with early stopping on ``validation``; return the booster, per-round metrics, seconds.
+    """Boost on in-memory inputs (tuning's samples) with early stopping on ``validation``; see :func:`boost`."""
+    import xgboost as xgb
+
+    dtrain = xgb.QuantileDMatrix(train[0], label=train[1], enable_categorical=True)
+    dvalid = xgb.QuantileDMatrix(validation[0], label=validation[1], enable_categorical=True, ref=dtrain)
+    return boost(params, dtrain, dvalid, training, callbacks)
+
+
+def boost(params: dict[str, Any], dtrain: xgb.DMatrix, dvalid: xgb.DMatrix, training: Training,
+          callbacks: list[xgb.callback.TrainingCallback] | None = None,
+          ) -> tuple[xgb.Booster, dict[str, list[float]], float]:
+    """Boost with early stopping on ``dvalid``; return the booster, per-round metrics, seconds.
 
     ``callbacks`` see every round's validation metrics (keys ``validation-<metric>``), e.g. a tuning pruner.
     """
     import xgboost as xgb
 
-    dtrain = xgb.QuantileDMatrix(train[0], label=train[1], enable_categorical=True)
-    dvalid = xgb.QuantileDMatrix(validation[0], label=validation[1], enable_categorical=True, ref=dtrain)
     history: dict[str, dict[str, list[float]]] = {}
     started = time.perf_counter()
     booster = xgb.train(params, dtrain, num_boost_round=training.num_boost_round,
@@ -221,6 +308,8 @@ class Fit:
     history: dict[str, list[float]]
     seconds: float
     validation: dict[str, float]
+    rows: dict[str, int]
+    external_memory: bool
 
     @property
     def best_iteration(self) -> int:
@@ -232,15 +321,14 @@ class Fit:
         return self.best_iteration + 1
 
 
-def validation_metrics(model: TabularModel, baseline: Baseline, frame: pd.DataFrame,
-                       y: np.ndarray) -> dict[str, float]:
-    """ROC AUC and log loss of the model, ROC AUC of the baseline, on the validation frame."""
+def validation_metrics(model: TabularModel, baseline: Baseline, uri: str, spec: Spec) -> dict[str, float]:
+    """ROC AUC and log loss of the model, ROC AUC of the baseline, on the validation split (one batched pass)."""
     from sklearn.metrics import log_loss, roc_auc_score
 
-    scores = model.scores(frame)
-    return {"roc_auc": round(float(roc_auc_score(y, scores)), 6),
-            "logloss": round(float(log_loss(y, scores)), 6),
-            "baseline_roc_auc": round(float(roc_auc_score(y, baseline.scores(frame))), 6)}
+    scored = evaluate(uri, spec, {"model": model.scores, "baseline": baseline.scores})
+    return {"roc_auc": round(float(roc_auc_score(scored.y, scored.scores["model"])), 6),
+            "logloss": round(float(log_loss(scored.y, scored.scores["model"].astype("float64"))), 6),
+            "baseline_roc_auc": round(float(roc_auc_score(scored.y, scored.scores["baseline"])), 6)}
 
 
 def tuned_training(training: Training, values: dict[str, Any]) -> Training:
@@ -305,52 +393,68 @@ def log_run(run: Run, ingested: dict[str, Any], frames: dict[str, pd.DataFrame],
     return run_id
 
 
-def fit_models(spec: Spec, frames: dict[str, pd.DataFrame], shards_folder: str | None = None) -> Fit:
+def uses_dask(settings: Distributed, train_rows: int) -> bool:
+    """Whether the booster trains on Dask: asked for, or a train split above ``distributed.above_rows``."""
+    return settings.enabled or (settings.above_rows is not None and train_rows > settings.above_rows)
+
+
+def fit_models(spec: Spec, parts: dict[str, str], shards_folder: str | None = None) -> Fit:
     """Train the booster and the baseline on the train split; stop early and measure on validation.
 
-    With ``training.distributed.enabled`` the booster is trained on Dask from shards written under
-    ``shards_folder`` (:func:`mlpipe.distributed.fit_distributed`).
+    The booster trains on quantized matrices built batch by batch (:func:`split_matrices`), or on
+    Dask (:func:`mlpipe.distributed.fit_distributed`, shards under ``shards_folder``) when
+    :func:`uses_dask`; the baseline on a seeded sample of ``training.baseline_rows`` train rows.
     """
-    feature_schema = schema(frames[TRAIN], spec)
-    train_set, validation_set = (inputs(frames[part], feature_schema, spec, part)
-                                 for part in (TRAIN, VALIDATION))
-    pos_weight = scale_pos_weight(train_set[1], spec.training.scale_pos_weight)
+    scanned = {part: scan(parts[part], spec) for part in (TRAIN, VALIDATION)}
+    for part, found in scanned.items():
+        require_both_classes(found.positives, found.rows, spec, part)
+    feature_schema, rows = scanned[TRAIN].schema, scanned[TRAIN].rows
+    pos_weight = scale_pos_weight(rows, scanned[TRAIN].positives, spec.training.scale_pos_weight)
     params = booster_params(spec.training, pos_weight, resolve_device(requested_device(spec)))
     settings = spec.training.distributed
-    if settings.enabled:
+    external = spec.training.external_memory_rows is not None and rows > spec.training.external_memory_rows
+    if uses_dask(settings, rows):
         from mlpipe.distributed import fit_distributed
 
         if shards_folder is None:
-            raise StepError("training.distributed.enabled: the Dask workers need a folder for the shards")
-        booster, history, seconds = fit_distributed(spec, params, frames, feature_schema, shards_folder,
+            raise StepError("training.distributed: the Dask workers need a folder for the shards")
+        booster, history, seconds = fit_distributed(spec, params, parts, feature_schema, shards_folder,
                                                     settings.workers, settings.scheduler_address,
                                                     settings.kubernetes)
+        external = False
     else:
-        booster, history, seconds = fit_booster(params, train_set, validation_set, spec.training)
+        with split_matrices(parts, feature_schema, spec, external) as (dtrain, dvalid):
+            booster, history, seconds = boost(params, dtrain, dvalid, spec.training)
     model = TabularModel(booster, feature_schema)
-    baseline = fit_baseline(*train_set, feature_schema)
-    measured = validation_metrics(model, baseline, frames[VALIDATION], validation_set[1])
-    log.info("trained on %s in %.2fs: %d trees (best of %d rounds), validation ROC AUC %.4f (baseline %.4f)",
-             params["device"], seconds, booster.best_iteration + 1, booster.num_boosted_rounds(),
-             measured["roc_auc"], measured["baseline_roc_auc"])
-    return Fit(model, baseline, params, history, seconds, measured)
+    sample = datasets.sample(parts[TRAIN], spec.training.baseline_rows, spec.split.seed)
+    baseline = fit_baseline(*inputs(sample, feature_schema, spec, TRAIN), feature_schema)
+    measured = validation_metrics(model, baseline, parts[VALIDATION], spec)
+    log.info("trained on %s in %.2fs (%d rows%s): %d trees (best of %d rounds), validation ROC AUC %.4f "
+             "(baseline %.4f)", params["device"], seconds, rows, ", external memory" if external else "",
+             booster.best_iteration + 1, booster.num_boosted_rounds(), measured["roc_auc"],
+             measured["baseline_roc_auc"])
+    return Fit(model, baseline, params, history, seconds, measured,
+               {part: found.rows for part, found in scanned.items()}, external)
 
 
 def train(run: Run) -> dict[str, Any]:
-    ingested, parts = run.result("ingest"), run.result("split")
-    frames = {part: storage.read_parquet(parts[part]) for part in (TRAIN, VALIDATION)}
+    ingested, split = run.result("ingest"), run.result("split")
+    parts = {part: split[part] for part in (TRAIN, VALIDATION)}
     spec, tuning = run.spec, tuning_result(run)
     if tuning:
         spec = spec.model_copy(update={"training": tuned_training(spec.training, tuning["best_params"])})
-    trained = fit_models(spec, frames, shards_folder=run.path(STEP, "shards"))
+    trained = fit_models(spec, parts, shards_folder=run.path(STEP, "shards"))
     model_folder = trained.model.save(run.path(STEP, "model"))
     baseline_folder = trained.baseline.save(run.path(STEP, "baseline"))
-    reference_uri = reference.write(frames[TRAIN], trained.model, spec.monitoring.reference_rows, spec.split.seed,
+    rows = max(spec.monitoring.reference_rows, LOGGED_ROWS)
+    samples = {part: datasets.sample(uri, rows, spec.split.seed) for part, uri in parts.items()}
+    reference_uri = reference.write(samples[TRAIN], trained.model, spec.monitoring.reference_rows, spec.split.seed,
                                     run.path(STEP, "reference.parquet"))
-    mlflow_run_id = log_run(run, ingested, frames, trained, tuning)
+    mlflow_run_id = log_run(run, ingested, {part: frame.head(LOGGED_ROWS) for part, frame in samples.items()},
+                            trained, tuning)
     return {"mlflow_run_id": mlflow_run_id, "model_uri": f"runs:/{mlflow_run_id}/model",
             "model_folder": model_folder, "baseline": baseline_folder, "reference": reference_uri,
-            "device": trained.params["device"],
+            "device": trained.params["device"], "rows": trained.rows, "external_memory": trained.external_memory,
             "best_iteration": trained.best_iteration, "num_trees": trained.num_trees,
             "scale_pos_weight": trained.params["scale_pos_weight"], "validation": trained.validation,
             "train_seconds": round(trained.seconds, 4), "data_version": ingested["data_version"],

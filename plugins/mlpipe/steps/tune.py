@@ -20,6 +20,10 @@ slower than the journal's (``tests/benchmarks/bench_tune.py`` measures it).
 - ``tune``: picks the best trial; ``train`` merges its params over ``training.params``
   (and still trains on ``train``, early-stopped on ``validation``).
 
+Trials see seeded samples of at most ``tuning.sample_rows`` train and validation rows (all of
+them on a small book): the search's cost does not grow with the data, and ``train`` then trains
+on every row with the params found.
+
 Cross-validation costs k boosters a trial but scores every train + validation row: on a small
 book, the validation split alone holds too few positives for its AUC to rank params reliably.
 
@@ -40,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlpipe import storage, tracking
+from mlpipe import datasets, tracking
 from mlpipe.features import schema
 from mlpipe.runs import Run
 from mlpipe.steps import StepError
@@ -315,12 +319,14 @@ class Objective:
     def __init__(self, run: Run, shard: int) -> None:
         spec = run.spec
         parts = run.result("split")
-        frames = {part: storage.read_parquet(parts[part]) for part in (TRAIN, VALIDATION)}
+        frames = {part: datasets.sample(parts[part], spec.tuning.sample_rows, spec.tuning.seed)
+                  for part in (TRAIN, VALIDATION)}
         feature_schema = schema(frames[TRAIN], spec)
         self.train, self.validation = (inputs(frames[part], feature_schema, spec, part)
                                        for part in (TRAIN, VALIDATION))
         self.folds = cv_folds(self.train, self.validation, spec.tuning) if spec.tuning.cv_folds else None
-        self.pos_weight = scale_pos_weight(self.train[1], spec.training.scale_pos_weight)
+        self.pos_weight = scale_pos_weight(len(self.train[1]), int(self.train[1].sum()),
+                                           spec.training.scale_pos_weight)
         self.device = resolve_device(requested_device(spec))
         self.threads = worker_threads(spec.tuning.workers)
         self.spec, self.shard = spec, shard
