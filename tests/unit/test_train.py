@@ -27,6 +27,7 @@ from mlpipe.steps import StepError, run_step
 from mlpipe.steps.train import (
     booster_params,
     cuda_usable,
+    fit_models,
     load_baseline,
     requested_device,
     resolve_device,
@@ -276,3 +277,16 @@ def test_booster_params_add_round_metrics_weight_and_device():
 def test_booster_params_reject_settings_that_belong_elsewhere(params, message):
     with pytest.raises(StepError, match=message):
         booster_params(_training(params=params), 1.0, "cpu")
+
+
+def test_many_batches_and_external_memory_train_the_same_model(trained):
+    parts = {part: trained.run.result("split")[part] for part in ("train", "validation")}
+    fits = {name: fit_models(spec.with_overrides(trained.run.spec, overrides), parts) for name, overrides in (
+        ("one batch", {}), ("700-row batches", {"data.batch_rows": 700}),
+        ("external memory", {"data.batch_rows": 700, "training.external_memory_rows": 1_000}))}
+    assert [fit.external_memory for fit in fits.values()] == [False, False, True]
+    assert {fit.rows["train"] for fit in fits.values()} == {len(trained.frame("train"))}
+    one = fits["one batch"].validation["roc_auc"]
+    for name, fit in fits.items():  # quantiles sketched over 9 batches differ a little from one sketch
+        assert fit.validation["roc_auc"] == pytest.approx(one, abs=0.01), name
+        assert fit.model.schema == fits["one batch"].model.schema, name
