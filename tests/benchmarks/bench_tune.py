@@ -84,7 +84,7 @@ def analysis_auc(run: Run, params: dict) -> float:
     parts = run.result("split")
     frames = {part: datasets.read(parts[part]) for part in ("train", "validation", "analysis")}
     tuned = run.spec.model_copy(update={"training": tuned_training(run.spec.training, params)})
-    fit = fit_models(tuned, frames)
+    fit = fit_models(tuned, parts, frames["train"])
     return float(roc_auc_score(labels(frames["analysis"], run.spec), fit.model.scores(frames["analysis"])))
 
 

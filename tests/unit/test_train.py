@@ -281,7 +281,8 @@ def test_booster_params_reject_settings_that_belong_elsewhere(params, message):
 
 def test_many_batches_and_external_memory_train_the_same_model(trained):
     parts = {part: trained.run.result("split")[part] for part in ("train", "validation")}
-    fits = {name: fit_models(spec.with_overrides(trained.run.spec, overrides), parts) for name, overrides in (
+    sample = trained.frame("train")
+    fits = {name: fit_models(spec.with_overrides(trained.run.spec, overrides), parts, sample) for name, overrides in (
         ("one batch", {}), ("700-row batches", {"data.batch_rows": 700}),
         ("external memory", {"data.batch_rows": 700, "training.external_memory_rows": 1_000}))}
     assert [fit.external_memory for fit in fits.values()] == [False, False, True]

@@ -110,6 +110,7 @@ plots are in MLflow (experiment `{name}`, registered model `{model}`).
 | data | `{source}` |
 | target | `{target}` = `{positive}` is the positive class |
 | schedule | `{schedule}` |
+| scale | {batch_rows:,} rows at a time; XGBoost's quantized matrix built batch by batch ({memory}); {dask} |
 | tuning | Optuna TPE, {trials} trials over {workers} parallel `tune_trials` tasks, on the validation set |
 | promotion | analysis ROC AUC ≥ {min_auc}; lift over the baseline ≥ {min_lift} |
 | gate | beats the champion (re-scored on the same rows) by ≥ {min_gain}; no slice drops > {max_drop}{fairness} |
@@ -210,8 +211,22 @@ def _doc(pipeline: spec.Spec, runtime: str) -> str:
         min_auc=pipeline.thresholds.min_roc_auc, min_lift=pipeline.thresholds.min_lift_over_baseline,
         min_gain=pipeline.thresholds.min_improvement_over_champion,
         max_drop=pipeline.thresholds.max_slice_roc_auc_drop, trials=pipeline.tuning.trials,
-        workers=pipeline.tuning.workers, fairness=_fairness(pipeline),
+        workers=pipeline.tuning.workers, fairness=_fairness(pipeline), batch_rows=pipeline.data.batch_rows,
+        memory=_memory(pipeline.training), dask=_dask(pipeline.training.distributed),
     )
+
+
+def _memory(training: spec.Training) -> str:
+    limit = training.external_memory_rows
+    return "always in memory" if limit is None else f"on disk above {limit:,} train rows"
+
+
+def _dask(distributed: spec.Distributed) -> str:
+    if distributed.enabled:
+        return f"trains on Dask ({distributed.workers} workers)"
+    if distributed.above_rows is not None:
+        return f"trains on Dask above {distributed.above_rows:,} train rows"
+    return "trains on this task's machine (Dask: `training.distributed`)"
 
 
 def _fairness(pipeline: spec.Spec) -> str:

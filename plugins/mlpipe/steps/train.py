@@ -17,6 +17,13 @@ When the ``tune`` step found params in this run, they are merged over ``training
 (MLflow param ``tuned``, tag ``mlpipe.tuning_run_id``); when tuning was skipped, disabled or not
 part of the run, the spec's params are used as they are.
 
+Memory does not grow with the data: one pass over the train split's categorical and target
+columns gives the feature schema and class counts; XGBoost builds its quantized matrices from
+the splits batch by batch (:func:`batch_iterator`; on disk above ``training.external_memory_rows``
+train rows); the baseline and the drift reference use one seeded sample (:func:`train_sample`);
+the validation metrics come from one batched pass (:func:`mlpipe.evaluation.evaluate`). With
+``training.distributed`` the booster trains on Dask instead (:func:`uses_dask`).
+
 Every round is evaluated on the validation set with ``logloss`` and ``auc`` plus any
 other ``eval_metric`` of the spec; as in XGBoost, the *last* metric listed decides
 early stopping (``auc`` unless the spec lists another last).
@@ -66,7 +73,8 @@ TUNING_RUN_TAG = "mlpipe.tuning_run_id"
 BASELINE_FILE = "pipeline.skops"
 BASELINE_TRUSTED = ["numpy.dtype"]
 EXAMPLE_ROWS = 5
-LOGGED_ROWS = 10_000  # rows of each split logged to MLflow as the run's datasets (a seeded sample when more)
+LOGGED_ROWS = 10_000  # rows of each split logged to MLflow as the run's datasets: train's from its seeded sample,
+# validation's first rows
 
 
 @dataclass
@@ -365,6 +373,9 @@ def log_run(run: Run, ingested: dict[str, Any], frames: dict[str, pd.DataFrame],
             tuning: dict[str, Any] | None) -> str:
     """Record the training in a new MLflow run for this pipeline run; return its id.
 
+    ``frames`` are the rows logged as the run's training and validation datasets (at most
+    :data:`LOGGED_ROWS` of each: their digests and schemas, with the ingest snapshot as their source).
+
     ``tuning`` is the tune step's result when its params were used (tagged with its MLflow run).
     """
     import mlflow
@@ -398,12 +409,13 @@ def uses_dask(settings: Distributed, train_rows: int) -> bool:
     return settings.enabled or (settings.above_rows is not None and train_rows > settings.above_rows)
 
 
-def fit_models(spec: Spec, parts: dict[str, str], shards_folder: str | None = None) -> Fit:
+def fit_models(spec: Spec, parts: dict[str, str], sample: pd.DataFrame, shards_folder: str | None = None) -> Fit:
     """Train the booster and the baseline on the train split; stop early and measure on validation.
 
     The booster trains on quantized matrices built batch by batch (:func:`split_matrices`), or on
     Dask (:func:`mlpipe.distributed.fit_distributed`, shards under ``shards_folder``) when
-    :func:`uses_dask`; the baseline on a seeded sample of ``training.baseline_rows`` train rows.
+    :func:`uses_dask`; the baseline on at most ``training.baseline_rows`` rows of ``sample`` (a
+    seeded sample of the train split, :func:`train_sample`).
     """
     scanned = {part: scan(parts[part], spec) for part in (TRAIN, VALIDATION)}
     for part, found in scanned.items():
@@ -426,7 +438,8 @@ def fit_models(spec: Spec, parts: dict[str, str], shards_folder: str | None = No
         with split_matrices(parts, feature_schema, spec, external) as (dtrain, dvalid):
             booster, history, seconds = boost(params, dtrain, dvalid, spec.training)
     model = TabularModel(booster, feature_schema)
-    sample = datasets.sample(parts[TRAIN], spec.training.baseline_rows, spec.split.seed)
+    if len(sample) > spec.training.baseline_rows:
+        sample = sample.sample(n=spec.training.baseline_rows, random_state=spec.split.seed)
     baseline = fit_baseline(*inputs(sample, feature_schema, spec, TRAIN), feature_schema)
     measured = validation_metrics(model, baseline, parts[VALIDATION], spec)
     log.info("trained on %s in %.2fs (%d rows%s): %d trees (best of %d rounds), validation ROC AUC %.4f "
@@ -437,21 +450,25 @@ def fit_models(spec: Spec, parts: dict[str, str], shards_folder: str | None = No
                {part: found.rows for part, found in scanned.items()}, external)
 
 
+def train_sample(uri: str, spec: Spec) -> pd.DataFrame:
+    """One seeded sample of the train split for the baseline and the drift reference (one pass, not two)."""
+    return datasets.sample(uri, max(spec.training.baseline_rows, spec.monitoring.reference_rows), spec.split.seed)
+
+
 def train(run: Run) -> dict[str, Any]:
     ingested, split = run.result("ingest"), run.result("split")
     parts = {part: split[part] for part in (TRAIN, VALIDATION)}
     spec, tuning = run.spec, tuning_result(run)
     if tuning:
         spec = spec.model_copy(update={"training": tuned_training(spec.training, tuning["best_params"])})
-    trained = fit_models(spec, parts, shards_folder=run.path(STEP, "shards"))
+    sample = train_sample(parts[TRAIN], spec)
+    trained = fit_models(spec, parts, sample, shards_folder=run.path(STEP, "shards"))
     model_folder = trained.model.save(run.path(STEP, "model"))
     baseline_folder = trained.baseline.save(run.path(STEP, "baseline"))
-    rows = max(spec.monitoring.reference_rows, LOGGED_ROWS)
-    samples = {part: datasets.sample(uri, rows, spec.split.seed) for part, uri in parts.items()}
-    reference_uri = reference.write(samples[TRAIN], trained.model, spec.monitoring.reference_rows, spec.split.seed,
+    reference_uri = reference.write(sample, trained.model, spec.monitoring.reference_rows, spec.split.seed,
                                     run.path(STEP, "reference.parquet"))
-    mlflow_run_id = log_run(run, ingested, {part: frame.head(LOGGED_ROWS) for part, frame in samples.items()},
-                            trained, tuning)
+    logged = {TRAIN: sample.head(LOGGED_ROWS), VALIDATION: next(datasets.batches(parts[VALIDATION], LOGGED_ROWS))}
+    mlflow_run_id = log_run(run, ingested, logged, trained, tuning)
     return {"mlflow_run_id": mlflow_run_id, "model_uri": f"runs:/{mlflow_run_id}/model",
             "model_folder": model_folder, "baseline": baseline_folder, "reference": reference_uri,
             "device": trained.params["device"], "rows": trained.rows, "external_memory": trained.external_memory,
