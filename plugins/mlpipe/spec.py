@@ -25,7 +25,8 @@ class SpecError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are never a meaningful setting (a threshold of .nan would compare false forever).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Data(_Section):
@@ -409,7 +410,21 @@ def load(path: str | Path) -> Spec:
         raise SpecError(f"{path}: not valid YAML: {error}") from None
     except RecursionError:  # PyYAML composes nested collections recursively
         raise SpecError(f"{path}: not valid YAML: collections nested too deeply") from None
+    if _circular(document):
+        raise SpecError(f"{path}: a YAML alias (*name) refers to a collection that contains it; "
+                        "a spec must be a tree of values")
     return resolve_paths(parse(document, source=path.name), path.parent)
+
+
+def _circular(document: Any) -> bool:
+    """Whether ``document`` contains itself (YAML anchors allow ``a: &x [*x]``)."""
+    try:
+        json.dumps(document, default=str)
+    except ValueError:  # "Circular reference detected"
+        return True
+    except RecursionError:
+        return True
+    return False
 
 
 def with_overrides(spec: Spec, overrides: dict[str, Any], source: str = "trigger options") -> Spec:

@@ -115,3 +115,25 @@ def test_load_reports_unreadable_files_as_spec_errors(tmp_path):
 def test_an_override_below_a_value_is_a_spec_error(loan_spec, dotted):
     with pytest.raises(spec.SpecError, match=rf"trigger options: {re.escape(dotted)}: .* is not a section"):
         spec.with_overrides(loan_spec, {dotted: 1})  # was TypeError / AttributeError
+
+
+@pytest.mark.parametrize(("field", "value"), [("thresholds.min_lift_over_baseline", ".nan"),
+                                              ("thresholds.min_improvement_over_champion", "-.inf"),
+                                              ("training.scale_pos_weight", ".inf")])
+def test_nan_and_infinity_are_refused_naming_the_field(tmp_path, field, value):
+    section, key = field.split(".")
+    document = yaml.safe_load(SPEC_PATH.read_text())
+    document[section].pop(key, None)
+    path = tmp_path / "loan_default.yaml"
+    path.write_text(yaml.safe_dump(document).replace(f"{section}:\n", f"{section}:\n  {key}: {value}\n", 1))
+    with pytest.raises(spec.SpecError, match=rf"{re.escape(field)}(\.\S+)?: Input should be a finite number"):
+        spec.load(path)
+
+
+def test_a_self_referencing_alias_is_refused(tmp_path):
+    path = tmp_path / "loan_default.yaml"
+    path.write_text(SPEC_PATH.read_text().replace("training:\n", "training:\n  params: &loop {self: *loop}\n", 1)
+                    .replace("  params:                              #", "  old_params:   #", 1))
+    with pytest.raises(spec.SpecError, match=r"loan_default.yaml: a YAML alias \(\*name\) refers to a collection "
+                                             r"that contains it"):
+        spec.load(path)
