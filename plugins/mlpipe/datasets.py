@@ -78,6 +78,23 @@ def _rebatched(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Tabl
         yield pa.Table.from_batches(pending)
 
 
+SHOWN_CHARS = 200  # of a bad row's text in an error message
+
+
+class _BadRows:
+    """pyarrow's ``invalid_row_handler``: remembers the first malformed row (line number, text), refuses it."""
+
+    def __init__(self) -> None:
+        self.first: str | None = None
+
+    def __call__(self, row) -> str:
+        if self.first is None:
+            where = f"line {row.number}" if row.number is not None else "a row"
+            self.first = (f"{where} has {row.actual_columns} fields, the header {row.expected_columns}: "
+                          f"{row.text[:SHOWN_CHARS]!r}")
+        return "error"
+
+
 def _csv_tables(path, rows: int, columns: list[str] | None) -> Iterator[pa.Table]:
     import pyarrow as pa
     import pyarrow.csv as pcsv
@@ -85,14 +102,16 @@ def _csv_tables(path, rows: int, columns: list[str] | None) -> Iterator[pa.Table
     if path.stat().st_size == 0:
         raise StepError("the file is empty (0 bytes)")
     options = pcsv.ConvertOptions(include_columns=columns) if columns else None
-    header: list[str] = []
+    bad_rows, header = _BadRows(), []
     try:
-        reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+        reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
+                               parse_options=pcsv.ParseOptions(invalid_row_handler=bad_rows),
                                convert_options=options)
         header = reader.schema.names
         yield from _rebatched(reader, rows)
     except pa.ArrowInvalid as error:
-        raise StepError(f"cannot be read as csv: {_column_named(str(error), header)}") from None
+        reason = bad_rows.first or _column_named(str(error), header)[:SHOWN_CHARS]
+        raise StepError(f"cannot be read as csv: {reason}") from None
 
 
 def _parquet_tables(path, rows: int, columns: list[str] | None) -> Iterator[pa.Table]:

@@ -1,0 +1,70 @@
+"""Bad training data: refused with the file, line or column named, and nothing downstream runs on it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from mlpipe import storage
+from mlpipe.runs import Run, StepNotFinished
+from mlpipe.steps import StepError, run_step
+from tests.conftest import DATA_PATH
+
+BAD_LINE = 11  # the header is line 1
+
+
+@pytest.fixture(scope="module")
+def lines() -> list[str]:
+    return DATA_PATH.read_text().splitlines()
+
+
+def with_line(lines: list[str], text: str) -> str:
+    return "\n".join([*lines[:BAD_LINE - 1], text, *lines[BAD_LINE:]]) + "\n"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda line: '"' + line, rf"loans.csv: cannot be read as csv: line {BAD_LINE} has 1 fields, the header 23"),
+    (lambda line: "1,2,3", rf"loans.csv: cannot be read as csv: line {BAD_LINE} has 3 fields, the header 23: '1,2,3'"),
+])
+def test_a_malformed_csv_line_is_refused_by_ingest_naming_the_line(start_run, tmp_path, lines, change, message):
+    source = tmp_path / "loans.csv"
+    source.write_text(with_line(lines, change(lines[BAD_LINE - 1])))
+    run = start_run(**{"data.source": source.as_uri()})
+    with pytest.raises(StepError, match=message):
+        run_step("ingest", run)
+    assert storage.children(Run(run).path("ingest")) == []
+    with pytest.raises(StepNotFinished):
+        run_step("validate", run)
+
+
+@pytest.mark.parametrize(("column", "value", "expectation"), [
+    ("int_rate", "high", "int_rate: expect_column_values_to_be_in_type_list"),
+    ("annual_inc", "inf", "annual_inc: expect_column_values_to_be_between"),
+    ("annual_inc", "-inf", "annual_inc: expect_column_values_to_be_between"),
+])
+def test_a_bad_value_is_refused_by_validate_naming_the_column(start_run, tmp_path, column, value, expectation):
+    loans = pd.read_csv(DATA_PATH).astype({column: object})
+    loans.loc[BAD_LINE - 2, column] = value
+    source = tmp_path / "loans.csv"
+    loans.to_csv(source, index=False)
+    run = start_run(**{"data.source": source.as_uri()})
+    run_step("ingest", run)
+    with pytest.raises(StepError, match=expectation):
+        run_step("validate", run)
+    assert not storage.exists(Run(run).path("validate", "result.json"))  # the DAG's later tasks never start
+
+
+def test_nan_counts_as_missing_and_a_huge_field_as_one_unseen_category(start_run, tmp_path):
+    loans = pd.read_csv(DATA_PATH)
+    loans.loc[3, "annual_inc"] = float("nan")
+    loans.loc[5, "sub_grade"] = "x" * (5 << 20)  # a 5 MiB value
+    source = tmp_path / "loans.csv"
+    loans.to_csv(source, index=False)
+    run = start_run(**{"data.source": source.as_uri()})
+    assert run_step("ingest", run)["rows"] == len(loans)
+    result = storage.read_json(run_step("validate", run)["result"])  # within the documented tolerances
+    unexpected = {item["expectation_config"]["kwargs"]["column"]: item["result"].get("unexpected_count")
+                  for item in result["results"] if item["expectation_config"]["type"] in (
+                      "expect_column_values_to_not_be_null", "expect_column_values_to_be_in_set")
+                  and item["result"].get("unexpected_count")}
+    assert unexpected == {"annual_inc": 1, "sub_grade": 1}
