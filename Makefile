@@ -44,7 +44,7 @@ help:
 	@echo "make bench  benchmarks: orchestration overhead, DAG parse time, training vs raw xgboost.train, serving,"
 	@echo "            batch scoring vs raw inplace_predict, tuning (TPE vs random), Dask vs single-node,"
 	@echo "            drift detection on planted shifts and monitoring a 1M-row window (~25 min)"
-	@echo "make bench-scale   the training DAG's steps at 10k/100k/1M/10M synthetic rows: time, peak RSS (~40 min)"
+	@echo "make bench-scale   the training DAG's steps at 10k/100k/1M/10M synthetic rows: time, peak RSS (~15 min)"
 	@echo "make lock   re-resolve requirements.in into requirements.lock"
 	@echo 'eval "$$(make -s env)"   puts this shell in the same environment (airflow, mlpipe, mlflow commands)'
 
