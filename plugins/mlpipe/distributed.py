@@ -110,9 +110,10 @@ def train_on_dask(client: Client, params: dict[str, Any], train_shards: list[str
 
 def write_shards(frame: pd.DataFrame, folder: str, shards: int) -> list[str]:
     """Write ``frame`` as ``shards`` Parquet files of consecutive rows under ``folder``; their URIs in order."""
-    folder, size = storage.normalize(folder), math.ceil(len(frame) / shards)
-    return [storage.write_parquet(frame.iloc[i * size:(i + 1) * size], storage.join(folder, f"part-{i:05d}.parquet"))
-            for i in range(shards) if i * size < len(frame)]
+    writer, size = datasets.PartWriter(storage.normalize(folder)), math.ceil(len(frame) / shards)
+    for start in range(0, len(frame), size):
+        writer.write(frame.iloc[start:start + size])
+    return writer.uris
 
 
 @contextlib.contextmanager

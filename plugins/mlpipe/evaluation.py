@@ -8,7 +8,7 @@ float per scorer and the ``keep`` columns (slices, the fairness attribute), neve
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mlpipe import datasets
@@ -28,21 +28,20 @@ class Evaluated:
     """What :func:`evaluate` kept: ``y`` (0/1), ``scores[name]`` per scorer, ``kept`` (the ``keep`` columns)."""
 
     y: np.ndarray
-    scores: dict[str, np.ndarray] = field(default_factory=dict)
-    kept: pd.DataFrame | None = None
+    scores: dict[str, np.ndarray]
+    kept: pd.DataFrame
 
     def __len__(self) -> int:
         return len(self.y)
 
 
-def evaluate(uri: str, spec: Spec, scorers: dict[str, Scorer], keep: list[str] = (),
-             rows: int | None = None) -> Evaluated:
+def evaluate(uri: str, spec: Spec, scorers: dict[str, Scorer], keep: list[str] = ()) -> Evaluated:
     """Labels, each scorer's scores and the ``keep`` columns of every row of the dataset at ``uri``."""
     import numpy as np
     import pandas as pd
 
     ys, scores, kept = [], {name: [] for name in scorers}, []
-    for frame in datasets.batches(uri, rows or spec.data.batch_rows):
+    for frame in datasets.batches(uri, spec.data.batch_rows):
         ys.append(labels(frame, spec))
         for name, scorer in scorers.items():
             scores[name].append(np.asarray(scorer(frame), dtype="float32"))

@@ -65,7 +65,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlpipe import storage
+from mlpipe import datasets, storage
 
 if TYPE_CHECKING:
     import numpy as np
@@ -286,7 +286,7 @@ def synth(rows: int, output: str, seed: int = 0, source: str | Path = SOURCE,
     sizes = part_sizes(rows, part_rows)
     if len(sizes) > 100_000:
         raise SynthError(f"{len(sizes)} parts is too many: raise part_rows")
-    names = [f"part-{index:05d}.parquet" for index in range(len(sizes))]
+    names = [datasets.PART_NAME.format(index) for index in range(len(sizes))]
     stale = sorted(n for n in storage.children(folder)
                    if n.startswith("part-") and n.endswith(".parquet") and n not in names)
     if stale:

@@ -102,7 +102,7 @@ def classification_metrics(y: np.ndarray, scores: np.ndarray, threshold: float) 
 
 def require_columns(uri: str, columns: list[str], field: str) -> None:
     """Raise :class:`StepError` naming the first of ``columns`` (from spec ``field``) not in the dataset ``uri``."""
-    present = set(next(datasets.tables(uri, 1)).column_names)
+    present = set(datasets.column_names(uri))
     for column in columns:
         if column not in present:
             raise StepError(f"{field}: column {column!r} is not in the analysis set")

@@ -146,9 +146,10 @@ def score(run: Run) -> dict[str, Any]:
     scored_at = datetime.now(UTC).isoformat()
     issues: Counter = Counter()
     phases: Counter = Counter()  # seconds spent in each phase, over all chunks
-    rows = positives = 0
+    positives = 0
+    outputs = {name: datasets.PartWriter(run.path("score", name)) for name in ("predictions", "inputs")}
     batches = datasets.batches(source, spec.scoring.chunk_rows, fmt=spec.data.format)
-    for number, frame in enumerate(timed(batches, phases, "read")):
+    for frame in timed(batches, phases, "read"):
         if missing := [c for c in spec.id_columns if c not in frame.columns]:
             raise StepError(f"id_columns {missing} are not in the batch")
         with phase(phases, "mask_pii"):
@@ -158,18 +159,18 @@ def score(run: Run) -> dict[str, Any]:
         with phase(phases, "score"):
             predictions, inputs = score_chunk(model, frame, spec, version, threshold, scored_at)
         with phase(phases, "write"):
-            storage.write_parquet(predictions, run.path("score", "predictions", f"part-{number:05d}.parquet"))
-            storage.write_parquet(inputs, run.path("score", "inputs", f"part-{number:05d}.parquet"))
-        rows += len(frame)
+            outputs["predictions"].write(predictions)
+            outputs["inputs"].write(inputs)
         positives += int(predictions["decision"].sum())
         del frame, predictions, inputs
         release_memory()
+    rows = outputs["predictions"].rows
     if not rows:
         raise StepError(f"{source}: the batch has no rows")
     log.info("scored %d rows of %s with %s v%d (%d flagged)", rows, source, spec.registered_model, version,
              positives)
-    return {"source": source, "rows": rows, "chunks": number + 1, "model_name": spec.registered_model,
-            "model_version": version, "threshold": threshold, "positive_decisions": positives,
+    return {"source": source, "rows": rows, "chunks": len(outputs["predictions"].uris),
+            "model_name": spec.registered_model, "model_version": version, "threshold": threshold,
+            "positive_decisions": positives,
             "value_issues": dict(issues), "seconds_by_phase": {k: round(v, 3) for k, v in phases.items()},
-            "predictions": run.path("score", "predictions"),
-            "inputs": run.path("score", "inputs")}
+            "predictions": outputs["predictions"].folder, "inputs": outputs["inputs"].folder}

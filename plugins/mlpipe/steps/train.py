@@ -40,8 +40,6 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -256,13 +254,12 @@ def batch_iterator(uri: str, feature_schema: dict[str, Any], spec: Spec, cache_p
     return Batches()
 
 
-@contextmanager
-def split_matrices(parts: dict[str, str], feature_schema: dict[str, Any], spec: Spec,
-                   external: bool) -> Iterator[tuple[xgb.DMatrix, xgb.DMatrix]]:
-    """The quantized train and validation matrices, built batch by batch from the splits' parts.
+def boost_on_splits(params: dict[str, Any], parts: dict[str, str], feature_schema: dict[str, Any], spec: Spec,
+                    external: bool) -> tuple[xgb.Booster, dict[str, list[float]], float]:
+    """:func:`boost` on quantized train and validation matrices built batch by batch from the splits' parts.
 
     ``external``: the train matrix is an ``ExtMemQuantileDMatrix`` whose pages live in a temporary
-    folder (removed on exit) instead of memory.
+    folder instead of memory; the matrices are freed (XGBoost removes its pages) before the folder is.
     """
     import xgboost as xgb
 
@@ -274,7 +271,9 @@ def split_matrices(parts: dict[str, str], feature_schema: dict[str, Any], spec: 
             dtrain = xgb.QuantileDMatrix(batch_iterator(parts[TRAIN], feature_schema, spec), enable_categorical=True)
         dvalid = xgb.QuantileDMatrix(batch_iterator(parts[VALIDATION], feature_schema, spec),
                                      enable_categorical=True, ref=dtrain)
-        yield dtrain, dvalid
+        boosted = boost(params, dtrain, dvalid, spec.training)
+        del dtrain, dvalid
+        return boosted
 
 
 def fit_booster(params: dict[str, Any], train: tuple[pd.DataFrame, np.ndarray],
@@ -412,7 +411,7 @@ def uses_dask(settings: Distributed, train_rows: int) -> bool:
 def fit_models(spec: Spec, parts: dict[str, str], sample: pd.DataFrame, shards_folder: str | None = None) -> Fit:
     """Train the booster and the baseline on the train split; stop early and measure on validation.
 
-    The booster trains on quantized matrices built batch by batch (:func:`split_matrices`), or on
+    The booster trains on quantized matrices built batch by batch (:func:`boost_on_splits`), or on
     Dask (:func:`mlpipe.distributed.fit_distributed`, shards under ``shards_folder``) when
     :func:`uses_dask`; the baseline on at most ``training.baseline_rows`` rows of ``sample`` (a
     seeded sample of the train split, :func:`train_sample`).
@@ -435,8 +434,7 @@ def fit_models(spec: Spec, parts: dict[str, str], sample: pd.DataFrame, shards_f
                                                     settings.kubernetes)
         external = False
     else:
-        with split_matrices(parts, feature_schema, spec, external) as (dtrain, dvalid):
-            booster, history, seconds = boost(params, dtrain, dvalid, spec.training)
+        booster, history, seconds = boost_on_splits(params, parts, feature_schema, spec, external)
     model = TabularModel(booster, feature_schema)
     if len(sample) > spec.training.baseline_rows:
         sample = sample.sample(n=spec.training.baseline_rows, random_state=spec.split.seed)
