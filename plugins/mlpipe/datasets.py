@@ -101,7 +101,8 @@ def _csv_tables(path, rows: int, columns: list[str] | None) -> Iterator[pa.Table
 
     if path.stat().st_size == 0:
         raise StepError("the file is empty (0 bytes)")
-    options = pcsv.ConvertOptions(include_columns=columns) if columns else None
+    # An empty field is a missing value in every column, text included (as pandas reads it).
+    options = pcsv.ConvertOptions(include_columns=columns or [], strings_can_be_null=True)
     bad_rows, header = _BadRows(), []
     try:
         reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),

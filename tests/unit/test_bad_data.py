@@ -68,3 +68,22 @@ def test_nan_counts_as_missing_and_a_huge_field_as_one_unseen_category(start_run
                       "expect_column_values_to_not_be_null", "expect_column_values_to_be_in_set")
                   and item["result"].get("unexpected_count")}
     assert unexpected == {"annual_inc": 1, "sub_grade": 1}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda ids: ids.__setitem__(7000, ids[12]), r"rows 13 and 7001 of .*loans.csv have the same id "
+                                                 r"\(1 rows repeat an earlier id\); ids must be unique"),
+    (lambda ids: ids.__setitem__(4321, None), r"row 4322 of .*loans.csv has no id \(1 rows in its batch\)"),
+])
+def test_repeated_or_missing_ids_are_refused_by_ingest_naming_the_rows(start_run, tmp_path, change, message):
+    loans = pd.read_csv(DATA_PATH)
+    ids = [f"L{n:06d}" for n in range(len(loans))]
+    change(ids)  # row 7001 repeats row 13's id across batches of 1,000 / row 4322 has none
+    loans.insert(0, "loan_id", ids)
+    source = tmp_path / "loans.csv"
+    loans.to_csv(source, index=False)
+    run = start_run(**{"data.source": source.as_uri(), "data.batch_rows": 1000, "id_columns": ["loan_id"]})
+    with pytest.raises(StepError, match=rf"id_columns \['loan_id'\]: {message}") as refused:
+        run_step("ingest", run)
+    assert "L0" not in str(refused.value)  # rows are named by position, never by id
+    assert storage.children(Run(run).path("ingest")) == []

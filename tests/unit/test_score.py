@@ -116,3 +116,13 @@ def test_no_champion_is_a_clear_error(champion_run, batch, tmp_path):
     uri = scoring_run(champion_run, "nobody", write(tmp_path, batch.head(5), "b.csv"), model_name="never_trained")
     with pytest.raises(StepError, match="'never_trained' has no 'champion' version"):
         run_step("score", uri)
+
+
+def test_a_batch_repeating_an_id_is_refused_naming_the_rows(champion_run, batch, tmp_path):
+    loans = batch.assign(loan_id=[f"L{n}" for n in range(len(batch))])
+    loans.loc[2400, "loan_id"] = "L5"  # the last chunk repeats an id of the first
+    uri = scoring_run(champion_run, "repeated_ids", write(tmp_path, loans, "ids.csv"),
+                      id_columns=["loan_id"], **{"scoring.chunk_rows": 1000})
+    with pytest.raises(StepError, match=r"id_columns \['loan_id'\]: rows 6 and 2401 of .*ids.csv have the same id"):
+        run_step("score", uri)
+    assert not storage.exists(Run(uri).path("score", "result.json"))

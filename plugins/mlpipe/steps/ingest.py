@@ -4,7 +4,8 @@ The source (``data.source``) is a CSV or Parquet file, or a folder of them (:mod
 on ``file://`` or ``s3://``. It is read ``data.batch_rows`` rows at a time; each batch gets the
 spec's PII rules and becomes one part of the snapshot, ``<run>/ingest/snapshot/part-NNNNN.parquet``.
 The data version is a content hash folded batch by batch, so neither the file nor the snapshot is
-ever held in memory whole. A source that cannot be read leaves no snapshot behind.
+ever held in memory whole. A source that cannot be read, or whose rows repeat an id
+(:mod:`mlpipe.ids`), leaves no snapshot behind.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from mlpipe import datasets
+from mlpipe.ids import UniqueIds
 from mlpipe.pii import mask_pii
 from mlpipe.runs import Run
 from mlpipe.steps import StepError
@@ -64,16 +66,18 @@ def check_columns(frame: pd.DataFrame, spec: Spec) -> None:
 
 def ingest(run: Run) -> dict[str, Any]:
     spec = run.spec
-    version, pii = DataVersion(), {}
+    version, pii, ids = DataVersion(), {}, UniqueIds(spec.id_columns, spec.data.source)
     with datasets.PartWriter(run.path("ingest", "snapshot")) as snapshot:
         for frame in datasets.batches(spec.data.source, spec.data.batch_rows, fmt=spec.data.format):
             check_columns(frame, spec)
+            ids.add(frame)
             pii = mask_pii(frame, spec.pii)
             version.update(frame)
             snapshot.write(frame)
             columns = frame.shape[1]
         if not snapshot.rows:
             raise StepError(f"{spec.data.source}: the data has a header but no rows")
+        ids.check()
     log.info("ingested %d rows x %d columns from %s in %d parts (data version %s)",
              snapshot.rows, columns, spec.data.source, len(snapshot.uris), version.hexdigest())
     return {"source": spec.data.source, "snapshot": snapshot.folder, "data_version": version.hexdigest(),

@@ -13,7 +13,8 @@ reported), and is scored by ``models:/<model>@champion``. Per chunk it writes:
 - ``inputs/part-<n>.parquet``: the masked feature columns and the score, kept for
   drift monitoring.
 
-Memory holds one chunk at a time, whatever the size of the batch.
+Memory holds one chunk at a time, whatever the size of the batch. A batch whose rows
+repeat an id, or lack one, is refused (:mod:`mlpipe.ids`): outcomes are joined by id.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mlpipe import datasets, storage
+from mlpipe.ids import UniqueIds
 from mlpipe.pii import mask_pii
 from mlpipe.runs import Run
 from mlpipe.steps import StepError
@@ -148,10 +150,12 @@ def score(run: Run) -> dict[str, Any]:
     phases: Counter = Counter()  # seconds spent in each phase, over all chunks
     positives = 0
     outputs = {name: datasets.PartWriter(run.path("score", name)) for name in ("predictions", "inputs")}
+    ids = UniqueIds(spec.id_columns, source)
     batches = datasets.batches(source, spec.scoring.chunk_rows, fmt=spec.data.format)
     for frame in timed(batches, phases, "read"):
         if missing := [c for c in spec.id_columns if c not in frame.columns]:
             raise StepError(f"id_columns {missing} are not in the batch")
+        ids.add(frame)
         with phase(phases, "mask_pii"):
             mask_pii(frame, spec.pii)
         with phase(phases, "validate"):
@@ -167,6 +171,7 @@ def score(run: Run) -> dict[str, Any]:
     rows = outputs["predictions"].rows
     if not rows:
         raise StepError(f"{source}: the batch has no rows")
+    ids.check()
     log.info("scored %d rows of %s with %s v%d (%d flagged)", rows, source, spec.registered_model, version,
              positives)
     return {"source": source, "rows": rows, "chunks": len(outputs["predictions"].uris),
