@@ -114,6 +114,17 @@ def test_no_secret_is_written_in_the_file():
                 assert re.fullmatch(r"\$\{\w+(:[-?][^}]*)?\}", str(value)), f"{name}: {key} is written inline"
 
 
+def test_the_airflow_api_requires_a_login(services):
+    """Every Airflow component uses the simple auth manager with named users; nobody is an admin unasked.
+
+    (tests/integration/test_ops_view.py runs a real api-server so configured: 401 without a token.)"""
+    for name in AIRFLOW_SERVICES:
+        env = environment(services[name])
+        assert env["AIRFLOW__CORE__AUTH_MANAGER"].endswith("simple_auth_manager.SimpleAuthManager"), name
+        assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin", name
+        assert env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "false").lower() == "false", name
+
+
 def test_dependencies_exist_and_are_healthy_or_done(services):
     for name, service in services.items():
         for target, rule in service.get("depends_on", {}).items():

@@ -315,10 +315,11 @@ def test_airflow_values_wire_the_kubernetes_runtime(chart):
     assert airflow["executor"] == "CeleryExecutor"
     env = {item["name"]: item["value"] for item in airflow["env"]}
     assert env["MLPIPE_RUNTIME"] == "kubernetes"
-    (mount,) = airflow["volumeMounts"]
+    mount, passwords_mount = airflow["volumeMounts"]
     assert f"{mount['mountPath']}" == env["MLPIPE_NODE_POOLS"] and mount["subPath"] == "node_pools.yaml"
-    (volume,) = airflow["volumes"]
+    volume, passwords = airflow["volumes"]
     assert volume["name"] == mount["name"] and volume["configMap"]["name"] == "mlpipe-node-pools"
+    assert passwords == {"name": passwords_mount["name"], "secret": {"secretName": "mlpipe-airflow-passwords"}}
     assert airflow["images"]["airflow"]["repository"] == "ghcr.io/mlpipe/airflow"
     assert airflow["airflowVersion"] == "3.3.2"
     env_from = yaml.safe_load(airflow["extraEnvFrom"])
@@ -327,6 +328,18 @@ def test_airflow_values_wire_the_kubernetes_runtime(chart):
     for key in ["fernetKeySecretName", "apiSecretKeySecretName", "jwtSecretName"]:
         assert airflow[key], f"airflow.{key} must name an existing Secret"
     assert not {"fernetKey", "apiSecretKey", "jwtSecret", "webserverSecretKey"} & set(airflow)
+
+
+def test_the_airflow_ui_and_api_require_a_login(chart):
+    """The official chart gets the simple auth manager, named users, no all-admins, passwords from a Secret."""
+    airflow = chart.values["airflow"]
+    core = airflow["config"]["core"]
+    assert core["auth_manager"].endswith("simple_auth_manager.SimpleAuthManager")
+    assert core["simple_auth_manager_all_admins"] == "False"
+    roles = dict(pair.split(":") for pair in core["simple_auth_manager_users"].split(","))
+    assert roles == {"admin": "admin", "ops": "op", "watcher": "viewer"}
+    (mount,) = [m for m in airflow["volumeMounts"] if m["name"] == "mlpipe-airflow-passwords"]
+    assert core["simple_auth_manager_passwords_file"] == f"{mount['mountPath']}/passwords.json" and mount["readOnly"]
 
 
 def test_kubernetes_executor_is_a_value(chart):

@@ -182,8 +182,11 @@ def test_ops_view_end_to_end(deployment, mlflow_env, browser, artifacts_dir):
     champion = MlflowClient().get_model_version("loan_default", "2")
     auc = float(champion.tags["mlpipe.analysis_roc_auc"])
 
-    # Not logged in: the page sends the browser to Airflow's login; the API answers 401.
+    # Not logged in: the page sends the browser to Airflow's login; the API answers 401, Airflow's own too.
     assert requests.get(f"{url}/mlpipe/metrics", timeout=30).status_code == 401
+    assert requests.get(f"{url}/api/v2/dags", timeout=30).status_code == 401
+    assert requests.get(f"{url}/api/v2/dags", timeout=30,
+                        headers={"Authorization": f"Bearer {token(deployment, 'watcher')}"}).status_code == 200
     assert requests.post(f"{url}/mlpipe/rollback", data={"pipeline": "loan_default", "confirm": "yes"},
                          timeout=30).status_code == 401
 
