@@ -9,6 +9,7 @@ dependency as present and renders mlpipe's own templates; the Airflow chart's ob
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shutil
 from pathlib import Path
@@ -154,6 +155,7 @@ def test_default_objects(chart):
     kinds = sorted(f"{item['kind']}/{item['metadata']['name']}" for item in render(chart))
     assert kinds == sorted([
         "ConfigMap/mlpipe-airflow-config", "ConfigMap/mlpipe-node-pools", "ConfigMap/mlpipe-task-config",
+        "ConfigMap/mlpipe-bucket-policy",
         "Deployment/mlpipe-mlflow", "Deployment/mlpipe-model-server",
         "HorizontalPodAutoscaler/mlpipe-model-server", "Namespace/mlpipe-tasks",
         "NetworkPolicy/default-deny-all", "NetworkPolicy/mlpipe-model-server", "NetworkPolicy/step-pods-egress",
@@ -242,7 +244,60 @@ def test_mlflow_gets_its_backend_from_a_secret_and_serves_artifacts(chart):
     assert env["MLFLOW_S3_ENDPOINT_URL"]["value"] == "http://minio.minio:9000"
     assert yaml.safe_load(env["MLFLOW_S3_UPLOAD_EXTRA_ARGS"]["value"]) == {
         "ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "arn:aws:kms:eu-west-1:111122223333:key/abc"}
+    (default,) = find(render(chart), "Deployment", "mlpipe-mlflow")
+    env = {item["name"]: item for item in default["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert yaml.safe_load(env["MLFLOW_S3_UPLOAD_EXTRA_ARGS"]["value"]) == {"ServerSideEncryption": "AES256"}
     assert "mlpipe-mlflow.mlpipe.svc:5000" in env["MLFLOW_SERVER_ALLOWED_HOSTS"]["value"].split(",")
+
+
+def bucket_policy(objects: list[dict]) -> dict:
+    (config,) = find(objects, "ConfigMap", "mlpipe-bucket-policy")
+    return json.loads(config["data"]["policy.json"])
+
+
+def denied_put(policy: dict, headers: dict[str, str]) -> bool:
+    """Whether the policy's Deny statements refuse an HTTPS PutObject sending these encryption ``headers``."""
+    for statement in policy["Statement"]:
+        if statement["Effect"] != "Deny" or statement["Action"] not in ("s3:PutObject", "s3:*"):
+            continue
+        for operator, conditions in statement["Condition"].items():
+            for key, expected in conditions.items():
+                given = {"aws:SecureTransport": "true"}.get(key, headers.get(key))
+                if ((operator == "Null" and (given is None) == (expected == "true"))
+                        or (operator == "StringNotEquals" and given is not None and given != expected)
+                        or (operator == "Bool" and given == expected)):
+                    return True
+    return False
+
+
+SSE = "s3:x-amz-server-side-encryption"
+KMS_KEY = "arn:aws:kms:eu-west-1:111122223333:key/abc"
+
+
+def test_the_bucket_policy_denies_unencrypted_puts(chart):
+    policy = bucket_policy(render(chart))
+    assert {s["Resource"] if isinstance(s["Resource"], str) else s["Resource"][0] for s in policy["Statement"]} == {
+        "arn:aws:s3:::mlpipe/*", "arn:aws:s3:::mlpipe"}
+    assert denied_put(policy, {})  # what a plain boto3 put_object sends
+    assert denied_put(policy, {SSE: "aws:kms"})  # no key configured: SSE-S3 is the rule
+    assert not denied_put(policy, {SSE: "AES256"})
+    kms = bucket_policy(render(chart, VARIANTS["sse-kms-and-minio"]))
+    assert denied_put(kms, {}) and denied_put(kms, {SSE: "AES256"})
+    assert denied_put(kms, {SSE: "aws:kms", f"{SSE}-aws-kms-key-id": "arn:aws:kms:eu-west-1:111122223333:key/other"})
+    assert not denied_put(kms, {SSE: "aws:kms", f"{SSE}-aws-kms-key-id": KMS_KEY})
+    (plain_http,) = [s for s in kms["Statement"] if s["Sid"] == "DenyPlainHttp"]
+    assert plain_http["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} and plain_http["Action"] == "s3:*"
+
+
+def test_a_managed_bucket_carries_the_policy_and_default_encryption(chart):
+    objects = render(chart, merge(VARIANTS["sse-kms-and-minio"], {"s3": {"bucket": {"manage": True}}}))
+    (bucket,) = find(objects, "Bucket", "mlpipe")
+    assert bucket["apiVersion"] == "s3.services.k8s.aws/v1alpha1" and bucket["spec"]["name"] == "mlpipe"
+    assert json.loads(bucket["spec"]["policy"]) == bucket_policy(objects)
+    (rule,) = bucket["spec"]["encryption"]["rules"]
+    assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "aws:kms", "kmsMasterKeyID": KMS_KEY}
+    assert all(bucket["spec"]["publicAccessBlock"].values())
+    assert not find(render(chart), "Bucket")
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -100,3 +100,32 @@ AWS_DEFAULT_REGION: {{ .Values.s3.region | quote }}
 AWS_ENDPOINT_URL: {{ . | quote }}
 {{- end }}
 {{- end }}
+
+{{/* The bucket of the artifact store (the host of store.uri, s3://<bucket>/<prefix>). */}}
+{{- define "mlpipe.bucket" -}}
+{{- required "store.uri must be s3://<bucket>/<prefix>" (urlParse .Values.store.uri).host -}}
+{{- end }}
+
+{{/* The server-side encryption every S3 write requests: aws:kms with s3.serverSideEncryption.kmsKeyId, else AES256. */}}
+{{- define "mlpipe.sseAlgorithm" -}}
+{{- ternary "aws:kms" "AES256" (not (empty .Values.s3.serverSideEncryption.kmsKeyId)) -}}
+{{- end }}
+
+{{/*
+The store bucket's policy (JSON): every put must request server-side encryption, the chart's algorithm, and
+with a KMS key that key; no request over plain HTTP.
+*/}}
+{{- define "mlpipe.bucketPolicy" -}}
+{{- $bucket := include "mlpipe.bucket" . -}}
+{{- $objects := printf "arn:aws:s3:::%s/*" $bucket -}}
+{{- $kms := .Values.s3.serverSideEncryption.kmsKeyId -}}
+{{- $deny := dict "Effect" "Deny" "Principal" "*" "Action" "s3:PutObject" "Resource" $objects -}}
+{{- $statements := list
+  (merge (dict "Sid" "DenyPutsWithoutEncryption" "Condition" (dict "Null" (dict "s3:x-amz-server-side-encryption" "true"))) $deny)
+  (merge (dict "Sid" "DenyOtherEncryption" "Condition" (dict "StringNotEquals" (dict "s3:x-amz-server-side-encryption" (include "mlpipe.sseAlgorithm" .)))) $deny) -}}
+{{- if $kms }}
+{{- $statements = append $statements (merge (dict "Sid" "DenyOtherKmsKeys" "Condition" (dict "StringNotEquals" (dict "s3:x-amz-server-side-encryption-aws-kms-key-id" $kms))) $deny) }}
+{{- end }}
+{{- $statements = append $statements (dict "Sid" "DenyPlainHttp" "Effect" "Deny" "Principal" "*" "Action" "s3:*" "Resource" (list (printf "arn:aws:s3:::%s" $bucket) $objects) "Condition" (dict "Bool" (dict "aws:SecureTransport" "false"))) }}
+{{- dict "Version" "2012-10-17" "Statement" $statements | toPrettyJson }}
+{{- end }}
