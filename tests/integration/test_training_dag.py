@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,6 +18,7 @@ from mlpipe import runs, storage
 from mlpipe.summary import summarize
 from mlpipe.tracking import NOTES_TAG
 from tests.conftest import DATA_PATH, airflow_env
+from tests.planted_secrets import SECRETS, files_under, hits
 
 pytestmark = pytest.mark.integration
 DAG_ID = "loan_default_training"
@@ -32,11 +34,14 @@ def airflow_home(tmp_path_factory):
 
 @pytest.fixture
 def dag_run(airflow_home, pipeline_env, tmp_path):
-    """Run the training DAG with trigger options; returns (exit code, log text, run URI)."""
-    def run(dag_id: str = DAG_ID, kind: str = runs.TRAINING, **conf) -> tuple[int, str, str]:
+    """Run the training DAG with trigger options (and ``env`` on top of the pipeline's); returns
+    (exit code, log text, run URI)."""
+    def run(dag_id: str = DAG_ID, kind: str = runs.TRAINING, env: dict[str, str] | None = None,
+            **conf) -> tuple[int, str, str]:
         out = subprocess.run(
             [sys.executable, "-m", "airflow", "dags", "test", dag_id, "-c", json.dumps(conf)],
-            env=airflow_env(airflow_home, **pipeline_env), capture_output=True, text=True, timeout=900)
+            env=airflow_env(airflow_home, **{**pipeline_env, **(env or {})}), capture_output=True, text=True,
+            timeout=900)
         log = out.stdout + out.stderr
         (tmp_path / f"{dag_id}.log").write_text(log)
         return out.returncode, log, runs.latest("loan_default", pipeline_env["MLPIPE_STORE"], kind)
@@ -50,10 +55,12 @@ def registered_versions() -> list:
     return MlflowClient().search_model_versions("name='loan_default'")
 
 
-def test_training_then_scoring_end_to_end(dag_run, tmp_path):
+def test_training_then_scoring_end_to_end(dag_run, airflow_home, pipeline_env, tmp_path):
+    """Both DAGs run with every secret planted in their environment: none of them reaches a task log,
+    an XCom or a rendered field (the Airflow database), the store, MLflow's database or artifacts."""
     from mlflow import MlflowClient
 
-    code, log, run_uri = dag_run(notes="integration test")
+    code, log, run_uri = dag_run(notes="integration test", env=SECRETS)
     assert code == 0, log[-5000:]
     run = runs.Run(run_uri)
     registered = run.result("register")
@@ -84,13 +91,20 @@ def test_training_then_scoring_end_to_end(dag_run, tmp_path):
     # The champion now scores a batch through the scoring DAG.
     batch = tmp_path / "batch.csv"
     pd.read_csv(DATA_PATH).drop(columns=["Class"]).head(1000).to_csv(batch, index=False)
-    code, log, scoring_uri = dag_run("loan_default_scoring", runs.SCORING, input_uri=str(batch))
-    assert code == 0, log[-5000:]
+    code, scoring_log, scoring_uri = dag_run("loan_default_scoring", runs.SCORING, env=SECRETS, input_uri=str(batch))
+    assert code == 0, scoring_log[-5000:]
     scored = runs.Run(scoring_uri).result("score")
     assert (scored["rows"], scored["model_version"], scored["source"]) == (1000, 1, batch.as_uri())
     predictions = pd.concat(pd.read_parquet(storage.local_path(storage.join(scored["predictions"], name)))
                             for name in storage.children(scored["predictions"]))
     assert len(predictions) == 1000 and predictions["model_version"].eq(1).all()
+
+    files = files_under(airflow_home, *(storage.local_path(pipeline_env[name])
+                                        for name in ("MLPIPE_STORE", "MLPIPE_MLFLOW_ARTIFACTS")),
+                        Path(pipeline_env["MLFLOW_TRACKING_URI"].removeprefix("sqlite:///")))
+    assert {"airflow.db", "mlflow.db"} <= {path.name for path in files} and len(files) > 50
+    assert "step train finished in" in log  # `dags test` prints the task logs
+    assert hits(SECRETS.values(), files, training_output=log, scoring_output=scoring_log) == []
 
 
 def _write(tmp_path, frame: pd.DataFrame, name: str = "loans.csv") -> str:

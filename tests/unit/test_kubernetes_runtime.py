@@ -20,6 +20,7 @@ from mlpipe import spec
 from mlpipe.orchestration import factory, node_pools
 from mlpipe.orchestration.kubernetes import KubernetesStepOperator
 from tests.conftest import SPEC_PATH
+from tests.planted_secrets import SECRETS, hits
 
 K8S_VERSION = "1.31"
 RUN_URI = "s3://mlpipe/store/loan_default/runs/manual__2026-11-23"
@@ -105,6 +106,16 @@ def test_pods_are_schema_valid_and_locked_down(tmp_path, pool):
         assert pod["restartPolicy"] == "Never" and pod["activeDeadlineSeconds"] > 7200
         assert operator.on_finish_action.value == "delete_pod" and operator.deferrable
         assert not operator.do_xcom_push  # no sidecar: results come from the artifact store
+
+
+def test_no_secret_of_the_scheduler_reaches_a_pod_spec(tmp_path, monkeypatch):
+    for name, value in SECRETS.items():  # as the scheduler/worker environment would hold them
+        monkeypatch.setenv(name, value)
+    manifests = {f"{pool}/{operator.task_id}": yaml.safe_dump(pod_manifest(operator))
+                 for pool in ("cpu", "gpu") for operator in step_operators(spec_file(tmp_path, default_pool=pool))}
+    assert len(manifests) == 2 * len(STEP_TASKS)
+    assert hits(SECRETS.values(), **manifests) == []
+    assert all("secretRef" in manifest for manifest in manifests.values())  # credentials: by Secret name only
 
 
 def test_the_spec_places_steps_and_adds_resources(tmp_path):

@@ -18,17 +18,11 @@ import pytest
 from mlpipe import runs, storage
 from mlpipe.steps import run_step
 from tests.conftest import DATA_PATH
+from tests.planted_secrets import files_under, hits
 from tests.unit.analysis_fixtures import module_env_fixture, start  # noqa: F401 (pytest fixture)
 
 MARK = "PLANTEDPII"
 TRAINING = ("ingest", "validate", "split", "validate_split", "train", "analyze", "register")
-
-
-def text_of(path: Path) -> str:
-    """What a file holds, as text: a Parquet file's decoded values, any other file's bytes."""
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path).astype(str).to_csv()
-    return path.read_bytes().decode("latin-1")
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +45,7 @@ def test_no_planted_pii_value_nor_the_key_in_any_artifact_or_log(module_env, pla
     scoring = runs.start(runs.Run(training).spec, "pii_scan_score", options={"input_uri": planted.as_uri()},
                          kind=runs.SCORING)
     assert run_step("score", scoring)["rows"] == 9857
-    roots = [storage.local_path(module_env[name]) for name in ("MLPIPE_STORE", "MLPIPE_MLFLOW_ARTIFACTS")]
-    files = [path for root in roots for path in root.rglob("*") if path.is_file()]
-    files.append(Path(module_env["MLFLOW_TRACKING_URI"].removeprefix("sqlite:///")))
+    files = files_under(*(storage.local_path(module_env[name]) for name in ("MLPIPE_STORE", "MLPIPE_MLFLOW_ARTIFACTS")),
+                        Path(module_env["MLFLOW_TRACKING_URI"].removeprefix("sqlite:///")))
     assert len(files) > 50  # snapshots, splits, models, reports, plots, MLflow's copies, predictions...
-    secrets = (MARK, module_env["MLPIPE_PII_KEY"])
-    hits = [(str(path), secret) for path in files for secret in secrets if secret in text_of(path)]
-    hits += [("log", secret) for secret in secrets if secret in caplog.text]
-    assert hits == []
+    assert hits((MARK, module_env["MLPIPE_PII_KEY"]), files, log=caplog.text) == []
