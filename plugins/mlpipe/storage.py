@@ -30,6 +30,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 SCHEMES = ("file", "s3")
+KMS_KEY_ENV = "MLPIPE_S3_KMS_KEY_ID"
+NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})  # S3 error codes of a missing object
 
 
 class StorageError(Exception):
@@ -66,10 +68,6 @@ def _bucket_key(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-KMS_KEY_ENV = "MLPIPE_S3_KMS_KEY_ID"
-NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
-
-
 @cache
 def _s3():
     import boto3
@@ -78,6 +76,7 @@ def _s3():
     from mlpipe import s3_retry
 
     # botocore's own retries are off: s3_retry retries until a deadline instead of a number of attempts.
+    # An endpoint that takes no connection costs an attempt 10 s, not botocore's default 60.
     client = boto3.client("s3", config=Config(retries={"total_max_attempts": 1, "mode": "standard"},
                                               connect_timeout=10))
     s3_retry.install(client)
