@@ -5,6 +5,14 @@ Writes are atomic: a reader sees the old object or the new one, never half of on
 atomic by itself). boto3 is imported only when an ``s3://`` URI is used, and it
 takes its endpoint and credentials from the usual environment (``AWS_ENDPOINT_URL``,
 ``AWS_ACCESS_KEY_ID``, ...), never from code or specs.
+
+On S3:
+
+- every request is retried through an outage of up to ``$MLPIPE_S3_RETRY_SECONDS``
+  (default 120; :mod:`mlpipe.s3_retry`); an error that retrying cannot mend (``NoSuchKey``,
+  ``AccessDenied``, an outage that outlasts the deadline) raises :class:`StorageError` naming the URI;
+- every object is written with server-side encryption: SSE-KMS with the key
+  ``$MLPIPE_S3_KMS_KEY_ID`` when it is set, else SSE-S3 (``AES256``).
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 SCHEMES = ("file", "s3")
+KMS_KEY_ENV = "MLPIPE_S3_KMS_KEY_ID"
+NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})  # S3 error codes of a missing object
 
 
 class StorageError(Exception):
@@ -63,7 +73,36 @@ def _s3():
     import boto3
     from botocore.config import Config
 
-    return boto3.client("s3", config=Config(retries={"max_attempts": 8, "mode": "standard"}))
+    from mlpipe import s3_retry
+
+    # botocore's own retries are off: s3_retry retries until a deadline instead of a number of attempts.
+    # An endpoint that takes no connection costs an attempt 10 s, not botocore's default 60.
+    client = boto3.client("s3", config=Config(retries={"total_max_attempts": 1, "mode": "standard"},
+                                              connect_timeout=10))
+    s3_retry.install(client)
+    return client
+
+
+@contextlib.contextmanager
+def _s3_errors(uri: str) -> Iterator[None]:
+    """Raise a failed S3 request (after its retries) as a :class:`StorageError` naming ``uri``."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in NOT_FOUND:
+            raise StorageError(f"{uri}: no such object") from error
+        raise StorageError(f"{uri}: {error}") from error
+    except BotoCoreError as error:
+        raise StorageError(f"{uri}: {error}") from error
+
+
+def encryption() -> dict[str, str]:
+    """The server-side encryption arguments of every S3 write: SSE-KMS with ``$MLPIPE_S3_KMS_KEY_ID``, else SSE-S3."""
+    if key := os.environ.get(KMS_KEY_ENV):
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key}
+    return {"ServerSideEncryption": "AES256"}
 
 
 def _is_s3(uri: str) -> bool:
@@ -74,19 +113,23 @@ def exists(uri: str) -> bool:
     """Whether an object (or a local file or folder) exists at ``uri``."""
     if _is_s3(uri):
         bucket, key = _bucket_key(uri)
-        response = _s3().list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+        with _s3_errors(uri):
+            response = _s3().list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
         return bool(response.get("Contents"))
     return local_path(uri).exists()
 
 
 def read_bytes(uri: str) -> bytes:
-    """The content of the object at ``uri``; a missing object raises :class:`StorageError` naming it."""
+    """The content of the object at ``uri``; a missing object raises :class:`StorageError` naming it.
+
+    An S3 object is downloaded by boto3's transfer manager, which also retries a download cut midway.
+    """
     if _is_s3(uri):
         bucket, key = _bucket_key(uri)
-        try:
-            return _s3().get_object(Bucket=bucket, Key=key)["Body"].read()
-        except _s3().exceptions.NoSuchKey as error:
-            raise StorageError(f"{uri}: no such object") from error
+        buffer = io.BytesIO()
+        with _s3_errors(uri):
+            _s3().download_fileobj(bucket, key, buffer)
+        return buffer.getvalue()
     path = local_path(uri)
     if not path.is_file():
         raise StorageError(f"{uri}: no such file")
@@ -108,18 +151,17 @@ def local_copy(uri: str) -> Iterator[Path]:
     bucket, key = _bucket_key(uri)
     with tempfile.TemporaryDirectory(prefix="mlpipe-") as folder:
         path = Path(folder) / Path(key).name
-        try:
+        with _s3_errors(uri):
             _s3().download_file(bucket, key, str(path))
-        except _s3().exceptions.ClientError as error:
-            raise StorageError(f"{uri}: no such object") from error
         yield path
 
 
 def write_bytes(uri: str, data: bytes) -> str:
-    """Write ``data`` to ``uri`` atomically and return the URI."""
+    """Write ``data`` to ``uri`` atomically (on S3: encrypted, see :func:`encryption`) and return the URI."""
     if _is_s3(uri):
         bucket, key = _bucket_key(uri)
-        _s3().put_object(Bucket=bucket, Key=key, Body=data)
+        with _s3_errors(uri):
+            _s3().put_object(Bucket=bucket, Key=key, Body=data, **encryption())
         return uri
     path = local_path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,10 +179,11 @@ def remove_tree(uri: str) -> None:
         bucket, key = _bucket_key(uri)
         prefix = key.rstrip("/") + "/"
         paginator = _s3().get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            objects = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
-            if objects:
-                _s3().delete_objects(Bucket=bucket, Delete={"Objects": objects})
+        with _s3_errors(uri):
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                objects = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+                if objects:
+                    _s3().delete_objects(Bucket=bucket, Delete={"Objects": objects})
         return
     shutil.rmtree(local_path(uri), ignore_errors=True)
 
@@ -149,7 +192,8 @@ def modified(uri: str) -> float:
     """When the object at ``uri`` was last written (seconds since the epoch)."""
     if _is_s3(uri):
         bucket, key = _bucket_key(uri)
-        return _s3().head_object(Bucket=bucket, Key=key)["LastModified"].timestamp()
+        with _s3_errors(uri):
+            return _s3().head_object(Bucket=bucket, Key=key)["LastModified"].timestamp()
     return local_path(uri).stat().st_mtime
 
 
@@ -159,9 +203,10 @@ def children(uri: str) -> list[str]:
         bucket, key = _bucket_key(uri)
         paginator = _s3().get_paginator("list_objects_v2")
         names = []
-        for page in paginator.paginate(Bucket=bucket, Prefix=key.rstrip("/") + "/", Delimiter="/"):
-            names += [p["Prefix"].rstrip("/").rsplit("/", 1)[-1] for p in page.get("CommonPrefixes", [])]
-            names += [o["Key"].rsplit("/", 1)[-1] for o in page.get("Contents", [])]
+        with _s3_errors(uri):
+            for page in paginator.paginate(Bucket=bucket, Prefix=key.rstrip("/") + "/", Delimiter="/"):
+                names += [p["Prefix"].rstrip("/").rsplit("/", 1)[-1] for p in page.get("CommonPrefixes", [])]
+                names += [o["Key"].rsplit("/", 1)[-1] for o in page.get("Contents", [])]
         return sorted(names)
     path = local_path(uri)
     return sorted(p.name for p in path.iterdir()) if path.is_dir() else []

@@ -23,7 +23,8 @@ SCHEMA = json.loads((Path(__file__).parent / "compose-spec.json").read_text())
 
 # What a developer's .env holds: .env.example's settings plus the generated secrets.
 SECRETS = {name: f"test-{name.lower()}" for name in ["MLPIPE_PII_KEY", "MLPIPE_SERVE_TOKEN", "AIRFLOW_FERNET_KEY",
-                                                     "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY"]}
+                                                     "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY",
+                                                     "MINIO_KMS_SECRET_KEY"]}
 AIRFLOW_SERVICES = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
                     "airflow-worker", "airflow-init"]
 VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:-|:\?)(?P<arg>[^}]*))?\}")
@@ -182,9 +183,15 @@ def test_mlflow_uses_postgres_and_minio(services):
     env = environment(mlflow)
     assert re.fullmatch(r"postgresql\+psycopg2://airflow:[^@]+@postgres/mlflow", env["MLFLOW_BACKEND_STORE_URI"])
     assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert json.loads(env["MLFLOW_S3_UPLOAD_EXTRA_ARGS"]) == {"ServerSideEncryption": "AES256"}
     assert mlflow["entrypoint"] == ["mlflow"] and "--serve-artifacts" in mlflow["command"]
     assert mlflow["command"][mlflow["command"].index("--artifacts-destination") + 1] == "s3://mlflow/"
     assert "CREATE DATABASE mlflow;" in load()["configs"]["postgres-init"]["content"]
+
+
+def test_minio_encrypts_with_the_key_from_env(services):
+    # mlpipe's storage asks for SSE-S3 on every write; MinIO serves it only with a KMS key.
+    assert environment(services["minio"])["MINIO_KMS_SECRET_KEY"] == SECRETS["MINIO_KMS_SECRET_KEY"]
 
 
 def test_minio_buckets_are_created(services):
