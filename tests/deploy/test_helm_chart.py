@@ -281,7 +281,11 @@ def test_the_bucket_policy_denies_unencrypted_puts(chart):
     assert denied_put(policy, {})  # what a plain boto3 put_object sends
     assert denied_put(policy, {SSE: "aws:kms"})  # no key configured: SSE-S3 is the rule
     assert not denied_put(policy, {SSE: "AES256"})
-    kms = bucket_policy(render(chart, VARIANTS["sse-kms-and-minio"]))
+    objects = render(chart, VARIANTS["sse-kms-and-minio"])
+    for name in ("mlpipe-task-config", "mlpipe-airflow-config"):  # steps, Airflow, the model server send the key
+        (config,) = find(objects, "ConfigMap", name)
+        assert config["data"]["MLPIPE_S3_KMS_KEY_ID"] == KMS_KEY
+    kms = bucket_policy(objects)
     assert denied_put(kms, {}) and denied_put(kms, {SSE: "AES256"})
     assert denied_put(kms, {SSE: "aws:kms", f"{SSE}-aws-kms-key-id": "arn:aws:kms:eu-west-1:111122223333:key/other"})
     assert not denied_put(kms, {SSE: "aws:kms", f"{SSE}-aws-kms-key-id": KMS_KEY})

@@ -99,6 +99,9 @@ AWS_DEFAULT_REGION: {{ .Values.s3.region | quote }}
 {{- with .Values.s3.endpointUrl }}
 AWS_ENDPOINT_URL: {{ . | quote }}
 {{- end }}
+{{- with .Values.s3.serverSideEncryption.kmsKeyId }}
+MLPIPE_S3_KMS_KEY_ID: {{ . | quote }}
+{{- end }}
 {{- end }}
 
 {{/* The bucket of the artifact store (the host of store.uri, s3://<bucket>/<prefix>). */}}
