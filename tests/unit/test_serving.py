@@ -96,6 +96,16 @@ def without(record: dict[str, Any], field: str) -> dict[str, Any]:
 BAD_BODIES = [  # (body made from one good record, the field the 422 names, words of its message)
     pytest.param(lambda good: {"records": [{**good, "int_rate": "abc"}]},
                  ["body", "records", 0, "int_rate"], "valid number", id="text-for-a-number"),
+    pytest.param(lambda good: {"records": [{**good, "int_rate": True}]},  # found by the fuzzer: was read as 1.0
+                 ["body", "records", 0, "int_rate"], "valid number", id="boolean-for-a-number"),
+    pytest.param(lambda good: {"records": [{**good, "int_rate": "13.99"}]},  # the same: was read as 13.99
+                 ["body", "records", 0, "int_rate"], "valid number", id="numeric-text-for-a-number"),
+    pytest.param(lambda good: {"records": [{**good, "int_rate": 1e39}]},  # would be inf as the model's float32
+                 ["body", "records", 0, "int_rate"], "less than or equal to 3402823466385", id="past-float32"),
+    pytest.param(lambda good: {"records": [{**good, "int_rate": math.nan}]},  # json.dumps writes NaN
+                 ["body", "records", 0, "int_rate"], "finite number", id="nan"),
+    pytest.param(lambda good: {"records": [{**without(good, "term"), "int_rate": math.nan}]},  # was a 500: the
+                 ["body", "records", 0, "term"], "Field required", id="nan-in-a-record-missing-a-field"),  # echo
     pytest.param(lambda good: {"records": [good, {**good, "term": 36}]},
                  ["body", "records", 1, "term"], "valid string", id="number-for-a-category"),
     pytest.param(lambda good: {"records": [{**good, "nonsense": 1.0}]},
