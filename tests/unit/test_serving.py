@@ -153,6 +153,9 @@ def test_ready_only_once_a_champion_is_loaded(registry, analyzed_run, frame, tmp
         assert httpx.get(f"{url}/ready").status_code == 503
         row = records(frame.head(1), Run(analyzed_run).spec.feature_columns(list(frame.columns)))
         assert predict(url, row).status_code == 503
+        assert body_schema(url) == {  # no champion yet: records of unknown features
+            "type": "object", "required": ["records"], "additionalProperties": False, "properties": {
+                "records": {"type": "array", "minItems": 1, "maxItems": 10_000, "items": {"type": "object"}}}}
         assert httpx.post(f"{url}/reload").json() == {"version": None, "changed": False}
         version = mlflow.register_model(Run(analyzed_run).result("train")["model_uri"], "late_model",
                                         tags={THRESHOLD_TAG: "0.5"})
@@ -160,6 +163,25 @@ def test_ready_only_once_a_champion_is_loaded(registry, analyzed_run, frame, tmp
         assert httpx.post(f"{url}/reload", timeout=60).json() == {"version": 1, "changed": True}
         assert httpx.get(f"{url}/ready").json() == {"status": "ready", "champion": 1, "challenger": None}
         assert predict(url, row).status_code == 200
+        openapi = httpx.get(f"{url}/openapi.json").json()
+    assert body_schema(url=None, openapi=openapi)["properties"]["records"] == {
+        "items": {"$ref": "#/components/schemas/Record"}, "maxItems": 10_000, "minItems": 1, "title": "Records",
+        "type": "array"}
+    record = openapi["components"]["schemas"]["Record"]
+    assert list(record["properties"]) == list(row[0]) and record["required"] == list(row[0])
+    assert record["additionalProperties"] is False
+    assert record["properties"]["term"] == {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "Term"}
+    assert record["properties"]["int_rate"]["anyOf"][0] == {
+        "type": "number", "minimum": -3.4028234663852886e38, "maximum": 3.4028234663852886e38}
+
+
+def body_schema(url: str | None, openapi: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The request body schema /openapi.json gives /predict (and /explain, the same)."""
+    openapi = openapi or httpx.get(f"{url}/openapi.json").json()
+    bodies = [openapi["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+              for path in ("/predict", "/explain")]
+    assert bodies[0] == bodies[1]
+    return bodies[0]
 
 
 def test_bearer_token(registry, champion, frame, tmp_path):
