@@ -31,7 +31,7 @@ export PATH := $(BIN):$(PATH)
 PII_KEY = MLPIPE_PII_KEY="$$(cat $(STATE)/pii.key)"
 NO_DEADLINES = MLPIPE_DEADLINE_ALERTS=off
 
-.PHONY: help venv init env run monitor synth ui test test-celery lint bench bench-scale lock clean
+.PHONY: help venv init env run monitor synth ui test test-celery lint bench bench-scale bench-load lock clean
 
 help:
 	@echo "make run    create .venv, set up .state, run the $(PIPELINE) training DAG through Airflow, print a summary"
@@ -45,6 +45,8 @@ help:
 	@echo "            batch scoring vs raw inplace_predict, tuning (TPE vs random), Dask vs single-node,"
 	@echo "            drift detection on planted shifts and monitoring a 1M-row window (~25 min)"
 	@echo "make bench-scale   the training DAG's steps at 10k/100k/1M/10M synthetic rows: time, peak RSS (~15 min)"
+	@echo "make bench-load    the model server under 5 min of steady load, champion reloaded halfway: failures,"
+	@echo "            p50/p99 latency, RSS after warm-up/max/end (~7 min)"
 	@echo "make lock   re-resolve requirements.in into requirements.lock"
 	@echo 'eval "$$(make -s env)"   puts this shell in the same environment (airflow, mlpipe, mlflow commands)'
 
@@ -124,6 +126,9 @@ bench: init
 
 bench-scale: init
 	python tests/benchmarks/bench_scale.py
+
+bench-load: init
+	python tests/benchmarks/bench_load.py
 
 clean:
 	rm -rf $(STATE)

@@ -326,6 +326,21 @@ def start_mlflow(backend: str, artifacts: str, folder: Path, env: dict[str, str]
     return server
 
 
+def start_model_server(spec_path: Path, folder: Path, env: dict[str, str], timeout: float = 120) -> tuple[str, Service]:
+    """``mlpipe serve <spec_path>`` on a free port with ``env`` (store, MLflow, PII key); its URL once
+    ``/ready`` answers 200 (a champion is loaded) and the :class:`Service`."""
+    port = free_port()
+    service = spawn("mlpipe serve", [str(BIN / "python"), "-m", "mlpipe", "serve", str(spec_path), "--port", str(port)],
+                    folder / "mlpipe-serve.log", env=env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        service.wait_for(lambda: http_ok(f"{url}/ready"), "ready (a champion loaded)", timeout)
+    except ServiceError:
+        service.stop()
+        raise
+    return url, service
+
+
 # --- Airflow ------------------------------------------------------------------------------------------
 
 ADMIN = "admin"

@@ -180,6 +180,15 @@ class Serving(_Section):
     capture_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
         1.0, description="Share of requests and responses captured to the artifact store for monitoring."
     )
+    max_records: Annotated[int, Field(gt=0)] = Field(
+        10_000, description="The most records in one /predict or /explain request (more: 413); larger batches "
+                            "belong to the batch scoring DAG."
+    )
+    max_body_bytes: Annotated[int, Field(gt=0)] = Field(
+        8 * 2**20, description="The largest request body in bytes (more: 413, refused by its Content-Length or, "
+                               "for a chunked body, as soon as it is past the limit). 8 MiB holds 10,000 records "
+                               "of the bundled spec even pretty-printed (about 6 MB; 4.6 MB compact)."
+    )
 
 
 Share = Annotated[float, Field(ge=0, le=1)]

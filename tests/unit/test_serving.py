@@ -6,9 +6,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -16,115 +14,28 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import uvicorn
 from mlflow import MlflowClient
 
 from mlpipe import spec, storage
 from mlpipe.features import matrix
-from mlpipe.pii import keyed_hash
 from mlpipe.runs import Run
 from mlpipe.serving.app import VERSION_HEADER, create_app
 from mlpipe.serving.capture import Capture
-from mlpipe.serving.loader import ServedModel, load
-from mlpipe.steps import run_step
 from mlpipe.steps.register import CHALLENGER, CHAMPION, THRESHOLD_TAG
-from tests.conftest import DATA_PATH, free_port
-from tests.unit.analysis_fixtures import (  # noqa: F401 (the pytest fixtures analyzed_run, module_env)
-    TRAINED,
-    analyzed_run_fixture,
-    clone,
-    module_env_fixture,
-    replace_result,
+from tests.unit.analysis_fixtures import analyzed_run_fixture, module_env_fixture  # noqa: F401 (pytest fixtures)
+from tests.unit.serving_fixtures import (  # noqa: F401 (the pytest fixtures registry, frame, masked, champion, server)
+    CHALLENGER_THRESHOLD,
+    champion_fixture,
+    frame_fixture,
+    masked_fixture,
+    predict,
+    records,
+    registry_fixture,
+    running,
+    server_fixture,
+    set_aliases,
+    wait_ready,
 )
-
-LENIENT = {"thresholds.min_roc_auc": 0.5, "thresholds.min_lift_over_baseline": -1.0}
-CHALLENGER_THRESHOLD = 0.05  # far below the champion's: the two versions decide differently
-
-
-# --- a registry with two versions: 1 = champion, 2 = challenger (same booster, another threshold) -----------
-
-@pytest.fixture(scope="module")
-def registry(analyzed_run) -> dict[str, Any]:
-    first = clone(analyzed_run, "served_v1", TRAINED, **LENIENT)
-    run_step("register", first)
-    second = clone(analyzed_run, "served_v2", TRAINED, **LENIENT)
-    metrics = Run(second).result("analyze")["metrics"]
-    replace_result(second, "analyze", metrics={**metrics, "threshold": CHALLENGER_THRESHOLD})
-    run_step("register", second)
-    name = Run(first).spec.registered_model
-    set_aliases(name, champion=1, challenger=2)
-    client = MlflowClient()
-    return {"name": name, "spec": Run(first).spec, "thresholds": {
-        v: float(client.get_model_version(name, str(v)).tags[THRESHOLD_TAG]) for v in (1, 2)}}
-
-
-def set_aliases(name: str, **versions: int) -> None:
-    for alias, version in versions.items():
-        MlflowClient().set_registered_model_alias(name, alias, str(version))
-
-
-@pytest.fixture(scope="module")
-def frame() -> pd.DataFrame:
-    """Raw rows, as clients send them (PII in clear)."""
-    return pd.read_csv(DATA_PATH).drop(columns=["Class"]).head(400)
-
-
-@pytest.fixture(scope="module")
-def masked(frame, module_env) -> pd.DataFrame:
-    """The same rows with the spec's PII rules applied, as the model sees them."""
-    rows = frame.copy()
-    rows["addr_state"] = keyed_hash(rows["addr_state"], module_env["MLPIPE_PII_KEY"].encode())
-    return rows
-
-
-@pytest.fixture(scope="module")
-def champion(registry) -> ServedModel:
-    return load(MlflowClient(), registry["name"], 1, CHAMPION)
-
-
-def records(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
-    """Rows as JSON-ready dicts of plain Python values (null for missing)."""
-    return [{c: None if pd.isna(v) else (v.item() if hasattr(v, "item") else v) for c, v in row.items()}
-            for row in frame[columns].to_dict("records")]
-
-
-@contextmanager
-def running(app) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free localhost port (in a thread) until the block ends."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-
-
-def wait_ready(url: str, headers: dict[str, str] | None = None) -> None:
-    deadline = time.monotonic() + 60
-    while httpx.get(f"{url}/ready", headers=headers).status_code != 200:
-        assert time.monotonic() < deadline, "the server never became ready"
-        time.sleep(0.1)
-
-
-@pytest.fixture(scope="module")
-def server(registry, tmp_path_factory) -> Iterator[str]:
-    """A server of the champion (no A/B, no shadow), capturing nothing."""
-    capture = Capture(storage.normalize(tmp_path_factory.mktemp("unused-capture")), 0.0)
-    with running(create_app(registry["spec"], poll_seconds=3600, token="", capture=capture)) as url:
-        wait_ready(url)
-        yield url
-
-
-def predict(url: str, rows: list[dict[str, Any]], **kwargs) -> httpx.Response:
-    return httpx.post(f"{url}/predict", json={"records": rows}, timeout=30, **kwargs)
-
 
 # --- scoring: inplace_predict on the encoded records is exactly TabularModel.scores --------------------------
 
@@ -185,6 +96,16 @@ def without(record: dict[str, Any], field: str) -> dict[str, Any]:
 BAD_BODIES = [  # (body made from one good record, the field the 422 names, words of its message)
     pytest.param(lambda good: {"records": [{**good, "int_rate": "abc"}]},
                  ["body", "records", 0, "int_rate"], "valid number", id="text-for-a-number"),
+    pytest.param(lambda good: {"records": [{**good, "int_rate": True}]},  # found by the fuzzer: was read as 1.0
+                 ["body", "records", 0, "int_rate"], "valid number", id="boolean-for-a-number"),
+    pytest.param(lambda good: {"records": [{**good, "int_rate": "13.99"}]},  # the same: was read as 13.99
+                 ["body", "records", 0, "int_rate"], "valid number", id="numeric-text-for-a-number"),
+    pytest.param(lambda good: {"records": [{**good, "int_rate": 1e39}]},  # would be inf as the model's float32
+                 ["body", "records", 0, "int_rate"], "less than or equal to 3402823466385", id="past-float32"),
+    pytest.param(lambda good: {"records": [{**good, "int_rate": math.nan}]},  # json.dumps writes NaN
+                 ["body", "records", 0, "int_rate"], "finite number", id="nan"),
+    pytest.param(lambda good: {"records": [{**without(good, "term"), "int_rate": math.nan}]},  # was a 500: the
+                 ["body", "records", 0, "term"], "Field required", id="nan-in-a-record-missing-a-field"),  # echo
     pytest.param(lambda good: {"records": [good, {**good, "term": 36}]},
                  ["body", "records", 1, "term"], "valid string", id="number-for-a-category"),
     pytest.param(lambda good: {"records": [{**good, "nonsense": 1.0}]},
@@ -232,6 +153,9 @@ def test_ready_only_once_a_champion_is_loaded(registry, analyzed_run, frame, tmp
         assert httpx.get(f"{url}/ready").status_code == 503
         row = records(frame.head(1), Run(analyzed_run).spec.feature_columns(list(frame.columns)))
         assert predict(url, row).status_code == 503
+        assert body_schema(url) == {  # no champion yet: records of unknown features
+            "type": "object", "required": ["records"], "additionalProperties": False, "properties": {
+                "records": {"type": "array", "minItems": 1, "maxItems": 10_000, "items": {"type": "object"}}}}
         assert httpx.post(f"{url}/reload").json() == {"version": None, "changed": False}
         version = mlflow.register_model(Run(analyzed_run).result("train")["model_uri"], "late_model",
                                         tags={THRESHOLD_TAG: "0.5"})
@@ -239,6 +163,25 @@ def test_ready_only_once_a_champion_is_loaded(registry, analyzed_run, frame, tmp
         assert httpx.post(f"{url}/reload", timeout=60).json() == {"version": 1, "changed": True}
         assert httpx.get(f"{url}/ready").json() == {"status": "ready", "champion": 1, "challenger": None}
         assert predict(url, row).status_code == 200
+        openapi = httpx.get(f"{url}/openapi.json").json()
+    assert body_schema(url=None, openapi=openapi)["properties"]["records"] == {
+        "items": {"$ref": "#/components/schemas/Record"}, "maxItems": 10_000, "minItems": 1, "title": "Records",
+        "type": "array"}
+    record = openapi["components"]["schemas"]["Record"]
+    assert list(record["properties"]) == list(row[0]) and record["required"] == list(row[0])
+    assert record["additionalProperties"] is False
+    assert record["properties"]["term"] == {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "Term"}
+    assert record["properties"]["int_rate"]["anyOf"][0] == {
+        "type": "number", "minimum": -3.4028234663852886e38, "maximum": 3.4028234663852886e38}
+
+
+def body_schema(url: str | None, openapi: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The request body schema /openapi.json gives /predict (and /explain, the same)."""
+    openapi = openapi or httpx.get(f"{url}/openapi.json").json()
+    bodies = [openapi["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+              for path in ("/predict", "/explain")]
+    assert bodies[0] == bodies[1]
+    return bodies[0]
 
 
 def test_bearer_token(registry, champion, frame, tmp_path):

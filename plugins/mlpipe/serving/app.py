@@ -11,7 +11,10 @@ Every answer from a model carries ``X-Model-Version``. A share of requests
 (``spec.serving.challenger_fraction``) is answered by ``@challenger`` when it exists;
 with ``shadow: true`` the challenger also scores every request after the response
 is sent, and its answer is only logged and captured. Bad input is a 422 naming the
-field (FastAPI's ``{"detail": [{"loc": [...], "msg": ...}]}``), never a 500. With
+field (FastAPI's ``{"detail": [{"loc": [...], "msg": ...}]}``, without echoing the input), never
+a 500. A body past ``spec.serving.max_body_bytes`` (:mod:`mlpipe.serving.limits`) or with more
+than ``spec.serving.max_records`` records is a 413 naming the size and the limit. ``/openapi.json``
+describes the bodies with the champion's feature schema (:mod:`mlpipe.serving.openapi`). With
 ``$MLPIPE_SERVE_TOKEN`` set, every endpoint but /health and /ready needs
 ``Authorization: Bearer <token>``. The aliases are polled every
 ``$MLPIPE_SERVE_POLL_SECONDS`` (default 30).
@@ -38,13 +41,16 @@ from typing import Any
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from starlette.background import BackgroundTask
 
 from mlpipe.pii import hash_key, mask_records
 from mlpipe.serving.capture import Capture, folder
+from mlpipe.serving.limits import BodyLimitMiddleware
 from mlpipe.serving.loader import ModelSet, Served, ServedModel
+from mlpipe.serving.openapi import AUTH_ERRORS, BODY_ERRORS, NO_CHAMPION, openapi, problem
 from mlpipe.spec import Spec
 
 log = logging.getLogger(__name__)
@@ -115,18 +121,23 @@ def bearer_check(token: str | None):
 
 
 def validated(model: ServedModel, body: bytes) -> list[dict[str, Any]]:
-    """The records of a request body, checked against ``model``'s feature schema; 422 naming the field if not."""
+    """The records of a request body, checked against ``model``'s feature schema; 422 naming the field if not,
+    413 naming the count and the limit past ``serving.max_records`` records."""
     try:
         return model.validator.validate_json(body).records
     except ValidationError as error:
-        raise RequestValidationError([body_error(item) for item in error.errors(include_url=False)]) from None
+        errors = error.errors(include_url=False)
+        for item in errors:
+            if item["type"] == "too_long" and item["loc"] == ("records",):
+                raise HTTPException(413, f"request of {item['ctx']['actual_length']} records exceeds the limit of "
+                                         f"{item['ctx']['max_length']} records (serving.max_records)") from None
+        raise RequestValidationError([body_error(item) for item in errors]) from None
 
 
 def body_error(item: dict[str, Any]) -> dict[str, Any]:
-    """A pydantic error as FastAPI reports body errors (``loc`` from ``body``), safe to encode as JSON."""
-    found = item.get("input")
-    return {**item, "loc": ("body", *item["loc"]),
-            **({"input": found.decode("utf-8", "replace")} if isinstance(found, bytes) else {})}
+    """A pydantic error as FastAPI reports body errors (``loc`` from ``body``), without the ``input``: echoed
+    back it could be the whole body, hold PII, or be a NaN that JSON cannot carry (that was a 500)."""
+    return {**{key: value for key, value in item.items() if key != "input"}, "loc": ("body", *item["loc"])}
 
 
 def json_response(content: dict[str, Any], model: ServedModel, background: BackgroundTask | None = None) -> Response:
@@ -140,7 +151,7 @@ class Server:
     def __init__(self, spec: Spec, poll_seconds: float, capture: Capture) -> None:
         self.spec = spec
         self.pii_key = hash_key(spec.pii)  # fails at start when a hash rule has no key
-        self.models = ModelSet(spec.registered_model)
+        self.models = ModelSet(spec.registered_model, spec.serving.max_records)
         self.poll_seconds = poll_seconds
         self.capture = capture
         self.metrics = Metrics()
@@ -150,6 +161,11 @@ class Server:
         """The request's records, validated (422 naming the field) and with the spec's PII rules applied,
         as at ingest: the model was trained on masked values, and nothing captured holds raw PII."""
         return mask_records(validated(model, body), self.spec.pii, self.pii_key)
+
+    def validator(self) -> TypeAdapter | None:
+        """The request validator of the champion served now (``None`` before one is loaded)."""
+        champion = self.models.current.champion
+        return None if champion is None else champion.validator
 
     def served(self) -> Served:
         if self.models.current.champion is None:
@@ -249,17 +265,18 @@ def capture_rows(endpoint: str, answered: ServedModel, records: list[dict[str, A
 
 def routes(server: Server, token: str | None) -> APIRouter:
     """The endpoints; all but /health and /ready behind the bearer token when one is set."""
-    open_routes, router = APIRouter(), APIRouter(dependencies=bearer_check(token))
+    open_routes = APIRouter()
+    router = APIRouter(dependencies=bearer_check(token), responses=AUTH_ERRORS if token else None)
 
     @open_routes.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @open_routes.get("/ready")
+    @open_routes.get("/ready", responses=NO_CHAMPION)
     async def ready() -> dict[str, Any]:
         return {"status": "ready", **server.served().versions()}
 
-    @router.post("/predict")
+    @router.post("/predict", responses=BODY_ERRORS)
     async def predict(request: Request) -> Response:
         served = server.served()
         model = server.answering(served)
@@ -268,7 +285,7 @@ def routes(server: Server, token: str | None) -> APIRouter:
         return json_response({"model": model.identity(), "predictions": predictions}, model,
                              server.after_predict(served, model, records, predictions))
 
-    @router.post("/explain")
+    @router.post("/explain", responses=BODY_ERRORS)
     async def explain(request: Request) -> Response:
         model = server.served().champion
         records = server.records(model, await request.body())
@@ -276,7 +293,7 @@ def routes(server: Server, token: str | None) -> APIRouter:
         return json_response({"model": model.identity(), "explanations": explanations}, model,
                              server.after_explain(model, records, explanations))
 
-    @router.post("/reload")
+    @router.post("/reload", responses={503: problem("Reading the aliases failed")})
     async def reload() -> dict[str, Any]:
         try:
             changed = await server.refresh()
@@ -285,14 +302,14 @@ def routes(server: Server, token: str | None) -> APIRouter:
         champion = server.models.current.champion
         return {"version": None if champion is None else champion.version, "changed": changed}
 
-    @router.get("/metadata")
+    @router.get("/metadata", responses=NO_CHAMPION)
     async def metadata() -> dict[str, Any]:
         served = server.served()
         return {**served.champion.metadata(),
                 "challenger": None if served.challenger is None else served.challenger.metadata(),
                 "serving": server.spec.serving.model_dump()}
 
-    @router.get("/metrics")
+    @router.get("/metrics", response_class=PlainTextResponse)  # documented as text; Prometheus' own type
     async def metrics() -> Response:
         return Response(generate_latest(server.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -326,8 +343,10 @@ def create_app(spec: Spec, *, poll_seconds: float | None = None, token: str | No
 
     app = FastAPI(title=f"mlpipe serve: {spec.registered_model}", lifespan=lifespan)
     app.state.server = server
+    app.openapi = lambda: openapi(app, server.validator, spec.serving.max_records)  # follows the champion
     app.include_router(routes(server, token if token is not None else os.environ.get("MLPIPE_SERVE_TOKEN")))
-    app.add_middleware(MetricsMiddleware, metrics=server.metrics)
+    app.add_middleware(BodyLimitMiddleware, limit=spec.serving.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=server.metrics)  # the outer one: it counts the 413s too
     return app
 
 

@@ -25,41 +25,48 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from pydantic import ConfigDict, Field, TypeAdapter, create_model
+from pydantic import ConfigDict, Field, Strict, TypeAdapter, create_model
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from mlpipe.model import TabularModel
 from mlpipe.serving_model import load_version
+from mlpipe.spec import Serving
 from mlpipe.steps.register import CHALLENGER, CHAMPION, THRESHOLD_TAG
 from mlpipe.tracking import DATA_VERSION_TAG, RUN_URI_TAG
 
 log = logging.getLogger(__name__)
 
-MAX_RECORDS = 10_000  # per request; larger batches belong to the batch scoring DAG
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
+DEFAULT_MAX_RECORDS = Serving().max_records  # per request (``spec.serving.max_records``)
 
 
 class LoadError(RuntimeError):
     """A model version that cannot be served (missing tag, unloadable artifacts), with the version named."""
 
 
-def request_validator(schema: dict[str, Any]) -> TypeAdapter:
-    """A validator of ``{"records": [{feature: value, ...}, ...]}`` for a feature schema.
+def request_validator(schema: dict[str, Any], max_records: int) -> TypeAdapter:
+    """A validator of ``{"records": [{feature: value, ...}, ...]}`` (1 to ``max_records``) for a feature schema.
 
-    Numeric features are numbers (or null), categorical ones strings (or null; a level
-    unseen in training is allowed and becomes missing). Every feature is required and
-    unknown fields are rejected, so a typo never silently becomes a missing value.
+    Numeric features are numbers (or null) that fit the model's float32 input, strictly:
+    ``true`` or ``"1.5"`` is refused, not read as 1.0 or 1.5, and so is a number past
+    float32's range (it would silently become infinite). Categorical ones are strings (or
+    null; a level unseen in training is allowed and becomes missing). Every feature is
+    required and unknown fields are rejected, so a typo never silently becomes a missing value.
+    Past ``max_records`` pydantic reports only the count (``too_long``), without
+    validating the records.
     """
-    fields = {column: str | None if column in schema["categorical"] else float | None
+    fields = {column: str | None if column in schema["categorical"] else Number | None
               for column in schema["columns"]}
     record = TypedDict("Record", fields)  # functional form: feature names need not be identifiers
     record.__pydantic_config__ = ConfigDict(extra="forbid")
     body = create_model("PredictRequest", __config__=ConfigDict(extra="forbid"),
-                        records=(list[record], Field(min_length=1, max_length=MAX_RECORDS)))
+                        records=(list[record], Field(min_length=1, max_length=max_records)))
     return TypeAdapter(body)
 
 
@@ -92,14 +99,15 @@ class ServedModel:
     trees: tuple[int, int]
 
     @classmethod
-    def build(cls, name: str, version: int, alias: str, model: TabularModel, tags: dict[str, str]) -> ServedModel:
+    def build(cls, name: str, version: int, alias: str, model: TabularModel, tags: dict[str, str],
+              max_records: int = DEFAULT_MAX_RECORDS) -> ServedModel:
         """Wrap a loaded TabularModel with what its version's ``tags`` say about it."""
         if THRESHOLD_TAG not in tags:
             raise LoadError(f"{name} version {version} has no {THRESHOLD_TAG} tag: its decision threshold is unknown")
         model.booster.set_param({"nthread": 1})  # one small request per call: threads cost more than they give
         return cls(name=name, version=version, alias=alias, model=model, threshold=float(tags[THRESHOLD_TAG]),
                    data_version=tags.get(DATA_VERSION_TAG), run_uri=tags.get(RUN_URI_TAG),
-                   validator=request_validator(model.schema), encoders=_encoders(model.schema),
+                   validator=request_validator(model.schema, max_records), encoders=_encoders(model.schema),
                    trees=model.tree_range())
 
     def identity(self) -> dict[str, Any]:
@@ -159,22 +167,25 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> int | None:
         raise
 
 
-def load(client: MlflowClient, name: str, version: int, alias: str) -> ServedModel:
-    """Load version ``version`` of ``name`` from the registry (by number: the alias may move meanwhile)."""
+def load(client: MlflowClient, name: str, version: int, alias: str,
+         max_records: int = DEFAULT_MAX_RECORDS) -> ServedModel:
+    """Load version ``version`` of ``name`` from the registry (by number: the alias may move meanwhile);
+    its requests hold at most ``max_records`` records."""
     tags = dict(client.get_model_version(name, str(version)).tags)
     try:
         model = load_version(name, version)
     except (MlflowException, OSError, AttributeError) as error:
         raise LoadError(f"{name} version {version}: cannot load the model: {error}") from error
     log.info("loaded %s version %d (%s)", name, version, alias)
-    return ServedModel.build(name, version, alias, model, tags)
+    return ServedModel.build(name, version, alias, model, tags, max_records)
 
 
 class ModelSet:
     """The champion and challenger of one registered model, reloaded when their aliases move."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, max_records: int = DEFAULT_MAX_RECORDS) -> None:
         self.name = name
+        self.max_records = max_records
         self.current = Served()
         self._lock = threading.Lock()  # one refresh at a time (the poll and POST /reload)
 
@@ -202,4 +213,4 @@ class ModelSet:
         for loaded in (old.champion, old.challenger):
             if loaded is not None and loaded.version == version:
                 return replace(loaded, alias=alias)
-        return load(client, self.name, version, alias)
+        return load(client, self.name, version, alias, self.max_records)

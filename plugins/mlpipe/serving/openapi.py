@@ -1,0 +1,78 @@
+"""The OpenAPI schema of ``mlpipe serve`` (``GET /openapi.json``, ``/docs``): the request bodies and the errors.
+
+/predict and /explain read their body as bytes and validate it with the served
+champion's own validator (:func:`mlpipe.serving.loader.request_validator`), so FastAPI
+cannot see what they take. :func:`openapi` adds it: the JSON schema of that validator
+(the champion's feature names, number or string, null allowed, 1 to
+``serving.max_records`` records, no other fields), or while no champion is loaded a
+``records`` array of objects. It is built on each call, so it follows a reload to a
+version with other features. The error answers are declared on the routes with
+:data:`PROBLEM` and :data:`INVALID` (every 4xx has a ``detail`` naming the problem).
+
+This module exists only for the server process: it imports FastAPI at the top.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, TypeAdapter
+
+BODY_ROUTES = ("/predict", "/explain")
+
+
+class Problem(BaseModel):
+    """An error answer: what is wrong (for a 413, the size, the limit and the setting)."""
+
+    detail: str
+
+
+class FieldProblem(BaseModel):
+    """One invalid part of a request body: where (``["body", "records", 0, "int_rate"]``) and what."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Invalid(BaseModel):
+    """A 422: each invalid part of the request body."""
+
+    detail: list[FieldProblem]
+
+
+def problem(description: str, model: type[BaseModel] = Problem) -> dict[str, Any]:
+    return {"model": model, "description": description}
+
+
+NO_CHAMPION = {503: problem("No champion is loaded yet")}
+BODY_ERRORS = {
+    413: problem("The body is past `serving.max_body_bytes` bytes or has more than `serving.max_records` records"),
+    422: problem("The body is not JSON, or a record has a missing, unknown or wrongly typed field", Invalid),
+    **NO_CHAMPION,
+}
+AUTH_ERRORS = {401: problem("No bearer token"), 403: problem("A wrong bearer token")}
+
+
+def request_schema(validator: TypeAdapter | None, max_records: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The JSON schema of a /predict or /explain body, and the definitions it refers to."""
+    if validator is None:  # no champion yet: its features are unknown
+        return {"type": "object", "required": ["records"], "additionalProperties": False, "properties": {
+            "records": {"type": "array", "minItems": 1, "maxItems": max_records, "items": {"type": "object"}}}}, {}
+    schema = validator.json_schema(ref_template="#/components/schemas/{model}")
+    return schema, schema.pop("$defs", {})
+
+
+def openapi(app: FastAPI, validator: Callable[[], TypeAdapter | None], max_records: int) -> dict[str, Any]:
+    """``app``'s OpenAPI schema with the request body of /predict and /explain described by the
+    ``validator()`` of the champion served now (``None``: none yet)."""
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    body, definitions = request_schema(validator(), max_records)
+    schema.setdefault("components", {}).setdefault("schemas", {}).update(definitions)
+    for path in BODY_ROUTES:
+        schema["paths"][path]["post"]["requestBody"] = {
+            "required": True, "content": {"application/json": {"schema": body}}}
+    return schema
