@@ -16,10 +16,10 @@ run) is recorded as tags on the version and as one event in the audit log
 Promotions are exclusive: the gate and the alias moves of a registered model run under its
 promotion lease (:func:`promotion_lease`, an :mod:`mlpipe.lease` in the artifact store), so
 two runs registering at once decide one after the other, and the second compares with the
-champion the first left. The lease expires ``$MLPIPE_PROMOTION_LEASE_SECONDS`` (default
-1800) after it was taken, should its holder crash (a retry of the same run's register takes it
-over at once); a register waits for it at most
-``$MLPIPE_PROMOTION_WAIT_SECONDS`` (default 2400), then fails to be retried.
+champion the first left. Should its holder crash, the lease expires
+``$MLPIPE_PROMOTION_LEASE_SECONDS`` (default 1800) after it was taken, and a retry of the
+same run's register takes it over at once. A register waits for the lease at most
+``$MLPIPE_PROMOTION_WAIT_SECONDS`` (default 2400), then fails, to be retried.
 
 Register is idempotent. A retry reuses the version this pipeline run already registered
 for the same MLflow run instead of creating a second one. The decision is written to the
