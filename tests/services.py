@@ -309,13 +309,16 @@ class MlflowServer:
         self.service.stop()
 
 
-def start_mlflow(backend: str, artifacts: str, folder: Path, env: dict[str, str], wait: bool = True) -> MlflowServer:
-    """``mlflow server`` on a free port: runs and registry in ``backend``, artifacts proxied to ``artifacts``.
+def start_mlflow(backend: str, artifacts: str, folder: Path, env: dict[str, str], wait: bool = True,
+                 port: int | None = None) -> MlflowServer:
+    """``mlflow server`` on ``port`` (default: a free one): runs and registry in ``backend``, artifacts
+    proxied to ``artifacts``.
 
     ``env`` carries the S3 endpoint and credentials when ``artifacts`` is ``s3://...``. With
-    ``wait=False`` it returns at once; call :meth:`MlflowServer.wait` before using it.
+    ``wait=False`` it returns at once; call :meth:`MlflowServer.wait` before using it. Started
+    again with the same ``backend``, ``artifacts`` and ``port``, it is the same server after a restart.
     """
-    port = free_port()
+    port = port or free_port()
     service = spawn("mlflow server", [
         str(BIN / "mlflow"), "server", "--backend-store-uri", backend, "--artifacts-destination", artifacts,
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",

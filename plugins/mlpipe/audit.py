@@ -42,3 +42,15 @@ def history(pipeline: str) -> list[dict[str, Any]]:
     base = folder(pipeline)
     return [{**storage.read_json(storage.join(base, name)), "uri": storage.join(base, name)}
             for name in storage.children(base) if name.endswith(".json") and not name.startswith(".")]
+
+
+def events_of(pipeline: str, model: str, version: int) -> list[dict[str, Any]]:
+    """The events of ``model`` version ``version`` in ``pipeline``'s audit log, oldest first (each with its ``uri``).
+
+    Reads only the objects whose names carry that model and version.
+    """
+    base, marker = folder(pipeline), f"-{model}-v{version}-"
+    found = [{**storage.read_json(storage.join(base, name)), "uri": storage.join(base, name)}
+             for name in storage.children(base) if marker in name and name.endswith(".json")
+             and not name.startswith(".")]
+    return [event for event in found if event["model"] == model and event["version"] == version]

@@ -9,7 +9,9 @@
     python -m mlpipe synth --rows 1000000 --output s3://bucket/synth/1m --seed 7
 
 Errors a user can fix (a bad spec, missing data, failed validation) print one
-clear message and exit with status 2; anything else is a bug and keeps its traceback.
+clear message and exit with status 2. A service that is unavailable for now (the MLflow
+tracking server does not answer, the promotion lease stays held) prints one message and
+exits with status 3, which the runtimes retry. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import json
 import logging
 import sys
 
-from mlpipe import runs, spec, storage
+from mlpipe import runs, spec, storage, tracking
 
 EXIT_USER_ERROR = 2
+EXIT_UNAVAILABLE = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
-    from mlpipe.steps import StepError
+    tracking.bound_http_retries()
+    from mlpipe.steps import StepError, Unavailable
     from mlpipe.synth import SynthError
 
     try:
@@ -120,5 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     except (spec.SpecError, storage.StorageError, runs.StepNotFinished, StepError, SynthError) as error:
         print(f"mlpipe {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Unavailable as error:
+        print(f"mlpipe {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     print(output if isinstance(output, str) else json.dumps(output, indent=2, default=str))
     return 0

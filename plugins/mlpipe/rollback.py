@@ -5,6 +5,8 @@ moves one step further back (to the version the restored champion had replaced, 
 known) so that a second rollback goes further back instead of undoing the first. Every
 rollback is one event in the pipeline's audit log (:mod:`mlpipe.audit`); the pipeline is
 the registered model's ``mlpipe.pipeline`` tag (set by ``register``), else the model name.
+A rollback holds the model's promotion lease (:func:`mlpipe.steps.register.promotion_lease`),
+so it never interleaves with a promotion.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlpipe import audit
 from mlpipe.steps import StepError
-from mlpipe.steps.register import CHAMPION, PREVIOUS_CHAMPION, REPLACED_TAG
+from mlpipe.steps.register import CHAMPION, PREVIOUS_CHAMPION, REPLACED_TAG, promotion_lease
 from mlpipe.tracking import PIPELINE_TAG
 
 if TYPE_CHECKING:
@@ -38,7 +40,7 @@ def registered_model(client: MlflowClient, model: str) -> RegisteredModel:
 def restore_previous(client: MlflowClient, model: str, previous: int) -> None:
     """``champion`` -> ``previous``; ``previous-champion`` -> the version ``previous`` had replaced, or none.
 
-    The only place a rollback moves aliases, so one lock can make it exclusive with promotions.
+    The only place a rollback moves aliases (under the model's promotion lease, like a promotion).
     """
     replaced = client.get_model_version(model, str(previous)).tags.get(REPLACED_TAG)
     client.set_registered_model_alias(model, CHAMPION, str(previous))
@@ -58,19 +60,20 @@ def rollback(model: str, reason: str = "manual rollback", actor: str | None = No
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    found = registered_model(client, model)
-    champion, previous = found.aliases.get(CHAMPION), found.aliases.get(PREVIOUS_CHAMPION)
-    if champion is None or previous is None:
-        raise StepError(f"{model} has no {'champion' if champion is None else 'previous-champion'} "
-                        f"version (aliases: {dict(found.aliases) or 'none'}): nothing to roll back to")
-    if expected_champion is not None and int(champion) != expected_champion:
-        raise StepError(f"{model}'s champion is version {champion}, not {expected_champion}: "
-                        "it moved on since, so it is left alone")
     actor = actor or os.environ.get("USER") or "unknown"
-    restore_previous(client, model, int(previous))
-    client.set_model_version_tag(model, champion, ROLLED_BACK_TAG,
-                                 f"{datetime.now(UTC).isoformat()} by {actor}: {reason}")
-    entry = audit.record(found.tags.get(PIPELINE_TAG, model), {
-        "action": "rollback", "model": model, "version": int(champion), "from_version": int(champion),
-        "to_version": int(previous), "actor": actor, "reason": reason})
+    with promotion_lease(model, f"rollback by {actor}"):  # never while a register decides
+        found = registered_model(client, model)
+        champion, previous = found.aliases.get(CHAMPION), found.aliases.get(PREVIOUS_CHAMPION)
+        if champion is None or previous is None:
+            raise StepError(f"{model} has no {'champion' if champion is None else 'previous-champion'} "
+                            f"version (aliases: {dict(found.aliases) or 'none'}): nothing to roll back to")
+        if expected_champion is not None and int(champion) != expected_champion:
+            raise StepError(f"{model}'s champion is version {champion}, not {expected_champion}: "
+                            "it moved on since, so it is left alone")
+        restore_previous(client, model, int(previous))
+        client.set_model_version_tag(model, champion, ROLLED_BACK_TAG,
+                                     f"{datetime.now(UTC).isoformat()} by {actor}: {reason}")
+        entry = audit.record(found.tags.get(PIPELINE_TAG, model), {
+            "action": "rollback", "model": model, "version": int(champion), "from_version": int(champion),
+            "to_version": int(previous), "actor": actor, "reason": reason})
     return {"model": model, "from_version": int(champion), "to_version": int(previous), "audit": entry}

@@ -232,3 +232,33 @@ def read_parquet(uri: str, columns: list[str] | None = None):
     import pandas as pd
 
     return pd.read_parquet(io.BytesIO(read_bytes(uri)), columns=columns)
+
+
+def create_exclusive(uri: str, data: bytes) -> bool:
+    """Write ``data`` to ``uri`` only if nothing is there yet: ``True`` when this call created it.
+
+    Of several concurrent callers exactly one gets ``True``, and nobody sees a partial object:
+    S3 ``put_object`` with ``IfNoneMatch='*'`` (412, or 409 while another conditional write of
+    the key is in flight, means taken); a local file is written beside the target and hard-linked
+    to it (``link`` fails when the target exists).
+    """
+    if _is_s3(uri):
+        bucket, key = _bucket_key(uri)
+        try:
+            _s3().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        except _s3().exceptions.ClientError as error:
+            if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
+                return False
+            raise
+        return True
+    path = local_path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.") as tmp:
+        tmp.write(data)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+        try:
+            os.link(tmp.name, path)
+        except FileExistsError:
+            return False
+    return True

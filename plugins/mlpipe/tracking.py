@@ -3,13 +3,21 @@
 The tracking server comes from ``$MLFLOW_TRACKING_URI`` (MLflow reads it itself);
 new experiments put their artifacts under ``$MLPIPE_MLFLOW_ARTIFACTS`` when set.
 One pipeline run is one MLflow run: ``train`` starts it, later steps add to it.
+
+MLflow's client retries a server that does not answer for about four minutes by default;
+the ``mlpipe`` CLI bounds that (:data:`HTTP_DEFAULTS`, unless the environment sets them) so
+that a step whose tracking server is down fails within seconds, with one line naming the
+server (:func:`unreachable`), and the runtime retries the task.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import subprocess
 import time
+from urllib.parse import urlparse
 
 RUN_URI_TAG = "mlpipe.run_uri"
 DATA_VERSION_TAG = "mlpipe.data_version"
@@ -17,20 +25,58 @@ PIPELINE_TAG = "mlpipe.pipeline"
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
 NOTES_TAG = "mlflow.note.content"  # shown as the description in the MLflow UI
 
+# MLflow's HTTP client settings (its own variables) when the environment does not set them:
+# 3 retries, 0 + 2 + 4 s apart (plus up to 1 s jitter each), 60 s to wait for an answer.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
+
+# What the MLflow server says when two requests insert the same row at once (SQLite, Postgres, MySQL).
+DUPLICATE_KEY = re.compile(r"UNIQUE constraint failed|duplicate key value|Duplicate entry", re.IGNORECASE)
+
+log = logging.getLogger(__name__)
+
 # MlflowClient.log_batch accepts at most 100 params and 1000 metrics per request.
 MAX_BATCH_PARAMS = 100
 MAX_BATCH_METRICS = 1000
 
 
 def experiment_id(name: str) -> str:
-    """The id of experiment ``name``, created (with the configured artifact root) if missing."""
+    """The id of experiment ``name``, created (with the configured artifact root) if missing, once among racing runs."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
     root = os.environ.get("MLPIPE_MLFLOW_ARTIFACTS")
-    return mlflow.create_experiment(name, artifact_location=f"{root.rstrip('/')}/{name}" if root else None)
+    try:
+        return mlflow.create_experiment(name, artifact_location=f"{root.rstrip('/')}/{name}" if root else None)
+    except MlflowException as error:  # another run of the pipeline created it at the same moment
+        if (found := mlflow.get_experiment_by_name(name)) is None:
+            raise
+        log.info("experiment %s was created by another run at the same time (%s)", name, error.error_code)
+        return found.experiment_id
+
+
+def log_input(dataset, context: str, attempts: int = 3) -> None:
+    """``mlflow.log_input``, tried again when another run logging the same dataset at once won the race to create it.
+
+    The MLflow server looks the dataset up, then inserts it: two runs of the same data logging it at
+    the same moment collide on its unique key. The loser's transaction is rolled back, so the next
+    try finds the winner's dataset and links this run to it.
+    """
+    import mlflow
+    from mlflow.exceptions import RestException
+
+    for attempt in range(1, attempts + 1):
+        try:
+            mlflow.log_input(dataset, context=context)
+            return
+        except RestException as error:
+            if attempt == attempts or not DUPLICATE_KEY.search(str(error)):
+                raise
+            log.info("dataset %s was created by another run at the same time; logging it again", dataset.name)
+            time.sleep(0.2 * attempt)
 
 
 def git_commit() -> str | None:
@@ -68,3 +114,35 @@ def log_batch(run_id: str, params: dict[str, object], metrics: list[tuple[str, f
     points = [Metric(key, float(value), stamp, step) for key, value, step in metrics]
     for start in range(0, len(points), MAX_BATCH_METRICS):
         client.log_batch(run_id, metrics=points[start:start + MAX_BATCH_METRICS])
+
+
+def bound_http_retries() -> None:
+    """Set MLflow's HTTP retry and timeout settings to :data:`HTTP_DEFAULTS` where the environment has none."""
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+def unreachable(error: BaseException) -> str | None:
+    """One line saying the MLflow tracking server did not answer, when that is what ``error`` comes from.
+
+    ``error`` or an error it was raised from (MLflow wraps them) must be a connection failure,
+    a timeout or exhausted retries of a request to ``$MLFLOW_TRACKING_URI``; else ``None``.
+    """
+    import requests
+
+    server = os.environ.get("MLFLOW_TRACKING_URI", "").rstrip("/")
+    if not server.startswith(("http://", "https://")):
+        return None
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, requests.ConnectionError | requests.Timeout | requests.exceptions.RetryError):
+            url = getattr(cause.request, "url", None) or ""
+            if url.startswith(server):
+                retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
+                return (f"MLflow tracking server {server} did not answer ({type(cause).__name__} on "
+                        f"{urlparse(url).path} after {retries} retries, MLFLOW_HTTP_REQUEST_MAX_RETRIES); "
+                        "retry the step once it is back")
+        cause = cause.__cause__ or cause.__context__
+    return None

@@ -177,19 +177,23 @@ def test_force_promote_overrides_failing_thresholds_and_is_recorded(analyzed_run
     assert tags[NOTES_TAG] == "regulator asked"
 
 
-def test_a_retry_reuses_the_version_and_restores_the_aliases(analyzed_run):
+def test_a_retry_finishes_a_recorded_decision_without_deciding_again(analyzed_run):
     uri = clone(analyzed_run, "retried", TRAINED, model_name="retried_model", **LENIENT)
     first = run_step("register", uri)
     client = MlflowClient()
-    for alias in ("champion", "challenger"):  # as if the first attempt died before recording its decision
+    # As if the first attempt died after recording its decision in the audit log, before carrying it out.
+    for alias in ("champion", "challenger"):
         client.delete_registered_model_alias("retried_model", alias)
-    client.delete_model_version_tag("retried_model", "1", "mlpipe.promotion_audit")
+    for tag in ("mlpipe.promotion_audit", "mlpipe.promoted", "mlpipe.promotion_reasons"):
+        client.delete_model_version_tag("retried_model", "1", tag)
     second = run_step("register", uri)
     assert versions("retried_model") == [1]
-    assert {**second, "seconds": 0, "audit": ""} == {**first, "seconds": 0, "audit": ""}
-    assert second["audit"] != first["audit"]  # the new decision is its own audit event
-    assert storage.read_json(first["audit"])["reasons"] == storage.read_json(second["audit"])["reasons"]
+    assert {**second, "seconds": 0} == {**first, "seconds": 0}  # the same decision, the same audit entry
+    assert [e["uri"] for e in audit.history(Run(uri).spec.name) if e["model"] == "retried_model"] == [first["audit"]]
     assert aliases("retried_model") == {"challenger": 1, "champion": 1}
+    tags = client.get_model_version("retried_model", "1").tags
+    assert (tags["mlpipe.promotion_audit"], tags["mlpipe.promoted"], tags["mlpipe.promotion_reasons"]) == (
+        first["audit"], "true", "; ".join(first["reasons"]))
 
 
 def test_register_before_analyze_fails_and_registers_nothing(analyzed_run):

@@ -4,7 +4,8 @@ Each step reads what earlier steps wrote in the run folder and writes only under
 its own folder. :func:`run_step` is the one way a step is executed (by the CLI,
 hence by every runtime): it empties the step's folder, runs the function, and
 writes the small JSON result last, so a retry starts clean and a half-finished
-step is never mistaken for a finished one.
+step is never mistaken for a finished one. A step whose MLflow tracking server did not
+answer fails with :class:`Unavailable` naming the server (:func:`mlpipe.tracking.unreachable`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import time
 from typing import Any
 
-from mlpipe import storage
+from mlpipe import storage, tracking
 from mlpipe.runs import RESULT, Run, shard_folder
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,13 @@ class StepError(Exception):
     """A failure the user can act on (bad data, failed checks); reported as its message, no traceback."""
 
 
+class Unavailable(Exception):
+    """Something the step needs is unavailable for now (the MLflow server is down, a lease stays held).
+
+    Reported as its message, no traceback, with an exit status that the runtimes retry.
+    """
+
+
 def function(name: str):
     """The function behind step ``name``."""
     if name not in STEPS:
@@ -60,7 +68,12 @@ def run_step(name: str, run_uri: str, shard: int | None = None) -> dict[str, Any
     folder = run.path(name) if shard is None else run.path(name, shard_folder(shard))
     storage.remove_tree(folder)
     started = time.perf_counter()
-    result = step(run) if shard is None else step(run, shard=shard)
+    try:
+        result = step(run) if shard is None else step(run, shard=shard)
+    except Exception as error:
+        if (message := tracking.unreachable(error)) is None:
+            raise
+        raise Unavailable(message) from error
     result = {"step": name, "run": run_uri, **({} if shard is None else {"shard": shard}), **result,
               "seconds": round(time.perf_counter() - started, 3)}
     storage.write_json(storage.join(folder, RESULT), result)

@@ -11,20 +11,38 @@ the fairness column.
 Every decision (promoted or not, why, the metrics side by side, forced or not, which
 run) is recorded as tags on the version and as one event in the audit log
 (:mod:`mlpipe.audit`). Promotion moves aliases only: ``champion`` to the new version,
-``previous-champion`` to the one it replaced (:func:`move_champion`). A retry reuses the
-version this pipeline run already registered for the same MLflow run instead of
-creating a second one, and compares it with the version it replaced, not with itself.
+``previous-champion`` to the one it replaced (:func:`move_champion`).
+
+Promotions are exclusive: the gate and the alias moves of a registered model run under its
+promotion lease (:func:`promotion_lease`, an :mod:`mlpipe.lease` in the artifact store), so
+two runs registering at once decide one after the other, and the second compares with the
+champion the first left. Should its holder crash, the lease expires
+``$MLPIPE_PROMOTION_LEASE_SECONDS`` (default 1800) after it was taken, and a retry of the
+same run's register takes it over at once. A register waits for the lease at most
+``$MLPIPE_PROMOTION_WAIT_SECONDS`` (default 2400), then fails, to be retried.
+
+Register is idempotent. A retry reuses the version this pipeline run already registered
+for the same MLflow run instead of creating a second one. The decision is written to the
+audit log before any of its effects (version tags, alias moves) and the version's audit tag
+last, so a retry after a failure anywhere (e.g. the MLflow server went down) keeps the
+decision already made: it finishes a recorded one (:func:`resumed_decision`) or, when the
+audit tag says it was carried out, changes nothing; it never gates twice, never moves an
+alias twice and never writes a second decision event.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from mlpipe import audit, storage
+from mlpipe import audit, lease, storage, tracking
 from mlpipe.promotion import Decision, decide, scorecard, side_by_side
-from mlpipe.runs import Run
+from mlpipe.runs import Run, store_uri
 from mlpipe.steps import StepError
 from mlpipe.tracking import DATA_VERSION_TAG, NOTES_TAG, PIPELINE_TAG, RUN_URI_TAG
 
@@ -53,6 +71,19 @@ AUDIT_TAG = "mlpipe.promotion_audit"
 THRESHOLD_TAG = "mlpipe.threshold"
 INFRA_ROWS = 20
 INFRA_TOLERANCE = 1e-6
+DECISIONS = ("promoted", "not_promoted")  # the audit actions of a promotion decision
+LEASE_SECONDS_ENV, LEASE_SECONDS = "MLPIPE_PROMOTION_LEASE_SECONDS", 1800
+WAIT_SECONDS_ENV, WAIT_SECONDS = "MLPIPE_PROMOTION_WAIT_SECONDS", 2400
+
+
+@contextlib.contextmanager
+def promotion_lease(name: str, owner: str) -> Iterator[lease.Lease]:
+    """Hold the promotion lease of registered model ``name`` (``<store>/leases/promotion-<name>/``)."""
+    folder = storage.join(store_uri(), "leases", "promotion-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", name))
+    ttl = float(os.environ.get(LEASE_SECONDS_ENV, LEASE_SECONDS))
+    wait = float(os.environ.get(WAIT_SECONDS_ENV, WAIT_SECONDS))
+    with lease.held(folder, owner, ttl, wait) as held:
+        yield held
 
 
 def version_tags(run: Run, train: dict[str, Any], metrics: dict[str, Any]) -> dict[str, str]:
@@ -102,14 +133,22 @@ def latest_version(client: MlflowClient, name: str) -> int:
     return int(newest[0].version)
 
 
-def move_champion(client: MlflowClient, name: str, version: int) -> None:
-    """``champion`` -> ``version``; the champion it replaces (if another version) becomes ``previous-champion``.
+def move_champion(client: MlflowClient, name: str, version: int, replaced: int | None) -> None:
+    """``champion`` -> ``version`` and ``previous-champion`` -> ``replaced``, the champion it was compared with.
 
-    The only place the promotion moves aliases, so one lock can make promotions exclusive.
+    The only place the promotion moves aliases (under the promotion lease). Repeating it changes
+    nothing; a champion that is neither ``version`` nor ``replaced`` moved on since the decision
+    (another promotion, a rollback) and is left alone.
     """
     current = champion_version(client, name)
-    if current is not None and current != version:
-        client.set_registered_model_alias(name, PREVIOUS_CHAMPION, str(current))
+    if current == version:
+        return
+    if current != replaced:
+        log.warning("%s: champion is version %s, not version %s that version %d was compared with: left alone",
+                    name, current, replaced, version)
+        return
+    if replaced is not None:
+        client.set_registered_model_alias(name, PREVIOUS_CHAMPION, str(replaced))
     client.set_registered_model_alias(name, CHAMPION, str(version))
 
 
@@ -129,6 +168,8 @@ def champion_scorer(client: MlflowClient, name: str, version: int) -> tuple[Scor
     try:
         model = load_version(name, version)
     except Exception as error:  # whatever broke it, the gate cannot compare: say which version and why
+        if tracking.unreachable(error):  # not the champion's fault: the step fails, to be retried
+            raise
         raise StepError(f"cannot re-score champion {name} version {version} to compare with it "
                         f"({describe(error)}); repair it or roll it back (mlpipe rollback {name})"
                         ) from error
@@ -158,6 +199,8 @@ def infra_check(name: str, version: int, rows: pd.DataFrame, schema: dict[str, A
     try:
         scores = np.asarray(mlflow.pyfunc.load_model(uri).predict(as_inputs(rows, schema)), dtype="float64")
     except Exception as error:  # any failure to load or score is the finding, reported with its type
+        if tracking.unreachable(error):  # not the version's fault: the step fails, to be retried
+            raise
         return f"{uri} could not load and score {len(rows)} analysis rows: {describe(error)}"
     if scores.shape != (len(rows),) or not np.isfinite(scores).all():
         return f"{uri} returned missing or non-finite scores for the first {len(rows)} analysis rows"
@@ -192,26 +235,35 @@ def gate(run: Run, client: MlflowClient, name: str, version: int,
 
 
 def apply_decision(run: Run, client: MlflowClient, name: str, version: int, forced: bool) -> dict[str, Any]:
-    """Gate ``version``, record the decision (version tags, audit event), move the aliases; what happened."""
+    """Gate ``version``, record the decision in the audit log, then carry it out (:func:`enact`); what happened."""
     decision, comparison, compared = gate(run, client, name, version, forced)
     replaced = compared if decision.promote else None
-    tags = {PROMOTED_TAG: str(decision.promote).lower(), REASONS_TAG: "; ".join(decision.reasons),
-            NOTES_OF_GATE_TAG: "; ".join(decision.notes), FORCED_TAG: str(forced).lower(),
-            COMPARED_TAG: "" if compared is None else str(compared),
-            COMPARISON_TAG: json.dumps(comparison, sort_keys=True),
-            **({} if replaced is None else {REPLACED_TAG: str(replaced)})}
-    for key, value in tags.items():
-        client.set_model_version_tag(name, str(version), key, value)
-    if decision.promote:
-        move_champion(client, name, version)
     event = {
-        "action": "promoted" if decision.promote else "not_promoted", "model": name, "version": version,
+        "action": DECISIONS[0] if decision.promote else DECISIONS[1], "model": name, "version": version,
         "promoted": decision.promote, "forced": forced, "reasons": decision.reasons, "notes": decision.notes,
         "compared_with": compared, "replaced": replaced, "comparison": comparison, "run": run.uri,
         "actor": f"register step of run {run.run_id}", "data_version": run.result("train")["data_version"]}
-    entry = audit.record(run.spec.name, event)
-    client.set_model_version_tag(name, str(version), AUDIT_TAG, entry)
+    entry = audit.record(run.spec.name, event)  # first: a retry finds the decision and only finishes it
     log.info("%s version %d: promoted=%s (%s)", name, version, decision.promote, "; ".join(decision.reasons))
+    return enact(client, event, entry)
+
+
+def enact(client: MlflowClient, event: dict[str, Any], entry: str) -> dict[str, Any]:
+    """Carry out the decision recorded at ``entry``: version tags, the alias move, the audit tag last.
+
+    Repeating it changes nothing, so a retry can finish a decision that an earlier attempt recorded.
+    """
+    name, version = event["model"], str(event["version"])
+    tags = {PROMOTED_TAG: str(event["promoted"]).lower(), REASONS_TAG: "; ".join(event["reasons"]),
+            NOTES_OF_GATE_TAG: "; ".join(event["notes"]), FORCED_TAG: str(event["forced"]).lower(),
+            COMPARED_TAG: "" if event["compared_with"] is None else str(event["compared_with"]),
+            COMPARISON_TAG: json.dumps(event["comparison"], sort_keys=True),
+            **({} if event["replaced"] is None else {REPLACED_TAG: str(event["replaced"])})}
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    if event["promoted"]:
+        move_champion(client, name, event["version"], event["replaced"])
+    client.set_model_version_tag(name, version, AUDIT_TAG, entry)
     return outcome(event, entry)
 
 
@@ -222,9 +274,9 @@ def outcome(event: dict[str, Any], entry: str) -> dict[str, Any]:
 
 
 def recorded_decision(client: MlflowClient, name: str, version: int) -> dict[str, Any] | None:
-    """The decision an earlier attempt of this run already made and recorded for ``version``, if any.
+    """The decision an earlier attempt of this run already made and carried out for ``version``, if any.
 
-    The audit tag is the last thing :func:`apply_decision` writes, so a retried register neither
+    The audit tag is the last thing :func:`enact` writes, so a retried register neither
     gates twice, nor moves an alias twice, nor writes a second audit event.
     """
     entry = client.get_model_version(name, str(version)).tags.get(AUDIT_TAG)
@@ -232,6 +284,17 @@ def recorded_decision(client: MlflowClient, name: str, version: int) -> dict[str
         return None
     log.info("%s version %d: the decision of an earlier attempt stands (%s)", name, version, entry)
     return outcome(storage.read_json(entry), entry)
+
+
+def resumed_decision(run: Run, client: MlflowClient, name: str, version: int) -> dict[str, Any] | None:
+    """Finish the decision an earlier attempt of this run recorded for ``version`` but did not carry out, if any."""
+    events = [event for event in audit.events_of(run.spec.name, name, version)
+              if event["action"] in DECISIONS and event["run"] == run.uri]
+    if not events:
+        return None
+    event = events[-1]
+    log.info("%s version %d: finishing the decision an earlier attempt recorded (%s)", name, version, event["uri"])
+    return enact(client, event, event["uri"])
 
 
 def register(run: Run) -> dict[str, Any]:
@@ -249,10 +312,12 @@ def register(run: Run) -> dict[str, Any]:
         log.info("reusing version %s of %s registered earlier by this run", found.version, name)
     client.set_registered_model_tag(name, PIPELINE_TAG, spec.name)  # where rollback finds the audit log
     version = int(found.version)
-    outcome = (recorded_decision(client, name, version)
-               or apply_decision(run, client, name, version, forced=bool(run.options.get("force_promote"))))
-    if version == latest_version(client, name):  # an old run re-registered does not take the alias back
-        client.set_registered_model_alias(name, CHALLENGER, str(version))
-    aliases = client.get_model_version(name, str(version)).aliases
+    with promotion_lease(name, f"register step of run {run.uri}"):  # the champion is read and moved under it
+        outcome = (recorded_decision(client, name, version) or resumed_decision(run, client, name, version)
+                   or apply_decision(run, client, name, version, forced=bool(run.options.get("force_promote"))))
+        if version == latest_version(client, name):  # an old run re-registered does not take the alias back
+            client.set_registered_model_alias(name, CHALLENGER, str(version))
+        aliases = client.get_model_version(name, str(version)).aliases
+        champion = champion_version(client, name)
     return {"model_name": name, "version": version, "aliases": sorted(aliases), **outcome,
-            "champion_version": champion_version(client, name)}
+            "champion_version": champion}

@@ -397,7 +397,7 @@ def log_run(run: Run, ingested: dict[str, Any], frames: dict[str, pd.DataFrame],
                 dataset = mlflow.data.from_pandas(frames[part], source=ingested["snapshot"],
                                                   name=f"{spec.name}-{part}@{version}",
                                                   targets=spec.target.column)
-                mlflow.log_input(dataset, context=context)
+                tracking.log_input(dataset, context=context)
         example = frames[TRAIN][fit.model.schema["columns"]].head(EXAMPLE_ROWS)
         serving_model.log_model(fit.model, example, name="model")
     return run_id
