@@ -11,6 +11,7 @@ BIN := $(VENV)/bin
 PIPELINE ?= loan_default
 ROWS ?= 1000000
 SEED ?= 7
+TEST_WORKERS ?= 2
 # make run DATA_URI=<CSV/Parquet file or folder of parts>: train on other data (the data_uri trigger option)
 DATA_URI ?=
 RUN_CONF = $(if $(DATA_URI),--conf '{"data_uri": "$(DATA_URI)"}')
@@ -109,8 +110,10 @@ lint: venv
 	ruff check plugins dags tests
 	hadolint images/*/Dockerfile
 
+# Test files run on TEST_WORKERS processes (a file's tests stay on one, sharing its fixtures); the 25
+# slowest tests are listed at the end.
 test: lint
-	pytest -q
+	pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 test-celery: venv
 	pytest -q -s -m celery

@@ -127,5 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     except Unavailable as error:
         print(f"mlpipe {args.command}: error: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    except Exception as error:  # the MLflow server down is said in one line (any command), and retried
+        if (message := tracking.unreachable(error)) is None:
+            raise
+        print(f"mlpipe {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     print(output if isinstance(output, str) else json.dumps(output, indent=2, default=str))
     return 0

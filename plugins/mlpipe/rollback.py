@@ -34,6 +34,8 @@ def registered_model(client: MlflowClient, model: str) -> RegisteredModel:
     try:
         return client.get_registered_model(model)
     except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":  # e.g. the server did not answer: not the user's error
+            raise
         raise StepError(f"no registered model {model!r} ({error.error_code})") from None
 
 

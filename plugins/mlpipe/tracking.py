@@ -143,6 +143,6 @@ def unreachable(error: BaseException) -> str | None:
                 retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
                 return (f"MLflow tracking server {server} did not answer ({type(cause).__name__} on "
                         f"{urlparse(url).path} after {retries} retries, MLFLOW_HTTP_REQUEST_MAX_RETRIES); "
-                        "retry the step once it is back")
+                        "retry once it is back")
         cause = cause.__cause__ or cause.__context__
     return None

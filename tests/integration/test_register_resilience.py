@@ -122,10 +122,10 @@ def registry_state(model: str) -> tuple[list[int], dict[str, int]]:
     return found, {alias: int(v) for alias, v in client.get_registered_model(model).aliases.items()}
 
 
-def unavailable_message(url: str) -> str:
-    return (rf"mlpipe step: error: MLflow tracking server {re.escape(url)} did not answer \(ConnectionError on "
+def unavailable_message(url: str, command: str = "step") -> str:
+    return (rf"mlpipe {command}: error: MLflow tracking server {re.escape(url)} did not answer \(ConnectionError on "
             r"/\S+ after 3 retries, MLFLOW_HTTP_REQUEST_MAX_RETRIES\); "
-            r"retry the step once it is back")
+            r"retry once it is back")
 
 
 def test_runs_trained_at_once_never_mix(trained):
@@ -190,6 +190,10 @@ def test_register_while_mlflow_is_down_fails_clearly_then_registers_once(trained
     assert "Traceback" not in down.stderr
     assert seconds < 30, seconds  # MLflow's client alone would retry for about four minutes
     assert not storage.exists(Run(uri).path("register", RESULT))
+    rollback = subprocess.run([sys.executable, "-m", "mlpipe", "rollback", "outage_model", "--reason", "test"],
+                              env=env, cwd=ROOT, capture_output=True, text=True, timeout=STEP_TIMEOUT)
+    assert rollback.returncode == EXIT_UNAVAILABLE and "Traceback" not in rollback.stderr
+    assert re.fullmatch(unavailable_message(registry.url, "rollback"), rollback.stderr.splitlines()[-1])
 
     registry.restart()
     up = register(env, uri)

@@ -60,7 +60,9 @@ def outcomes_folder(champion: str) -> str:
 
 
 def resample(loans: pd.DataFrame, seed: int, rows: int = ROWS) -> pd.DataFrame:
-    return loans.iloc[np.random.default_rng(seed).integers(0, len(loans), rows)].reset_index(drop=True)
+    """Rows drawn with replacement, each a new loan with its own id (scoring refuses repeated ids)."""
+    drawn = loans.iloc[np.random.default_rng(seed).integers(0, len(loans), rows)].reset_index(drop=True)
+    return drawn.assign(loan_id=[f"S{seed}-{n:05d}" for n in range(rows)])
 
 
 def score(champion: str, tmp_path, frame: pd.DataFrame, run_id: str) -> dict:

@@ -5,7 +5,8 @@ its own folder. :func:`run_step` is the one way a step is executed (by the CLI,
 hence by every runtime): it empties the step's folder, runs the function, and
 writes the small JSON result last, so a retry starts clean and a half-finished
 step is never mistaken for a finished one. A step whose MLflow tracking server did not
-answer fails with :class:`Unavailable` naming the server (:func:`mlpipe.tracking.unreachable`).
+answer fails with a one-line message naming the server, and an exit status the runtimes retry
+(:func:`mlpipe.cli.main`, :func:`mlpipe.tracking.unreachable`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import time
 from typing import Any
 
-from mlpipe import storage, tracking
+from mlpipe import storage
 from mlpipe.runs import RESULT, Run, shard_folder
 
 log = logging.getLogger(__name__)
@@ -68,12 +69,7 @@ def run_step(name: str, run_uri: str, shard: int | None = None) -> dict[str, Any
     folder = run.path(name) if shard is None else run.path(name, shard_folder(shard))
     storage.remove_tree(folder)
     started = time.perf_counter()
-    try:
-        result = step(run) if shard is None else step(run, shard=shard)
-    except Exception as error:
-        if (message := tracking.unreachable(error)) is None:
-            raise
-        raise Unavailable(message) from error
+    result = step(run) if shard is None else step(run, shard=shard)
     result = {"step": name, "run": run_uri, **({} if shard is None else {"shard": shard}), **result,
               "seconds": round(time.perf_counter() - started, 3)}
     storage.write_json(storage.join(folder, RESULT), result)
