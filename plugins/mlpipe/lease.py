@@ -14,7 +14,8 @@ and the next taker moves past it (with a warning naming the crashed owner). The 
 also records the host and process that took it. Expiry compares
 wall clocks of different machines, so ``ttl`` must be far longer than both the work done
 under the lease and any clock skew. A holder still working past its ``ttl`` may have lost the
-lease; :func:`release` then says so in the log instead of freeing someone else's.
+lease: :func:`confirm`, called right before the effects the lease guards, then fails instead
+of acting, and :func:`release` says so in the log instead of freeing someone else's.
 """
 
 from __future__ import annotations
@@ -103,6 +104,23 @@ def acquire(folder: str, owner: str, ttl: float, wait: float) -> Lease:
                      _stamp(lease.expires))
             return lease
         # Another process took this generation first: look again at once.
+
+
+class LeaseLost(Unavailable):
+    """The holder's lease expired and another owner took it: the holder must not act on it any more."""
+
+
+def confirm(lease: Lease) -> None:
+    """Raise :class:`LeaseLost` unless ``lease`` is still the newest generation and unexpired.
+
+    A holder calls it right before the effects the lease guards, so work that outlived the
+    lease is dropped (and retried) instead of interleaving with the next holder's.
+    """
+    generation, state = current(lease.folder)
+    if generation != lease.generation or time.time() >= lease.expires:
+        holder = f"{state['owner']} ({state['state']})" if generation != lease.generation else "nobody yet"
+        raise LeaseLost(f"lease {lease.folder}: {lease.owner}'s hold expired at {_stamp(lease.expires)} "
+                        f"(now: {holder}); its work is dropped, to be retried")
 
 
 def release(lease: Lease) -> None:

@@ -99,3 +99,14 @@ def test_the_same_owner_takes_over_the_hold_an_earlier_attempt_left(folder, capl
                                    "earlier attempt without a release; taking it over"]
     with pytest.raises(lease.LeaseBusy, match="is held by register step of run A until"):
         lease.acquire(folder, "register step of run B", ttl=600, wait=0)
+
+
+def test_a_hold_that_outlived_its_ttl_is_refused_by_confirm(folder):
+    slow = lease.acquire(folder, "slow holder", ttl=0.5, wait=0)
+    lease.confirm(slow)  # still its own
+    time.sleep(0.6)
+    with pytest.raises(lease.LeaseLost, match=r"slow holder's hold expired at .* \(now: nobody yet\)"):
+        lease.confirm(slow)
+    lease.acquire(folder, "next holder", ttl=60, wait=0)
+    with pytest.raises(lease.LeaseLost, match=r"\(now: next holder \(held\)\); its work is dropped, to be retried"):
+        lease.confirm(slow)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
-from mlpipe import audit, cli, spec, storage
+from mlpipe import audit, cli, lease, spec, storage
 from mlpipe.promotion import decide
 from mlpipe.runs import OPTIONS, Run, StepNotFinished
 from mlpipe.steps import run_step
@@ -194,6 +194,21 @@ def test_a_retry_finishes_a_recorded_decision_without_deciding_again(analyzed_ru
     tags = client.get_model_version("retried_model", "1").tags
     assert (tags["mlpipe.promotion_audit"], tags["mlpipe.promoted"], tags["mlpipe.promotion_reasons"]) == (
         first["audit"], "true", "; ".join(first["reasons"]))
+
+
+def test_a_gate_that_outlived_the_promotion_lease_decides_nothing_and_the_retry_decides_once(analyzed_run,
+                                                                                               monkeypatch):
+    uri = clone(analyzed_run, "slow_gate", TRAINED, model_name="slow_gate_model", **LENIENT)
+    monkeypatch.setenv("MLPIPE_PROMOTION_LEASE_SECONDS", "0.01")  # the gate takes longer than that
+    with pytest.raises(lease.LeaseLost, match=r"register step of run .*slow_gate's hold expired at"):
+        run_step("register", uri)
+    assert aliases("slow_gate_model") == {}
+    assert [e for e in audit.history(Run(uri).spec.name) if e["model"] == "slow_gate_model"] == []
+    monkeypatch.delenv("MLPIPE_PROMOTION_LEASE_SECONDS")
+    result = run_step("register", uri)
+    assert (result["version"], result["promoted"]) == (1, True) and versions("slow_gate_model") == [1]
+    assert [e["uri"] for e in audit.history(Run(uri).spec.name) if e["model"] == "slow_gate_model"] == [
+        result["audit"]]
 
 
 def test_register_before_analyze_fails_and_registers_nothing(analyzed_run):

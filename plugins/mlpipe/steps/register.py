@@ -234,9 +234,14 @@ def gate(run: Run, client: MlflowClient, name: str, version: int,
     return decision, side_by_side(spec, cards[CHALLENGER], champion), compared
 
 
-def apply_decision(run: Run, client: MlflowClient, name: str, version: int, forced: bool) -> dict[str, Any]:
-    """Gate ``version``, record the decision in the audit log, then carry it out (:func:`enact`); what happened."""
+def apply_decision(run: Run, client: MlflowClient, name: str, version: int, forced: bool,
+                   held: lease.Lease) -> dict[str, Any]:
+    """Gate ``version``, record the decision in the audit log, then carry it out (:func:`enact`); what happened.
+
+    A gate that outlived the promotion lease ``held`` records nothing (:func:`mlpipe.lease.confirm`).
+    """
     decision, comparison, compared = gate(run, client, name, version, forced)
+    lease.confirm(held)
     replaced = compared if decision.promote else None
     event = {
         "action": DECISIONS[0] if decision.promote else DECISIONS[1], "model": name, "version": version,
@@ -312,9 +317,9 @@ def register(run: Run) -> dict[str, Any]:
         log.info("reusing version %s of %s registered earlier by this run", found.version, name)
     client.set_registered_model_tag(name, PIPELINE_TAG, spec.name)  # where rollback finds the audit log
     version = int(found.version)
-    with promotion_lease(name, f"register step of run {run.uri}"):  # the champion is read and moved under it
+    with promotion_lease(name, f"register step of run {run.uri}") as held:  # the champion is read and moved under it
         outcome = (recorded_decision(client, name, version) or resumed_decision(run, client, name, version)
-                   or apply_decision(run, client, name, version, forced=bool(run.options.get("force_promote"))))
+                   or apply_decision(run, client, name, version, bool(run.options.get("force_promote")), held))
         if version == latest_version(client, name):  # an old run re-registered does not take the alias back
             client.set_registered_model_alias(name, CHALLENGER, str(version))
         aliases = client.get_model_version(name, str(version)).aliases
