@@ -37,11 +37,13 @@ def record(pipeline: str, event: dict[str, Any]) -> str:
     return storage.write_json(uri, entry)
 
 
-def history(pipeline: str) -> list[dict[str, Any]]:
-    """Every event of ``pipeline``'s audit log, oldest first (each with its ``uri``)."""
+def history(pipeline: str, named: str = "") -> list[dict[str, Any]]:
+    """Every event of ``pipeline``'s audit log, oldest first (each with its ``uri``); only those whose
+    object names contain ``named`` when given (the others are not read)."""
     base = folder(pipeline)
     return [{**storage.read_json(storage.join(base, name)), "uri": storage.join(base, name)}
-            for name in storage.children(base) if name.endswith(".json") and not name.startswith(".")]
+            for name in storage.children(base)
+            if named in name and name.endswith(".json") and not name.startswith(".")]
 
 
 def events_of(pipeline: str, model: str, version: int) -> list[dict[str, Any]]:
@@ -49,8 +51,5 @@ def events_of(pipeline: str, model: str, version: int) -> list[dict[str, Any]]:
 
     Reads only the objects whose names carry that model and version.
     """
-    base, marker = folder(pipeline), f"-{model}-v{version}-"
-    found = [{**storage.read_json(storage.join(base, name)), "uri": storage.join(base, name)}
-             for name in storage.children(base) if marker in name and name.endswith(".json")
-             and not name.startswith(".")]
-    return [event for event in found if event["model"] == model and event["version"] == version]
+    return [event for event in history(pipeline, named=f"-{model}-v{version}-")
+            if event["model"] == model and event["version"] == version]

@@ -124,11 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     except (spec.SpecError, storage.StorageError, runs.StepNotFinished, StepError, SynthError) as error:
         print(f"mlpipe {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except Unavailable as error:
-        print(f"mlpipe {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    except Exception as error:  # the MLflow server down is said in one line (any command), and retried
-        if (message := tracking.unreachable(error)) is None:
+    except Exception as error:  # unavailable for now (a lease, the MLflow server down): one line, retried
+        if (message := str(error) if isinstance(error, Unavailable) else tracking.unreachable(error)) is None:
             raise
         print(f"mlpipe {args.command}: error: {message}", file=sys.stderr)
         return EXIT_UNAVAILABLE

@@ -164,13 +164,25 @@ def write_bytes(uri: str, data: bytes) -> str:
             _s3().put_object(Bucket=bucket, Key=key, Body=data, **encryption())
         return uri
     path = local_path(uri)
+    with _staged(path, data) as staged:
+        os.replace(staged, path)
+    return uri
+
+
+@contextlib.contextmanager
+def _staged(path: Path, data: bytes) -> Iterator[str]:
+    """``data`` written and synced to a hidden temporary file beside ``path``, to be moved or linked
+    into place; removed on exit if it is still there."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
         tmp.write(data)
         tmp.flush()
         os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
-    return uri
+    try:
+        yield tmp.name
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp.name)
 
 
 def remove_tree(uri: str) -> None:
@@ -238,27 +250,22 @@ def create_exclusive(uri: str, data: bytes) -> bool:
     """Write ``data`` to ``uri`` only if nothing is there yet: ``True`` when this call created it.
 
     Of several concurrent callers exactly one gets ``True``, and nobody sees a partial object:
-    S3 ``put_object`` with ``IfNoneMatch='*'`` (412, or 409 while another conditional write of
-    the key is in flight, means taken); a local file is written beside the target and hard-linked
-    to it (``link`` fails when the target exists).
+    S3 ``put_object`` with ``IfNoneMatch='*'`` and the :func:`encryption` of every write (412, or
+    409 while another conditional write of the key is in flight, means taken); a local file is
+    written beside the target and hard-linked to it (``link`` fails when the target exists).
     """
     if _is_s3(uri):
         bucket, key = _bucket_key(uri)
         try:
-            _s3().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            _s3().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*", **encryption())
         except _s3().exceptions.ClientError as error:
             if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
                 return False
             raise
         return True
-    path = local_path(uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.") as tmp:
-        tmp.write(data)
-        tmp.flush()
-        os.fsync(tmp.fileno())
+    with _staged(local_path(uri), data) as staged:
         try:
-            os.link(tmp.name, path)
+            os.link(staged, local_path(uri))
         except FileExistsError:
             return False
     return True

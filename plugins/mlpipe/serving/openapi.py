@@ -7,7 +7,8 @@ cannot see what they take. :func:`openapi` adds it: the JSON schema of that vali
 ``serving.max_records`` records, no other fields), or while no champion is loaded a
 ``records`` array of objects. It is built on each call, so it follows a reload to a
 version with other features. The error answers are declared on the routes with
-:data:`PROBLEM` and :data:`INVALID` (every 4xx has a ``detail`` naming the problem).
+:data:`BODY_ERRORS`, :data:`NO_CHAMPION` and :data:`AUTH_ERRORS` (every 4xx has a ``detail``
+naming the problem: a :class:`Problem`, or for a 422 :class:`Invalid`).
 
 This module exists only for the server process: it imports FastAPI at the top.
 """
