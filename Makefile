@@ -126,6 +126,7 @@ bench: init
 	python tests/benchmarks/bench_tune.py
 	python tests/benchmarks/bench_dask.py
 	python tests/benchmarks/bench_monitor.py
+	$(PII_KEY) python tests/benchmarks/bench_seeds.py
 
 bench-scale: init
 	python tests/benchmarks/bench_scale.py
