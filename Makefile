@@ -30,7 +30,6 @@ export MLPIPE_OPTUNA_DIR := $(STATE)/optuna
 export PATH := $(BIN):$(PATH)
 # The PII hash key is a secret: generated once per machine into .state, never in code or git.
 PII_KEY = MLPIPE_PII_KEY="$$(cat $(STATE)/pii.key)"
-NO_DEADLINES = MLPIPE_DEADLINE_ALERTS=off
 
 .PHONY: help venv init env run monitor synth ui test test-celery lint bench bench-scale bench-load lock clean
 
@@ -78,9 +77,8 @@ $(STATE)/airflow/airflow.db: | venv
 
 init: venv $(STATE)/pii.key $(STATE)/airflow/airflow.db
 
-# `airflow dags test` cannot run DAGs with deadline alerts in Airflow 3.3.2 (mlpipe.orchestration.alerting)
 run: init
-	$(PII_KEY) $(NO_DEADLINES) airflow dags test $(PIPELINE)_training $(RUN_CONF) > $(STATE)/last-run.log 2>&1 \
+	$(PII_KEY) airflow dags test $(PIPELINE)_training $(RUN_CONF) > $(STATE)/last-run.log 2>&1 \
 	  || { tail -n 60 $(STATE)/last-run.log; echo "The DAG run failed: full log in $(STATE)/last-run.log"; exit 1; }
 	@mlpipe summary --latest $(PIPELINE)
 	@echo
@@ -88,9 +86,9 @@ run: init
 	@echo "             $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)  and  MLflow http://localhost:5000"
 
 monitor: init
-	$(PII_KEY) $(NO_DEADLINES) airflow dags test $(PIPELINE)_scoring > $(STATE)/last-scoring.log 2>&1 \
+	$(PII_KEY) airflow dags test $(PIPELINE)_scoring > $(STATE)/last-scoring.log 2>&1 \
 	  || { tail -n 40 $(STATE)/last-scoring.log; echo "Scoring failed (is there a champion? make run first)"; exit 1; }
-	$(PII_KEY) $(NO_DEADLINES) airflow dags test $(PIPELINE)_monitoring > $(STATE)/last-monitoring.log 2>&1 \
+	$(PII_KEY) airflow dags test $(PIPELINE)_monitoring > $(STATE)/last-monitoring.log 2>&1 \
 	  || { tail -n 40 $(STATE)/last-monitoring.log; echo "Monitoring failed: $(STATE)/last-monitoring.log"; exit 1; }
 	@mlpipe summary --latest $(PIPELINE) --kind scoring
 	@mlpipe summary --latest $(PIPELINE) --kind monitoring

@@ -97,7 +97,6 @@ def airflow_env(home: Path, dags_folder: Path = ROOT / "dags", **extra: str) -> 
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "MLPIPE_DEADLINE_ALERTS": "off",  # `airflow dags test` cannot run DAGs with deadlines (see alerting.py)
         **extra,
     })
     return env

@@ -1,4 +1,5 @@
-"""Alerts from real Airflow runs: a failing training DAG run (`airflow dags test`) and a missed deadline.
+"""Alerts from real Airflow runs: a failing training DAG run (`airflow dags test`), a missed deadline, and
+a successful `airflow dags test` of a DAG that has a deadline alert.
 
 The webhook receiver (``http.server``) and the SMTP server (``aiosmtpd``) are real servers on free
 local ports; Airflow reaches them through ``AIRFLOW_CONN_*`` connections, as it would in production.
@@ -66,6 +67,20 @@ report["events"] = [{k: str(v) for k, v in payload.items()} for payload in async
 print(json.dumps(report))
 """
 
+# Runs in the Airflow environment after a `dags test`: the deadline alerts of the DAG the scheduler reads.
+STORED_DEADLINES_SCRIPT = """
+import json, sys
+from airflow.models.dagbag import DBDagBag
+from airflow.models.deadline_alert import DeadlineAlert
+from airflow.utils.session import create_session
+
+with create_session() as session:
+    dag = DBDagBag().get_latest_version_of_dag(sys.argv[1], session=session)
+    alerts = [DeadlineAlert.get_by_id(alert_id, session=session) for alert_id in dag.deadline or []]
+    print(json.dumps([{"name": a.name, "reference": a.reference_class.__name__,
+                       "seconds": a.interval["__data__"]} for a in alerts]))
+"""
+
 
 @pytest.fixture
 def dags_folder(tmp_path):
@@ -90,8 +105,7 @@ def test_failed_run_and_missed_deadline_alert_ops(tmp_path, pipeline_env, dags_f
         env = airflow_env(home, dags_folder, **pipeline_env,
                           AIRFLOW_CONN_MLPIPE_ALERTS_WEBHOOK=f"{receiver.url}/hooks/ops",
                           AIRFLOW_CONN_SMTP_DEFAULT=smtp.conn_uri("airflow@example.com"),
-                          AIRFLOW__API__BASE_URL="https://airflow.example.com",
-                          MLPIPE_DEADLINE_ALERTS="on")  # a run that fails does not meet the dags-test bug
+                          AIRFLOW__API__BASE_URL="https://airflow.example.com")
         subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,
                        capture_output=True, timeout=300)
         out = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", DAG_ID, "-c",
@@ -137,3 +151,26 @@ def test_failed_run_and_missed_deadline_alert_ops(tmp_path, pipeline_env, dags_f
     assert "Run: manual__overdue" in overdue and "State: queued" in overdue
     assert [message["Subject"] for *_, message in overdue_mail] == [
         f"[mlpipe] {DAG_ID} still running after 240 minutes"]
+
+
+def test_dags_test_of_a_dag_with_a_deadline_succeeds_and_the_scheduler_keeps_it(tmp_path, pipeline_env):
+    """`airflow dags test` of a DAG with a deadline alert exits 0 once its run succeeded (in Airflow 3.3.2
+    the run's last state update failed it: ``'dict' object has no attribute 'hex'``), with no environment
+    variable to set; the DAG stored for the scheduler still carries its deadline alert."""
+    home = tmp_path / "airflow"
+    home.mkdir()
+    env = airflow_env(home, **pipeline_env)
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,
+                   capture_output=True, timeout=300)
+    # Every task marked successful without running: the run succeeds, which is where the bug was.
+    out = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", DAG_ID, "--mark-success-pattern", ".*"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-3000:]
+    assert "Marking run <DagRun loan_default_training" in log and "Traceback" not in log, log[-3000:]
+
+    stored = subprocess.run([sys.executable, "-c", STORED_DEADLINES_SCRIPT, DAG_ID], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert stored.returncode == 0, stored.stderr[-3000:]
+    assert json.loads(stored.stdout.strip().splitlines()[-1]) == [
+        {"name": "loan_default_training overdue", "reference": "DagRunQueuedAtDeadline", "seconds": 240 * 60}]

@@ -164,9 +164,7 @@ def test_triggered_run_succeeds_on_celery_and_lands_in_mlflow_and_s3(stack):
     # The DAG is still paused, so the scheduler leaves this run alone.
     started = time.monotonic()
     options = json.dumps(stack.conf("dags test baseline", tuning_trials=TRIALS))
-    # (without deadline alerts, which `airflow dags test` cannot run: mlpipe.orchestration.alerting; the
-    # scheduler's runs below have them)
-    stack.airflow.airflow("dags", "test", DAG_ID, "-c", options, timeout=RUN_TIMEOUT, MLPIPE_DEADLINE_ALERTS="off")
+    stack.airflow.airflow("dags", "test", DAG_ID, "-c", options, timeout=RUN_TIMEOUT)
     dags_test_wall = time.monotonic() - started
     baseline = max(stack.airflow.api("GET", f"dags/{DAG_ID}/dagRuns")["dag_runs"], key=lambda r: r["end_date"])
     assert baseline["state"] == "success"

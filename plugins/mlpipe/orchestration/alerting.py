@@ -10,6 +10,8 @@ Every DAG of :mod:`mlpipe.orchestration.factory` gets, from :func:`task_alerting
   after the run was queued, whose :class:`~airflow.sdk.AsyncCallback`
   (:func:`deadline_missed`) the triggerer runs when the run is still going by then.
 
+Each DAG is a :class:`PipelineDAG`, whose local test run (``airflow dags test``) leaves the deadline out.
+
 Monitoring code alerts with :func:`send_alert`. The messages and their delivery are in
 :mod:`mlpipe.alerts`; nothing here raises into Airflow: problems are logged.
 """
@@ -18,17 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from airflow.sdk import AsyncCallback, BaseNotifier, DeadlineAlert, DeadlineReference
+from airflow.sdk import DAG, AsyncCallback, BaseNotifier, DeadlineAlert, DeadlineReference
 
 from mlpipe import alerts, runs, urls
 from mlpipe.spec import Alerts, Spec
 
 log = logging.getLogger(__name__)
-DEADLINES_ENV = "MLPIPE_DEADLINE_ALERTS"
 
 
 def airflow_ui_base() -> str:
@@ -139,23 +139,10 @@ async def deadline_missed(pipeline: str, run_kind: str, minutes: float, settings
     return await asyncio.to_thread(_deliver_overdue, pipeline, run_kind, minutes, settings, context or {})
 
 
-def deadline_alerts_on() -> bool:
-    """Whether DAGs get their deadline alerts: yes, unless ``$MLPIPE_DEADLINE_ALERTS`` is ``off``.
-
-    ``airflow dags test`` (``make run``, the tests' DAG runs) needs them off: in Airflow 3.3.2,
-    ``DAG.test()`` schedules a DAG it deserialized itself, whose ``deadline`` holds the alerts' JSON
-    instead of the ids of their ``deadline_alert`` rows, and a *successful* run then fails in
-    ``DagRun.update_state`` (``'dict' object has no attribute 'hex'``). The scheduler, which reads the
-    DAG the DAG processor stored, is not affected.
-    """
-    return os.environ.get(DEADLINES_ENV, "on").lower() not in ("off", "0", "false", "no")
-
-
 def deadline_for(pipeline: Spec, dag_kind: str, run_kind: str) -> DeadlineAlert | None:
-    """The DAG's deadline: ``alerts.deadline_minutes.<dag_kind>`` after the run was queued; None if unset
-    (or switched off, :func:`deadline_alerts_on`)."""
+    """The DAG's deadline: ``alerts.deadline_minutes.<dag_kind>`` after the run was queued; None if unset."""
     minutes = getattr(pipeline.alerts.deadline_minutes, dag_kind, None)
-    if minutes is None or not deadline_alerts_on():
+    if minutes is None:
         return None
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=timedelta(minutes=minutes),
@@ -163,6 +150,28 @@ def deadline_for(pipeline: Spec, dag_kind: str, run_kind: str) -> DeadlineAlert 
             "pipeline": pipeline.name, "run_kind": run_kind, "minutes": minutes,
             "settings": pipeline.alerts.model_dump(mode="json", exclude={"deadline_minutes"})}),
         name=f"{pipeline.name}_{dag_kind} overdue")
+
+
+class PipelineDAG(DAG):
+    """The DAG class of every pipeline DAG: an Airflow DAG whose local test run leaves its deadline out.
+
+    ``DAG.test()`` (``airflow dags test``, ``make run``) cannot run a DAG with a deadline alert in Airflow
+    3.3.2: it schedules a copy of the DAG it serializes and deserializes itself instead of the one stored in
+    the database, so the copy's ``deadline`` holds each alert's JSON where the scheduler's DAG holds the id
+    of its ``deadline_alert`` row, and once the run has *succeeded* ``DagRun.update_state`` looks those ids
+    up and fails the command (``StatementError: 'dict' object has no attribute 'hex'``). A test run could
+    not meet its deadline anyway: it is created running, never queued (no ``queued_at`` for
+    ``DAGRUN_QUEUED_AT``, so Airflow itself skips its deadline), and no triggerer runs the callback. So
+    ``test()`` runs without the deadline; the DAGs it writes to the database for the scheduler are parsed
+    from the DAG files afresh and keep theirs.
+    """
+
+    def test(self, *args: Any, **kwargs: Any) -> Any:
+        deadline, self.deadline = self.deadline, None
+        try:
+            return super().test(*args, **kwargs)
+        finally:
+            self.deadline = deadline
 
 
 def task_alerting(pipeline: Spec, run_kind: str) -> dict[str, Any]:

@@ -258,7 +258,7 @@ def _pipeline_dag(pipeline: spec.Spec, spec_path: str | Path, kind: str, steps: 
     ``then(pipeline, last_task)``, when given, adds tasks after the last step (inside the DAG).
     """
     suffix = dag_args.pop("suffix")
-    with DAG(
+    with alerting.PipelineDAG(
         dag_id=f"{pipeline.name}_{suffix}",
         start_date=_start_date(pipeline.start_date),
         catchup=False,
