@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     profile = commands.add_parser("profile", help="write the reference profile of a spec's data")
     profile.add_argument("spec", help="pipeline spec YAML")
     profile.add_argument("--output", help="where to write it (default: the spec's validation.profile)")
+    profile.add_argument("--keep", action="store_true", help="keep a profile that exists already (write only a "
+                                                             "missing one)")
 
     rollback = commands.add_parser("rollback", help="give the champion alias back to the previous champion")
     rollback.add_argument("model", help="registered model name (the pipeline name unless the spec says otherwise)")
@@ -93,7 +95,7 @@ def _command(args: argparse.Namespace) -> object:
     if args.command == "profile":
         from mlpipe.profile import write_profile
 
-        return write_profile(spec.load(args.spec), args.output)
+        return write_profile(spec.load(args.spec), args.output, keep=args.keep)
     if args.command == "rollback":
         from mlpipe.rollback import rollback
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mlpipe import storage
+from mlpipe.columns import check_named, feature_kinds
 from mlpipe.features import labels
 from mlpipe.spec import Spec, SpecError
 
@@ -99,35 +100,50 @@ def rounded(reference: dict[str, Any]) -> dict[str, Any]:
     return {**reference, "columns": columns, "target": target}
 
 
-def column_kind(name: str, series: pd.Series, spec: Spec) -> str:
-    """Which checks a column gets: categorical (spec or target), numeric (not an id), else other."""
-    if name == spec.target.column or name in spec.features.categorical:
+def column_kind(name: str, series: pd.Series, spec: Spec, kinds: dict[str, str]) -> str:
+    """Which checks a column gets: categorical (the target), the feature's resolved kind (``kinds``),
+    numeric (another number, not an id), else other."""
+    if name == spec.target.column:
         return "categorical"
+    if name in kinds:
+        return kinds[name]
     if type_family(series) == "numeric" and name not in spec.id_columns:
         return "numeric"
     return "other"
 
 
-def profile(frame: pd.DataFrame, spec: Spec) -> dict[str, Any]:
-    """The (unrounded) reference profile of an ingested (PII-masked) frame; see the module docstring."""
-    from mlpipe.steps import StepError
-
-    target = spec.target.column
-    if target not in frame.columns:
-        raise StepError(f"target column {target!r} (target.column) is not in the data")
+def profile(frame: pd.DataFrame, spec: Spec, kinds: dict[str, str]) -> dict[str, Any]:
+    """The (unrounded) reference profile of an ingested (PII-masked) frame whose features are of ``kinds``
+    (:func:`mlpipe.columns.feature_kinds`); see the module docstring."""
     hashed = {rule.column for rule in spec.pii if rule.action == "hash"}
-    columns = {str(name): column_profile(frame[name], column_kind(name, frame[name], spec), name in hashed)
+    columns = {str(name): column_profile(frame[name], column_kind(name, frame[name], spec, kinds), name in hashed)
                for name in frame.columns}
     rate = float(labels(frame, spec).mean())
     return {"version": VERSION, "rows": len(frame), "columns": columns,
-            "target": {"column": target, "positive_class": spec.target.positive_class, "positive_rate": rate}}
+            "target": {"column": spec.target.column, "positive_class": spec.target.positive_class,
+                       "positive_rate": rate}}
 
 
-def write_profile(spec: Spec, output: str | None = None) -> str:
+def check_feedback(spec: Spec) -> None:
+    """Late outcomes (``monitoring.feedback.source``) must have the id columns and the target column."""
+    from mlpipe import datasets
+
+    source = spec.monitoring.feedback.source
+    if not source:
+        return
+    names = list(map(str, next(datasets.batches(source, 1, fmt=None)).columns))
+    if missing := [name for name in [*spec.id_columns, spec.target.column] if name not in names]:
+        raise SpecError(f"monitoring.feedback.source: {missing} (id_columns and target.column) are not columns "
+                        f"of {source}; its columns are: {', '.join(names)}")
+
+
+def write_profile(spec: Spec, output: str | None = None, keep: bool = False) -> str:
     """Profile the spec's data source and write it to ``output`` or ``validation.profile``; return the URI.
 
-    The source is read ``data.batch_rows`` rows at a time, PII-masked as ingest does, and the
-    batches' profiles are combined: every row counts, and memory holds one batch.
+    Every column the spec names is checked first (:func:`mlpipe.columns.check_named`), and each
+    feature's kind is inferred from the first batch unless the spec sets it. The source is read
+    ``data.batch_rows`` rows at a time, PII-masked as ingest does, and the batches' profiles are
+    combined: every row counts, and memory holds one batch. ``keep``: an existing profile is kept.
     """
     from mlpipe import datasets
     from mlpipe.pii import mask_pii
@@ -135,11 +151,19 @@ def write_profile(spec: Spec, output: str | None = None) -> str:
     destination = output or spec.validation.profile
     if not destination:
         raise SpecError(f"{spec.name}: validation.profile is not set; give an output URI (--output)")
-    reference = None
+    destination = storage.normalize(destination)
+    if keep and storage.exists(destination):
+        return destination
+    reference, kinds = None, {}
     for frame in datasets.batches(spec.data.source, spec.data.batch_rows, fmt=spec.data.format):
+        if reference is None:
+            check_named(spec, list(map(str, frame.columns)), spec.data.source)
         mask_pii(frame, spec.pii)
-        batch = profile(frame, spec)
+        if reference is None:
+            kinds = feature_kinds(frame, spec, source=spec.data.source)
+        batch = profile(frame, spec, kinds)
         reference = batch if reference is None else combined(reference, batch)
     if reference is None:
         raise SpecError(f"{spec.data.source}: the data has no rows to profile")
-    return storage.write_json(storage.normalize(destination), rounded(reference))
+    check_feedback(spec)
+    return storage.write_json(destination, rounded(reference))

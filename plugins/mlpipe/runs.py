@@ -21,6 +21,7 @@ DEFAULT_STORE = "file:///tmp/mlpipe-store"
 RESULT = "result.json"
 TRAINING, SCORING, MONITORING = "runs", "scoring", "monitoring"  # kinds of run folders
 OPTIONS = "options.json"
+CATEGORICAL_RESULT = "categorical"  # the categorical features ingest resolved, in its result
 
 
 def store_uri() -> str:
@@ -76,7 +77,15 @@ class Run:
 
     @cached_property
     def spec(self) -> Spec:
-        return parse(storage.read_json(storage.join(self.uri, "spec.json")), source=f"{self.uri}/spec.json")
+        """The run's spec (``spec.json``); once ingest has finished, with ``features.categorical`` listing every
+        categorical feature, as ingest resolved them from the spec, the reference profile and the data."""
+        written = parse(storage.read_json(storage.join(self.uri, "spec.json")), source=f"{self.uri}/spec.json")
+        ingested = self.path("ingest", RESULT)
+        categorical = storage.read_json(ingested).get(CATEGORICAL_RESULT) if storage.exists(ingested) else None
+        if categorical is None:
+            return written
+        features = written.features.model_copy(update={"categorical": categorical})
+        return written.model_copy(update={"features": features})
 
     @cached_property
     def options(self) -> dict[str, Any]:

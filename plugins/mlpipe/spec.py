@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
 
@@ -38,15 +38,51 @@ class Data(_Section):
     )
 
 
+Label = str | int | bool
+
+
 class Target(_Section):
     column: str
-    positive_class: str | int | bool = Field(description="The value of `column` that is the positive (rare) class.")
+    positive_class: Label | Annotated[list[Label], Field(min_length=1)] = Field(
+        description="The value of `column` that is the positive (rare) class, or a list of values that all "
+                    "count as positive (e.g. [charged_off, late, in_grace_period])."
+    )
+
+    @property
+    def positive_values(self) -> list[str]:
+        """The positive class's values as text: how they are compared with the target column's values."""
+        values = self.positive_class if isinstance(self.positive_class, list) else [self.positive_class]
+        return [str(value) for value in values]
+
+    @property
+    def positive_text(self) -> str:
+        """The positive class for messages: ``'bad'`` or ``one of ['late', 'charged_off']``."""
+        values = self.positive_values
+        return repr(values[0]) if len(values) == 1 else f"one of {values}"
 
 
 class Features(_Section):
+    """Which columns are the model's inputs, and which of them are categories.
+
+    A feature's kind is inferred from the data unless listed here: text and true/false columns are
+    categorical, numbers numeric (:mod:`mlpipe.columns`); the reference profile records each kind.
+    """
+
     include: Literal["all"] | list[str] = Field("all", description='"all" (every non-target column) or a list.')
     exclude: list[str] = []
-    categorical: list[str] = []
+    categorical: list[str] = Field(default_factory=list, description="Categorical whatever the data holds "
+                                                                    "(e.g. integer codes).")
+    numeric: list[str] = Field(default_factory=list, description="Numeric whatever the data holds.")
+    max_code_levels: Annotated[int, Field(ge=0)] = Field(
+        0, description="Integer columns with at most this many distinct values are categorical (codes such as "
+                       "a grade 1-7); 0: integers stay numeric."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind_each(self) -> Features:
+        if both := sorted(set(self.categorical) & set(self.numeric)):
+            raise ValueError(f"{both} are listed both in categorical and in numeric")
+        return self
 
 
 class PiiRule(_Section):
@@ -69,8 +105,12 @@ class Split(_Section):
 
 
 class Validation(_Section):
-    profile: str | None = Field(None, description="Reference profile JSON (from `mlpipe profile`), spec-relative.")
-    positive_rate: tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]] = (0.0, 1.0)
+    profile: str | None = Field(None, description="Reference profile JSON (from `mlpipe profile`), spec-relative; "
+                                                  "default: <spec name>.profile.json beside the spec.")
+    positive_rate: tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]] | None = Field(
+        None, description="[low, high] share of positive rows a healthy extract has; unset: half to one and a half "
+                          "times the reference profile's rate."
+    )
     split_rate_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.01
     max_null_increase: Annotated[float, Field(ge=0, le=1)] = 0.05
     range_margin: Annotated[float, Field(ge=0)] = 0.1
@@ -78,10 +118,19 @@ class Validation(_Section):
 
     @model_validator(mode="after")
     def _ordered_rate(self) -> Validation:
-        low, high = self.positive_rate
-        if low > high:
+        if self.positive_rate is not None and self.positive_rate[0] > self.positive_rate[1]:
+            low, high = self.positive_rate
             raise ValueError(f"positive_rate must be [low, high] with low <= high, got [{low}, {high}]")
         return self
+
+    def positive_rate_band(self, reference_rate: float | None) -> tuple[float, float]:
+        """``positive_rate`` when set; else half to one and a half times the reference profile's rate
+        (any rate without a profile)."""
+        if self.positive_rate is not None:
+            return self.positive_rate
+        if reference_rate is None:
+            return 0.0, 1.0
+        return round(reference_rate / 2, 6), round(min(1.0, reference_rate * 1.5), 6)
 
 
 class Distributed(_Section):
@@ -96,8 +145,16 @@ class Distributed(_Section):
     )
 
 
+# The booster params of a spec that names none; a spec's own params are laid over these, key by key.
+DEFAULT_PARAMS: dict[str, Any] = {
+    "objective": "binary:logistic", "eval_metric": ["logloss", "auc"], "tree_method": "hist",
+    "eta": 0.05, "max_depth": 4, "min_child_weight": 5, "subsample": 0.8, "colsample_bytree": 0.8, "seed": 42,
+}
+
+
 class Training(_Section):
-    params: dict[str, Any] = Field(default_factory=dict, description="XGBoost parameters (booster params).")
+    params: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_PARAMS),
+                                   description="XGBoost parameters (booster params), laid over DEFAULT_PARAMS.")
     num_boost_round: Annotated[int, Field(gt=0)] = 2000
     early_stopping_rounds: Annotated[int, Field(gt=0)] = 100
     scale_pos_weight: Literal["auto"] | Annotated[float, Field(gt=0)] = Field(
@@ -112,6 +169,11 @@ class Training(_Section):
         200_000, description="The logistic-regression baseline fits a seeded sample of at most this many train rows."
     )
     distributed: Distributed = Distributed()
+
+    @field_validator("params")
+    @classmethod
+    def _over_defaults(cls, params: dict[str, Any]) -> dict[str, Any]:
+        return {**DEFAULT_PARAMS, **params}
 
 
 class Fairness(_Section):
@@ -149,8 +211,25 @@ class SearchRange(_Section):
         return self
 
 
+# The ranges SageMaker's XGBoost tuning exposes: the search space of a spec that names none.
+DEFAULT_SEARCH_SPACE = {
+    "eta": {"low": 0.01, "high": 0.3, "log": True},
+    "max_depth": {"low": 2, "high": 6, "integer": True},
+    "min_child_weight": {"low": 1, "high": 100, "log": True},
+    "subsample": {"low": 0.5, "high": 1.0},
+    "colsample_bytree": {"low": 0.4, "high": 1.0},
+    "lambda": {"low": 0.1, "high": 50, "log": True},
+    "alpha": {"low": 0.001, "high": 10, "log": True},
+}
+# tuning.enabled "auto": trials need enough rows of each class to rank params, and cost too much above this.
+AUTO_TUNING_MIN_ROWS, AUTO_TUNING_MIN_MINORITY, AUTO_TUNING_MAX_ROWS = 500, 25, 2_000_000
+
+
 class Tuning(_Section):
-    enabled: bool = True
+    enabled: bool | Literal["auto"] = Field(
+        "auto", description=f"auto: tune when the train split has {AUTO_TUNING_MIN_ROWS:,} to "
+                            f"{AUTO_TUNING_MAX_ROWS:,} rows and at least {AUTO_TUNING_MIN_MINORITY} of each class."
+    )
     trials: Annotated[int, Field(gt=0)] = Field(24, description="Trial budget, shared by all workers.")
     workers: Annotated[int, Field(gt=0, le=64)] = Field(2, description="Parallel trial tasks (pods on Kubernetes).")
     timeout_minutes: Annotated[float, Field(gt=0)] | None = None
@@ -159,11 +238,31 @@ class Tuning(_Section):
         None, description="Score each trial by stratified k-fold cross-validation over train + validation "
                           "(k boosters a trial); unset: train on the train split and score on validation."
     )
-    search_space: dict[str, SearchRange] = Field(default_factory=dict, description="XGBoost param -> range.")
+    search_space: dict[str, SearchRange] = Field(
+        default_factory=lambda: {key: SearchRange(**value) for key, value in DEFAULT_SEARCH_SPACE.items()},
+        description="XGBoost param -> range; default: DEFAULT_SEARCH_SPACE.")
     sample_rows: Annotated[int, Field(gt=0)] = Field(
         200_000, description="Trials train and score on seeded samples of at most this many train (and "
                              "validation) rows; the final training uses every row."
     )
+
+
+    def skip_reason(self, rows: int, minority: int) -> str | None:
+        """Why a train split of ``rows`` rows, ``minority`` of them in its rarest class, is not tuned; ``None``
+        when it is."""
+        if self.enabled is False:
+            return "tuning.enabled is false in the spec"
+        if not self.search_space:
+            return "tuning.search_space is empty"
+        if self.enabled is True:
+            return None
+        if rows < AUTO_TUNING_MIN_ROWS or minority < AUTO_TUNING_MIN_MINORITY:
+            return (f"tuning.enabled auto: the train split has {rows} rows, {minority} in its rarest class: too "
+                    f"few to rank params (needs {AUTO_TUNING_MIN_ROWS} and {AUTO_TUNING_MIN_MINORITY})")
+        if rows > AUTO_TUNING_MAX_ROWS:
+            return (f"tuning.enabled auto: the train split has {rows} rows, more than {AUTO_TUNING_MAX_ROWS:,} "
+                    "(set tuning.enabled: true to tune anyway)")
+        return None
 
 
 class Scoring(_Section):
@@ -394,7 +493,7 @@ def resolve_paths(spec: Spec, base: Path) -> Spec:
         return value if re.match(r"^[a-z][a-z0-9+.-]*://", value) else storage.normalize(base / value)
 
     data = spec.data.model_copy(update={"source": resolved(spec.data.source)})
-    profile = spec.validation.profile and resolved(spec.validation.profile)
+    profile = resolved(spec.validation.profile or f"{spec.name}.profile.json")
     validation = spec.validation.model_copy(update={"profile": profile})
     scoring = spec.scoring.model_copy(update={"source": spec.scoring.source and resolved(spec.scoring.source)})
     feedback = spec.monitoring.feedback

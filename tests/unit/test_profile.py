@@ -87,7 +87,7 @@ def test_profile_errors_name_what_is_missing(loan_spec, tmp_path, monkeypatch):
     with pytest.raises(spec.SpecError, match=r"validation\.profile is not set"):
         write_profile(spec.with_overrides(loan_spec, {"validation.profile": None}))
     monkeypatch.setenv("MLPIPE_PII_KEY", "key")
-    with pytest.raises(StepError, match=r"target column 'Status' \(target\.column\)"):
+    with pytest.raises(spec.SpecError, match=r"target\.column: 'Status' is not a column of file://.*lending_club"):
         write_profile(spec.with_overrides(loan_spec, {"target.column": "Status"}), str(output))
     assert not output.exists()
 

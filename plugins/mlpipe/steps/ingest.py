@@ -15,9 +15,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from mlpipe import datasets
+from mlpipe.columns import CATEGORICAL, check_named, feature_kinds
 from mlpipe.ids import UniqueIds
 from mlpipe.pii import mask_pii
-from mlpipe.runs import Run
+from mlpipe.runs import CATEGORICAL_RESULT, Run
 from mlpipe.steps import StepError
 
 if TYPE_CHECKING:
@@ -55,23 +56,35 @@ class DataVersion:
         return self.digest.hexdigest()[:16]
 
 
-def check_columns(frame: pd.DataFrame, spec: Spec) -> None:
-    """The target and id columns the spec names must be in the data."""
-    if spec.target.column not in frame.columns:
-        raise StepError(f"target column {spec.target.column!r} (target.column) is not in the data; "
-                        f"columns are: {', '.join(map(str, frame.columns))}")
-    if missing := [c for c in spec.id_columns if c not in frame.columns]:
-        raise StepError(f"id_columns {missing} are not in the data")
+def reference_columns(spec: Spec) -> dict[str, dict[str, Any]]:
+    """The column entries of the spec's reference profile (none without one); a profile the spec names
+    must exist."""
+    from mlpipe import storage
+
+    uri = spec.validation.profile
+    if not uri:
+        return {}
+    if not storage.exists(uri):
+        raise StepError(f"validation.profile: there is no reference profile at {uri}; make it with "
+                        f"`mlpipe profile dags/pipelines/{spec.name}.yaml` (or `make run PIPELINE={spec.name}`), "
+                        "then review and commit it")
+    return storage.read_json(uri).get("columns", {})
 
 
 def ingest(run: Run) -> dict[str, Any]:
+    """Snapshot the source; first check the columns the spec names and resolve each feature's kind."""
     spec = run.spec
     version, pii, ids = DataVersion(), {}, UniqueIds(spec.id_columns, spec.data.source)
+    kinds: dict[str, str] = {}
     with datasets.PartWriter(run.path("ingest", "snapshot")) as snapshot:
-        for frame in datasets.batches(spec.data.source, spec.data.batch_rows, fmt=spec.data.format):
-            check_columns(frame, spec)
+        batches = datasets.batches(spec.data.source, spec.data.batch_rows, fmt=spec.data.format)
+        for index, frame in enumerate(batches):
+            if index == 0:
+                check_named(spec, list(map(str, frame.columns)), spec.data.source)
             ids.add(frame)
             pii = mask_pii(frame, spec.pii)
+            if index == 0:  # the first batch decides: every batch has its columns and types (mlpipe.datasets)
+                kinds = feature_kinds(frame, spec, reference_columns(spec), spec.data.source)
             version.update(frame)
             snapshot.write(frame)
             columns = frame.shape[1]
@@ -81,4 +94,5 @@ def ingest(run: Run) -> dict[str, Any]:
     log.info("ingested %d rows x %d columns from %s in %d parts (data version %s)",
              snapshot.rows, columns, spec.data.source, len(snapshot.uris), version.hexdigest())
     return {"source": spec.data.source, "snapshot": snapshot.folder, "data_version": version.hexdigest(),
-            "rows": snapshot.rows, "columns": columns, "parts": len(snapshot.uris), "pii": pii}
+            "rows": snapshot.rows, "columns": columns, "parts": len(snapshot.uris), "pii": pii,
+            CATEGORICAL_RESULT: [name for name, kind in kinds.items() if kind == CATEGORICAL]}

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mlpipe import datasets, reference, storage, tracking
+from mlpipe.features import labels
 from mlpipe.monitoring import breach_reasons, drifting, judged
 from mlpipe.runs import Run
 from mlpipe.scored import SCORE, VERSION, WINDOW, Scored, Window, scored_in
@@ -93,7 +94,7 @@ def feedback_quality(spec: Spec, scored: Scored, version: int, tags: dict[str, s
     known = outcomes(spec)
     mine = scored.predictions[scored.predictions[VERSION] == version]
     joined = mine.merge(known, on=spec.id_columns, how="inner")
-    joined["label"] = (joined[spec.target.column].astype(str) == str(spec.target.positive_class)).astype(int)
+    joined["label"] = labels(joined, spec).astype(int)
     analysis_auc = float(tags[ANALYSIS_AUC_TAG]) if ANALYSIS_AUC_TAG in tags else None
     return quality(joined[[SCORE, "label", WINDOW]], analysis_auc, feedback.min_labels,
                    feedback.max_roc_auc_drop, feedback.min_roc_auc)
