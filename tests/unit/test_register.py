@@ -8,7 +8,7 @@ from mlflow import MlflowClient
 from mlpipe import audit, cli, lease, spec, storage
 from mlpipe.promotion import decide
 from mlpipe.runs import OPTIONS, Run, StepNotFinished
-from mlpipe.steps import run_step
+from mlpipe.steps import StepError, run_step
 from mlpipe.tracking import DATA_VERSION_TAG, NOTES_TAG, RUN_URI_TAG
 from tests.conftest import SPEC_PATH
 from tests.unit.analysis_fixtures import (  # noqa: F401 (the pytest fixtures analyzed_run, module_env)
@@ -217,6 +217,35 @@ def test_register_before_analyze_fails_and_registers_nothing(analyzed_run):
         run_step("register", uri)
     assert MlflowClient().search_registered_models("name = 'unanalyzed_model'") == []
     assert not storage.exists(Run(uri).path("register"))
+
+
+@pytest.mark.parametrize(("field", "override"), [("thresholds.fairness.column",
+                                                    {"thresholds.fairness.column": "emp_title"}),
+                                                   ("slices", {"slices": ["term", "emp_title"]})])
+def test_a_column_the_gate_needs_and_the_data_lacks_registers_nothing(analyzed_run, field, override):
+    # as if the spec changed after analyze: ingest refuses such a spec, register must not half-do it either
+    uri = clone(analyzed_run, f"lacking_{field}", TRAINED, model_name="lacking_model", **override)
+    with pytest.raises(StepError, match=rf"{field}: column 'emp_title' is not in the analysis set"):
+        run_step("register", uri)
+    assert MlflowClient().search_registered_models("name = 'lacking_model'") == []
+
+
+def test_a_register_refused_inside_the_gate_deletes_the_version_it_created(analyzed_run, monkeypatch):
+    from mlpipe.steps import register as register_step
+
+    uri = clone(analyzed_run, "refused_gate", TRAINED, model_name="refused_model", **LENIENT)
+    run_step("register", clone(analyzed_run, "kept_first", TRAINED, model_name="refused_model", **LENIENT))
+
+    def refused(*args, **kwargs):  # a refused input found only once the version exists
+        raise StepError("the analysis set cannot be scored")
+
+    monkeypatch.setattr(register_step, "gate", refused)
+    with pytest.raises(StepError, match="the analysis set cannot be scored"):
+        run_step("register", uri)
+    assert versions("refused_model") == [1] and aliases("refused_model") == {"challenger": 1, "champion": 1}
+    monkeypatch.undo()
+    retried = run_step("register", uri)  # the retry registers afresh, once (MLflow never reuses a number)
+    assert versions("refused_model") == [1, retried["version"]] and retried["version"] > 1
 
 
 # --- the run summary ------------------------------------------------------------------------------

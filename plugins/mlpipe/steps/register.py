@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from mlpipe import audit, lease, storage, tracking
 from mlpipe.promotion import Decision, decide, scorecard, side_by_side
 from mlpipe.runs import Run, store_uri
+from mlpipe.spec import SpecError
 from mlpipe.steps import StepError
 from mlpipe.tracking import DATA_VERSION_TAG, NOTES_TAG, PIPELINE_TAG, RUN_URI_TAG
 
@@ -180,6 +181,7 @@ def kept_columns(spec: Spec, uri: str) -> list[str]:
     """The columns of the analysis set at ``uri`` the scorecards need: the slices and the fairness attribute."""
     from mlpipe.steps.analyze import require_columns
 
+    require_columns(uri, spec.slices, "slices")
     rule = spec.thresholds.fairness
     if rule is None:
         return list(spec.slices)
@@ -302,6 +304,20 @@ def resumed_decision(run: Run, client: MlflowClient, name: str, version: int) ->
     return enact(client, event, event["uri"])
 
 
+@contextlib.contextmanager
+def undone_when_refused(run: Run, client: MlflowClient, name: str, version: int, created: bool) -> Iterator[None]:
+    """Delete ``version`` again when this attempt ``created`` it and the gate refused its input before any
+    decision was recorded: a refused register leaves no half-registered version. (A version kept by an
+    unavailable MLflow server or lease is reused by the retry.)"""
+    try:
+        yield
+    except (StepError, SpecError):
+        if created and not audit.events_of(run.spec.name, name, version):
+            log.info("%s version %d: deleted again, its register step was refused", name, version)
+            client.delete_model_version(name, str(version))
+        raise
+
+
 def register(run: Run) -> dict[str, Any]:
     import mlflow
     from mlflow import MlflowClient
@@ -310,14 +326,16 @@ def register(run: Run) -> dict[str, Any]:
     metrics = run.result("analyze")["metrics"]
     name = spec.registered_model
     client = MlflowClient()
+    kept_columns(spec, run.result("split")["analysis"])  # what the gate needs, checked before anything is registered
     found = existing_version(client, name, run, train["mlflow_run_id"])
-    if found is None:
+    if created := found is None:
         found = mlflow.register_model(train["model_uri"], name, tags=version_tags(run, train, metrics))
     else:
         log.info("reusing version %s of %s registered earlier by this run", found.version, name)
     client.set_registered_model_tag(name, PIPELINE_TAG, spec.name)  # where rollback finds the audit log
     version = int(found.version)
-    with promotion_lease(name, f"register step of run {run.uri}") as held:  # the champion is read and moved under it
+    with undone_when_refused(run, client, name, version, created), \
+            promotion_lease(name, f"register step of run {run.uri}") as held:  # the champion is read and moved under it
         outcome = (recorded_decision(client, name, version) or resumed_decision(run, client, name, version)
                    or apply_decision(run, client, name, version, bool(run.options.get("force_promote")), held))
         if version == latest_version(client, name):  # an old run re-registered does not take the alias back
