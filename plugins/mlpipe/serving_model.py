@@ -75,9 +75,14 @@ def signature(schema: dict[str, Any]) -> ModelSignature:
 
 
 def as_inputs(frame: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
-    """The raw feature columns of ``frame`` with the signature's types (numbers as float64)."""
+    """The raw feature columns of ``frame`` with the signature's types: numbers as float64, categories as text
+    (a true/false column as ``"True"``/``"False"``, how the model compares categories), missing kept."""
     numeric = {c: "float64" for c in schema["columns"] if c not in schema["categorical"]}
-    return frame[schema["columns"]].astype(numeric)
+    inputs = frame[schema["columns"]].astype(numeric)
+    for column in schema["categorical"]:
+        values = inputs[column]
+        inputs[column] = values.astype(str).astype(object).where(values.notna(), None)
+    return inputs
 
 
 def pip_requirements() -> list[str]:
