@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -52,6 +54,56 @@ def test_a_bad_value_is_refused_by_validate_naming_the_column(start_run, tmp_pat
     with pytest.raises(StepError, match=expectation):
         run_step("validate", run)
     assert not storage.exists(Run(run).path("validate", "result.json"))  # the DAG's later tasks never start
+
+
+def text_in_annual_inc(tmp_path, values: dict[int, str]):
+    """The bundled loans with ``values`` (row -> text) in the numeric column annual_inc, as a CSV file URI."""
+    loans = pd.read_csv(DATA_PATH).astype({"annual_inc": object})
+    for row, value in values.items():
+        loans.loc[row, "annual_inc"] = value
+    source = tmp_path / "loans.csv"
+    loans.to_csv(source, index=False)
+    return source.as_uri()
+
+
+GX_INTERNALS = ("Column values, min_value, and max_value", "Traceback", "Exception", "Error", "great_expectations",
+                "Dtype", "exception")
+
+
+def test_text_in_a_numeric_column_lists_the_text_not_the_numbers(start_run, tmp_path):
+    run = start_run(**{"data.source": text_in_annual_inc(tmp_path, {2: "unknown", 5: "?", 9: "unknown",
+                                                                    40: "unknown"}),
+                       "data.batch_rows": 1000})
+    run_step("ingest", run)
+    with pytest.raises(StepError) as refused:
+        run_step("validate", run)
+    lines = str(refused.value).splitlines()[1:]
+    assert lines == [
+        "annual_inc: expect_column_values_to_be_between (observed: not evaluated, the check could not run on these "
+        "values (its error is in validation.json) / expected: max_value=1.056e+06, min_value=-96000)",
+        "annual_inc: expect_column_values_to_be_in_type_list (observed: 0.04% of rows unexpected, "
+        "e.g. ['unknown' (3 rows), '?' (1 row)] / expected: type_list=numeric)"]
+    assert not any(internal in str(refused.value) for internal in GX_INTERNALS)
+    folder = Run(run).path("validate")
+    assert not storage.exists(storage.join(folder, "result.json"))
+    saved = storage.read_json(storage.join(folder, "validation.json"))  # the full GX result, its error included
+    errors = [item["exception_info"] for item in saved["results"]
+              if item["expectation_config"]["type"] == "expect_column_values_to_be_between"
+              and item["expectation_config"]["kwargs"]["column"] == "annual_inc"]
+    assert "Column values, min_value, and max_value" in json.dumps(errors)
+
+
+def test_many_texts_in_a_numeric_column_are_listed_within_bounds(start_run, tmp_path):
+    values = {row: f"text {row} " + "x" * (row * 100) for row in range(1, 31)}  # 30 values, up to 3,000 characters
+    run = start_run(**{"data.source": text_in_annual_inc(tmp_path, values)})
+    run_step("ingest", run)
+    with pytest.raises(StepError) as refused:
+        run_step("validate", run)
+    [line] = [line for line in str(refused.value).splitlines() if "in_type_list" in line]
+    assert line.startswith("annual_inc: expect_column_values_to_be_in_type_list (observed: 0.30% of rows "
+                           "unexpected, e.g. ['text 1 xxx")
+    assert ", ... 24 more rows] / expected: type_list=numeric)" in line
+    assert line.count("(1 row)") == 6 and len(line) < 500
 
 
 def test_nan_counts_as_missing_and_a_huge_field_as_one_unseen_category(start_run, tmp_path):

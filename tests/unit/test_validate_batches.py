@@ -123,7 +123,11 @@ def test_validate_step_reports_the_whole_snapshot_result(batched_run):
     profiled = steps_validate.profiled_columns(Run(run).spec.validation.profile)
     whole = whole_snapshot_result(Run(run), profiled)
     steps_validate.render_html(whole)  # as the step does before listing failures: values as plain JSON
-    assert str(caught.value).splitlines()[1:] == steps_validate.failures(whole)
+    text = steps_validate.TextInNumbers(steps_validate.data_suite(Run(run).spec, profiled))
+    list(text.counted([datasets.read(Run(run).result("ingest")["snapshot"])]))  # in the whole snapshot at once
+    assert str(caught.value).splitlines()[1:] == steps_validate.failures(whole, text)
+    assert "int_rate: expect_column_values_to_be_in_type_list (observed: 0.01% of rows unexpected, " \
+           "e.g. ['13%' (1 row)] / expected: type_list=numeric)" in str(caught.value)
     saved = storage.read_json(Run(run).path("validate", "validation.json"))
     assert saved["statistics"] == whole.statistics
     assert "revol_util: expect_column_values_to_not_be_null (observed: 10.00% of rows unexpected, e.g. [None" \
