@@ -45,8 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     profile = commands.add_parser("profile", help="write the reference profile of a spec's data")
     profile.add_argument("spec", help="pipeline spec YAML")
     profile.add_argument("--output", help="where to write it (default: the spec's validation.profile)")
-    profile.add_argument("--keep", action="store_true", help="keep a profile that exists already (write only a "
-                                                             "missing one)")
+    profile.add_argument("--keep", action="store_true", help="keep the spec's profile when it exists already "
+                                                             "(write only a missing one)")
 
     rollback = commands.add_parser("rollback", help="give the champion alias back to the previous champion")
     rollback.add_argument("model", help="registered model name (the pipeline name unless the spec says otherwise)")
@@ -93,9 +93,10 @@ def _command(args: argparse.Namespace) -> object:
         resolved = spec.with_overrides(spec.load(args.spec), _overrides(args.set))
         return runs.start(resolved, args.run_id)
     if args.command == "profile":
-        from mlpipe.profile import write_profile
+        from mlpipe.profile import ensure_profile, write_profile
 
-        return write_profile(spec.load(args.spec), args.output, keep=args.keep)
+        pipeline = spec.load(args.spec)
+        return ensure_profile(pipeline) if args.keep and not args.output else write_profile(pipeline, args.output)
     if args.command == "rollback":
         from mlpipe.rollback import rollback
 

@@ -137,13 +137,27 @@ def check_feedback(spec: Spec) -> None:
                         f"of {source}; its columns are: {', '.join(names)}")
 
 
-def write_profile(spec: Spec, output: str | None = None, keep: bool = False) -> str:
+def ensure_profile(spec: Spec) -> str:
+    """Write the spec's reference profile unless it exists; say which (``make run`` calls this first)."""
+    uri = storage.normalize(spec.validation.profile or "")
+    if spec.validation.profile and storage.exists(uri):
+        return f"reference profile: {uri}"
+    written = write_profile(spec)
+    profiled = storage.read_json(written)["columns"]
+    kinds = {name: profiled[name]["kind"] for name in spec.feature_columns(list(profiled))}
+    listed = "; ".join(f"{kind} {', '.join(n for n, k in kinds.items() if k == kind)}"
+                       for kind in ("categorical", "numeric") if kind in kinds.values())
+    return (f"reference profile: wrote {written}\n  features: {listed}\n  Review it (each column's kind, "
+            "range and categories, the positive rate) and commit it: later runs are validated against it.")
+
+
+def write_profile(spec: Spec, output: str | None = None) -> str:
     """Profile the spec's data source and write it to ``output`` or ``validation.profile``; return the URI.
 
     Every column the spec names is checked first (:func:`mlpipe.columns.check_named`), and each
     feature's kind is inferred from the first batch unless the spec sets it. The source is read
     ``data.batch_rows`` rows at a time, PII-masked as ingest does, and the batches' profiles are
-    combined: every row counts, and memory holds one batch. ``keep``: an existing profile is kept.
+    combined: every row counts, and memory holds one batch.
     """
     from mlpipe import datasets
     from mlpipe.pii import mask_pii
@@ -152,8 +166,6 @@ def write_profile(spec: Spec, output: str | None = None, keep: bool = False) -> 
     if not destination:
         raise SpecError(f"{spec.name}: validation.profile is not set; give an output URI (--output)")
     destination = storage.normalize(destination)
-    if keep and storage.exists(destination):
-        return destination
     reference, kinds = None, {}
     for frame in datasets.batches(spec.data.source, spec.data.batch_rows, fmt=spec.data.format):
         if reference is None:

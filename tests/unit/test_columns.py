@@ -206,3 +206,21 @@ def test_tuning_auto_tunes_by_data_size(enabled, rows, minority, skipped):
     tuning = spec.Tuning(enabled=enabled)
     reason = tuning.skip_reason(rows, minority)
     assert reason is None if skipped is None else skipped in reason
+
+
+def test_make_runs_profile_writes_a_missing_profile_once_and_lists_the_feature_kinds(pipeline_env, newcomer_csv,
+                                                                                      tmp_path, capsys):
+    from mlpipe import cli
+
+    path = tmp_path / "newcomer.yaml"
+    path.write_text(f"name: newcomer\ndata:\n  source: {newcomer_csv}\ntarget:\n  column: status\n"
+                    "  positive_class: defaulted\nid_columns: [applicant_id]\n")
+    assert cli.main(["profile", "--keep", str(path)]) == 0
+    wrote = capsys.readouterr().out
+    assert f"reference profile: wrote {storage.normalize(tmp_path / 'newcomer.profile.json')}" in wrote
+    assert "features: categorical has_phone, housing, purpose; numeric grade, income" in wrote
+    before = (tmp_path / "newcomer.profile.json").read_bytes()
+    assert cli.main(["profile", "--keep", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"reference profile: {storage.normalize(tmp_path / 'newcomer.profile.json')}")  # kept, not rewritten
+    assert (tmp_path / "newcomer.profile.json").read_bytes() == before

@@ -59,8 +59,12 @@ def champion(model_name: str) -> tuple[int, dict[str, str]] | None:
 
 
 def categorical_columns(spec: Spec, frame: pd.DataFrame) -> list[str]:
-    """The spec's categorical features, and any column the reference holds as text."""
-    return [c for c in frame.columns if c in spec.features.categorical or frame[c].dtype == object]
+    """The spec's categorical features, and any column the reference holds as text or true/false (the
+    feature kinds inferred from the data)."""
+    from pandas.api import types
+
+    return [c for c in frame.columns if c in spec.features.categorical or types.is_bool_dtype(frame[c])
+            or not types.is_numeric_dtype(frame[c])]
 
 
 def outcomes(spec: Spec) -> pd.DataFrame:
