@@ -78,6 +78,7 @@ $(STATE)/airflow/airflow.db: | venv
 init: venv $(STATE)/pii.key $(STATE)/airflow/airflow.db
 
 run: init
+	@$(PII_KEY) mlpipe profile --keep dags/pipelines/$(PIPELINE).yaml
 	$(PII_KEY) airflow dags test $(PIPELINE)_training $(RUN_CONF) > $(STATE)/last-run.log 2>&1 \
 	  || { tail -n 60 $(STATE)/last-run.log; echo "The DAG run failed: full log in $(STATE)/last-run.log"; exit 1; }
 	@mlpipe summary --latest $(PIPELINE)
