@@ -264,6 +264,7 @@ def _pipeline_dag(pipeline: spec.Spec, spec_path: str | Path, kind: str, steps: 
         catchup=False,
         max_active_runs=1,
         dagrun_timeout=timedelta(hours=6),
+        auto_register=False,  # a DAG file exports the DAGs it means (spec_errors builds them only to check)
         default_args={**DEFAULT_ARGS, "owner": pipeline.owner, **alerting.task_alerting(pipeline, kind)},
         **alerting.dag_alerting(pipeline, suffix, kind),
         **dag_args,
@@ -345,7 +346,42 @@ def monitoring_dag(spec_path: str | Path, runtime: str | None = None) -> DAG:
         tags=["mlpipe", "monitoring", pipeline.name, *pipeline.tags], params={"force_cpu": FORCE_CPU})
 
 
+def _load(folder: str | Path) -> tuple[dict[str, DAG], list[str]]:
+    """The DAGs of the spec files in ``folder`` that build, by dag id; one message per spec file that does not.
+
+    A spec that fails adds no DAG and hides no other spec's: invalid (the spec's own message names the
+    file and field), a pipeline name that another spec file has too (neither builds: a new file must not
+    take over a running pipeline's DAGs), or a value the spec accepts but Airflow refuses (checked here
+    with ``DAG.validate``, as Airflow does before it keeps a DAG: e.g. a schedule that is no cron).
+    """
+    names: dict[Path, str] = {}
+    errors: dict[Path, str] = {}
+    for path in spec.discover(folder):
+        try:
+            names[path] = spec.load(path).name
+        except spec.SpecError as error:
+            errors[path] = str(error)
+    dags: dict[str, DAG] = {}
+    for path, name in names.items():
+        if others := [other.name for other, same in names.items() if same == name and other != path]:
+            errors[path] = f"{path.name}: name: {name!r} is also the name of {', '.join(others)}"
+            continue
+        try:
+            built = [build(path) for build in (training_dag, scoring_dag, monitoring_dag)]
+            for dag in built:
+                dag.validate()
+        except Exception as error:  # a valid spec with a value Airflow refuses
+            errors[path] = f"{path.name}: {type(error).__name__}: {error}"
+            continue
+        dags.update((dag.dag_id, dag) for dag in built)
+    return dags, [errors[path] for path in sorted(errors)]
+
+
 def pipeline_dags(folder: str | Path) -> dict[str, DAG]:
-    """The training, scoring and monitoring DAGs of every spec file in ``folder``, by dag id."""
-    dags = [build(path) for path in spec.discover(folder) for build in (training_dag, scoring_dag, monitoring_dag)]
-    return {dag.dag_id: dag for dag in dags}
+    """The training, scoring and monitoring DAGs of every spec file in ``folder`` that builds, by dag id."""
+    return _load(folder)[0]
+
+
+def spec_errors(folder: str | Path) -> list[str]:
+    """One message per spec file in ``folder`` whose DAGs do not build, naming the file and the field."""
+    return _load(folder)[1]
