@@ -56,9 +56,9 @@ class Target(_Section):
 
     @property
     def positive_text(self) -> str:
-        """The positive class for messages: ``'bad'`` or ``one of ['late', 'charged_off']``."""
+        """The positive class for messages: ``'bad'`` or ``['late', 'charged_off']``."""
         values = self.positive_values
-        return repr(values[0]) if len(values) == 1 else f"one of {values}"
+        return repr(values[0]) if len(values) == 1 else repr(values)
 
 
 class Features(_Section):

@@ -116,14 +116,17 @@ def positive_rate_check(spec: Spec, low: float, high: float, part: str | None = 
     gxe = _expectations()
     from great_expectations.expectations.row_conditions import Column
 
-    rate = f"positive rate ({spec.target.column} == {spec.target.positive_class!r})"
+    values = spec.target.positive_values
+    rate = f"positive rate ({spec.target.column} {'==' if len(values) == 1 else 'in'} {spec.target.positive_text})"
     where = {"row_condition": Column(PART) == part} if part else {}
     return gxe.ExpectColumnMeanToBeBetween(column=LABEL, min_value=low, max_value=high,
                                            meta={"subject": f"{rate} of {part or 'the snapshot'}"}, **where)
 
 
-def data_suite(spec: Spec, profiled: dict[str, dict[str, Any]]) -> list[Expectation]:
-    """The expectations of ``validate``: spec-derived checks plus those of the ``profiled`` columns."""
+def data_suite(spec: Spec, profiled: dict[str, dict[str, Any]], reference_rate: float | None = None,
+               ) -> list[Expectation]:
+    """The expectations of ``validate``: spec-derived checks plus those of the ``profiled`` columns; the
+    positive rate within ``validation.positive_rate`` or, unset, around the profile's ``reference_rate``."""
     gxe = _expectations()
     target = spec.target.column
     checks: list[Expectation] = [gxe.ExpectColumnToExist(column=name)
@@ -132,19 +135,24 @@ def data_suite(spec: Spec, profiled: dict[str, dict[str, Any]]) -> list[Expectat
         checks += column_expectations(name, entry, spec.validation, strict=name == target)
     if target not in profiled:
         checks.append(gxe.ExpectColumnValuesToNotBeNull(column=target))
-    checks.append(positive_rate_check(spec, *spec.validation.positive_rate))
+    checks.append(positive_rate_check(spec, *spec.validation.positive_rate_band(reference_rate)))
     return checks
 
 
-def profiled_columns(uri: str | None) -> dict[str, dict[str, Any]]:
-    """The column entries of the reference profile at ``uri``; none without a profile."""
+def reference_profile(uri: str | None) -> dict[str, Any]:
+    """The reference profile at ``uri``; an empty one (no columns, no target rate) without a profile."""
     if not uri:
-        return {}
+        return {"columns": {}}
     reference = storage.read_json(uri)
     if not isinstance(reference, dict) or not isinstance(reference.get("columns"), dict):
         raise StepError(f"validation.profile {uri}: not an mlpipe profile (no 'columns' mapping); "
                         "make it with `python -m mlpipe profile <spec.yaml>`")
-    return reference["columns"]
+    return reference
+
+
+def profiled_columns(uri: str | None) -> dict[str, dict[str, Any]]:
+    """The column entries of the reference profile at ``uri``; none without a profile."""
+    return reference_profile(uri)["columns"]
 
 
 def batch_frame(frame: pd.DataFrame, text_columns: list[str]) -> pd.DataFrame:
@@ -509,8 +517,9 @@ def snapshot_batches(run: Run, profiled: dict[str, dict[str, Any]]) -> Iterator[
 def validate_data(run: Run) -> dict[str, Any]:
     """Check every row of the ingested snapshot against the spec and the reference profile."""
     spec = run.spec
-    profiled = profiled_columns(spec.validation.profile)
-    summary = check(run, "validate", snapshot_batches(run, profiled), data_suite(spec, profiled))
+    reference = reference_profile(spec.validation.profile)
+    profiled, rate = reference["columns"], reference.get("target", {}).get("positive_rate")
+    summary = check(run, "validate", snapshot_batches(run, profiled), data_suite(spec, profiled, rate))
     return {**summary, "profile": spec.validation.profile, "data_version": run.result("ingest")["data_version"]}
 
 
