@@ -3,7 +3,7 @@
 Specs side by side in a temporary dags folder: ``loan_default.yaml`` (the reference) and ``churn.yaml``, a
 copy renamed ``churn`` and broken (no ``target.column``, a schedule or start date Airflow refuses, or the
 name of another spec). Checked with real Airflow: in a ``DagBag`` (what the DAG processor parses) and in
-the metadata database after ``airflow dags reserialize`` (what the UI's Browse ▸ DAG import errors,
+the metadata database after a run of the real DAG processor (what the UI's Browse ▸ DAG import errors,
 ``airflow dags list-import-errors`` and the REST API show, and which DAGs the scheduler keeps: Airflow
 marks every DAG of a file that has an import error stale).
 """
@@ -112,7 +112,7 @@ def test_the_database_lists_one_import_error_and_keeps_the_good_dags_until_the_s
 
     (tmp_path / "home").mkdir()
     airflow("db", "migrate")
-    airflow("dags", "reserialize")
+    airflow("dag-processor", "--num-runs", "1")
     [error] = import_errors(status=1)
     assert BROKEN in error["error"] and "loan_default.yaml" not in error["error"]
     states = dag_states()
@@ -120,7 +120,7 @@ def test_the_database_lists_one_import_error_and_keeps_the_good_dags_until_the_s
     assert all(state == {"stale": False, "import_errors": False} for state in states.values()), states
 
     (dags_folder / "pipelines" / "churn.yaml").write_text(_churn())
-    airflow("dags", "reserialize")
+    airflow("dag-processor", "--num-runs", "1")
     assert import_errors() == []
     states = dag_states()
     assert sorted(states) == sorted(GOOD_DAGS + CHURN_DAGS)
