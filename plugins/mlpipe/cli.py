@@ -119,18 +119,16 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
     tracking.bound_http_retries()
-    from mlpipe.steps import StepError, Unavailable
+    from mlpipe.steps import CRASH, REFUSED, failure
     from mlpipe.synth import SynthError
 
     try:
         output = _command(args)
-    except (spec.SpecError, storage.StorageError, runs.StepNotFinished, StepError, SynthError) as error:
-        print(f"mlpipe {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except Exception as error:  # unavailable for now (a lease, the MLflow server down): one line, retried
-        if (message := str(error) if isinstance(error, Unavailable) else tracking.unreachable(error)) is None:
+    except Exception as error:  # one line for what the user can fix or retry (as a failed step records it)
+        kind, message = (REFUSED, str(error)) if isinstance(error, SynthError) else failure(error)
+        if kind == CRASH:
             raise
         print(f"mlpipe {args.command}: error: {message}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        return EXIT_USER_ERROR if kind == REFUSED else EXIT_UNAVAILABLE
     print(output if isinstance(output, str) else json.dumps(output, indent=2, default=str))
     return 0

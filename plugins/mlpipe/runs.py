@@ -19,8 +19,10 @@ from mlpipe.spec import Spec, parse
 
 DEFAULT_STORE = "file:///tmp/mlpipe-store"
 RESULT = "result.json"
+ERROR = "error.json"  # how a step failed, in its folder instead of a result (mlpipe.steps.run_step)
 TRAINING, SCORING, MONITORING = "runs", "scoring", "monitoring"  # kinds of run folders
 OPTIONS = "options.json"
+SHARD = "shard-"  # the folders of a sharded step's workers: shard-0, shard-1, ...
 CATEGORICAL_RESULT = "categorical"  # the categorical features ingest resolved, in its result
 
 
@@ -51,18 +53,23 @@ def start(spec: Spec, run_id: str, store: str | None = None, options: dict[str, 
 
 def shard_folder(shard: int) -> str:
     """The sub-folder of one shard of a sharded step."""
-    return f"shard-{shard}"
+    return f"{SHARD}{shard}"
 
 
-def latest(pipeline: str, store: str | None = None, kind: str = TRAINING) -> str:
-    """The URI of the most recently started run of ``pipeline`` (of ``kind``)."""
-    folder = storage.join(store or store_uri(), pipeline, kind)
+def newest_first(folder: str) -> list[str]:
+    """The URIs of the runs in ``folder`` (``<store>/<pipeline>/<kind>``), the most recently started first."""
     started = {uri: storage.modified(storage.join(uri, "spec.json"))
                for uri in (storage.join(folder, name) for name in storage.children(folder))
                if storage.exists(storage.join(uri, "spec.json"))}
-    if not started:
+    return sorted(started, key=started.__getitem__, reverse=True)
+
+
+def latest(pipeline: str, store: str | None = None, kind: str = TRAINING) -> str:
+    """The URI of the most recently started run of ``pipeline`` (of ``kind``), finished, failed or running."""
+    folder = storage.join(store or store_uri(), pipeline, kind)
+    if not (started := newest_first(folder)):
         raise storage.StorageError(f"{folder}: no runs of pipeline {pipeline!r} yet")
-    return max(started, key=started.__getitem__)
+    return started[0]
 
 
 class StepNotFinished(RuntimeError):
@@ -108,3 +115,10 @@ class Run:
             which = step if shard is None else f"{step} shard {shard}"
             raise StepNotFinished(f"step {which!r} has not finished in run {self.uri} (no {RESULT})")
         return storage.read_json(uri)
+
+    def failures(self, step: str) -> list[dict[str, Any]]:
+        """How ``step`` (or shards of it) failed in its last try: the ``error.json`` records in its folders."""
+        folder = self.path(step)
+        shards = [name for name in storage.children(folder) if name.startswith(SHARD)]
+        uris = [storage.join(folder, ERROR), *(storage.join(folder, name, ERROR) for name in shards)]
+        return [storage.read_json(uri) for uri in uris if storage.exists(uri)]

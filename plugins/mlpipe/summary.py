@@ -1,8 +1,9 @@
 """A short human summary of a pipeline run (training, scoring or monitoring), read from its steps' results.
 
-``python -m mlpipe summary --run <uri>`` prints it. A step without a result (not run
-yet, failed, or still running) is shown as "not run"; nothing here needs the step
-libraries, MLflow or the data itself.
+``python -m mlpipe summary --run <uri>`` prints it. A step that failed is shown as
+"FAILED" with its error (its ``error.json``, :func:`mlpipe.steps.run_step`), a step without
+a result (not run yet, or still running) as "not run"; a failed run ends by pointing to the
+pipeline's last successful run. Nothing here needs the step libraries, MLflow or the data itself.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mlpipe import storage
+from mlpipe import runs, storage
 from mlpipe.runs import MONITORING, SCORING, TRAINING, Run, StepNotFinished
 from mlpipe.steps.split import PARTS
 
 NOT_RUN = "not run"
+ERROR_LINES = 8  # of a failed step's error message (validate lists each failed check)
+PARTS_OF = {"tune": ("tune_prepare", "tune_trials")}  # steps whose failure a section's line shows too
 
 
 def _data(result: dict[str, Any]) -> str:
@@ -97,18 +100,58 @@ SECTIONS_OF_KIND: dict[str, list[Section]] = {
     TRAINING: SECTIONS, SCORING: [("scoring", "score", _scoring)], MONITORING: [("monitoring", "monitor", _monitoring)]}
 
 
+def _sections(run: Run) -> list[Section]:
+    return SECTIONS_OF_KIND.get(run.uri.rstrip("/").rsplit("/", 2)[-2], SECTIONS)
+
+
+def _failed(run: Run, step: str, indent: int) -> str | None:
+    """``FAILED in <step> (<kind>): <error>`` of ``step`` or of a step it stands for; ``None`` if none failed."""
+    failures = [record for part in (*PARTS_OF.get(step, ()), step) for record in run.failures(part)]
+    if not failures:
+        return None
+    record = failures[0]
+    which = record["step"] + (f" shard {record['shard']}" if "shard" in record else "")
+    more = f" (and {len(failures) - 1} more failed)" if len(failures) > 1 else ""
+    first, *rest = record["error"].splitlines() or [""]
+    if len(rest) > ERROR_LINES:
+        rest = [*rest[:ERROR_LINES], f"... {len(rest) - ERROR_LINES} more lines"]
+    return "\n".join([f"FAILED in {which} ({record['kind']}){more}: {first}",
+                      *(" " * indent + line for line in rest)])
+
+
+def _succeeded(run: Run) -> bool:
+    """Whether every step of the run finished."""
+    return all(storage.exists(run.path(step, runs.RESULT)) for _, step, _ in _sections(run))
+
+
+def _last_success(run: Run) -> str:
+    """The line that points from a failed run to the newest run of its pipeline (and kind) that succeeded."""
+    folder = run.uri.rstrip("/").rsplit("/", 1)[0]
+    earlier = next((Run(uri) for uri in runs.newest_first(folder)
+                    if uri.rstrip("/") != run.uri.rstrip("/") and _succeeded(Run(uri))), None)
+    if earlier is None:
+        return f"no successful run of pipeline {run.spec.name} in {folder}"
+    registered = earlier.result("register") if _sections(earlier) is SECTIONS else None  # a training run
+    promoted = (f": {registered['model_name']} version {registered['version']}, "
+                f"{'promoted to champion' if registered['promoted'] else 'not promoted'}") if registered else ""
+    return f"last successful run: {earlier.uri}{promoted}"
+
+
 def summarize(run_uri: str) -> str:
-    """What the run at ``run_uri`` produced, one line per step; unfinished steps read "not run"."""
+    """What the run at ``run_uri`` produced, one line per step; failed steps read "FAILED" with their error,
+    unfinished ones "not run"; a failed run ends with a pointer to the last successful one."""
     if not storage.exists(storage.join(run_uri, "spec.json")):
         raise storage.StorageError(f"{run_uri}: not a pipeline run folder (no spec.json)")
     run = Run(run_uri)
     lines = [f"run {run.uri} (pipeline {run.spec.name})"]
-    sections = SECTIONS_OF_KIND.get(run.uri.rstrip("/").rsplit("/", 2)[-2], SECTIONS)
+    sections = _sections(run)
     width = max(len(label) for label, _, _ in sections) + 2
+    failed = False
     for label, step, describe in sections:
         try:
             text = describe(run.result(step))
         except StepNotFinished:
-            text = NOT_RUN
+            text = _failed(run, step, width + 4) or NOT_RUN
+            failed = failed or text != NOT_RUN
         lines.append(f"  {label + ':':<{width}}{text}")
-    return "\n".join(lines)
+    return "\n".join([*lines, _last_success(run)] if failed else lines)

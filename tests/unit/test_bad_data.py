@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from mlpipe import storage
-from mlpipe.runs import Run, StepNotFinished
+from mlpipe.runs import ERROR, Run, StepNotFinished
 from mlpipe.steps import StepError, run_step
 from tests.conftest import DATA_PATH
 
@@ -34,7 +34,7 @@ def test_a_malformed_csv_line_is_refused_by_ingest_naming_the_line(start_run, tm
     run = start_run(**{"data.source": source.as_uri()})
     with pytest.raises(StepError, match=message):
         run_step("ingest", run)
-    assert storage.children(Run(run).path("ingest")) == []
+    assert storage.children(Run(run).path("ingest")) == [ERROR]  # how it failed, nothing else
     with pytest.raises(StepNotFinished):
         run_step("validate", run)
 
@@ -138,4 +138,4 @@ def test_repeated_or_missing_ids_are_refused_by_ingest_naming_the_rows(start_run
     with pytest.raises(StepError, match=rf"id_columns \['loan_id'\]: {message}") as refused:
         run_step("ingest", run)
     assert "L0" not in str(refused.value)  # rows are named by position, never by id
-    assert storage.children(Run(run).path("ingest")) == []
+    assert storage.children(Run(run).path("ingest")) == [ERROR]  # how it failed, nothing else

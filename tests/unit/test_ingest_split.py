@@ -7,7 +7,7 @@ import pytest
 
 from mlpipe import datasets, storage
 from mlpipe.pii import keyed_hash
-from mlpipe.runs import Run
+from mlpipe.runs import ERROR, Run
 from mlpipe.spec import SpecError
 from mlpipe.steps import StepError, run_step
 from tests.conftest import DATA_PATH
@@ -74,7 +74,7 @@ def test_bad_source_is_refused_and_nothing_is_written(start_run, tmp_path, conte
     run = start_run(**{"data.source": source.as_uri()})
     with pytest.raises((StepError, SpecError, storage.StorageError), match=pattern):
         run_step("ingest", run)
-    assert storage.children(Run(run).path("ingest")) == []
+    assert storage.children(Run(run).path("ingest")) == [ERROR]  # how it failed, nothing else
 
 
 def test_hash_rule_without_key_is_refused(start_run, monkeypatch):
@@ -138,7 +138,7 @@ def test_a_bad_part_after_good_ones_leaves_no_snapshot(start_run, loans, tmp_pat
     with pytest.raises(StepError, match=r"part-00001.parquet: column 'int_rate' is (string|large_string) here "
                                         r"but double in the first part"):
         run_step("ingest", run)
-    assert storage.children(Run(run).path("ingest")) == []  # the 5 parts written before are gone
+    assert storage.children(Run(run).path("ingest")) == [ERROR]  # the 5 parts written before are gone
 
 
 def test_a_short_csv_row_names_the_file_and_the_problem(start_run, loans, tmp_path):

@@ -6,7 +6,9 @@ hence by every runtime): it empties the step's folder, runs the function, and
 writes the small JSON result last, so a retry starts clean and a half-finished
 step is never mistaken for a finished one. A step whose MLflow tracking server did not
 answer fails with a one-line message naming the server, and an exit status the runtimes retry
-(:func:`mlpipe.cli.main`, :func:`mlpipe.tracking.unreachable`).
+(:func:`mlpipe.cli.main`, :func:`mlpipe.tracking.unreachable`). A step that fails leaves
+``error.json`` in its folder instead of a result: how it failed (:func:`failure`) and when, so that
+``mlpipe summary`` can name it; its retry empties the folder like any run.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from __future__ import annotations
 import importlib
 import logging
 import time
+import traceback
+from datetime import UTC, datetime
 from typing import Any
 
-from mlpipe import storage
-from mlpipe.runs import RESULT, Run, shard_folder
+from mlpipe import storage, tracking
+from mlpipe.runs import ERROR, RESULT, Run, StepNotFinished, shard_folder
+from mlpipe.spec import SpecError
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,33 @@ class Unavailable(Exception):
     """
 
 
+REFUSED, UNAVAILABLE, CRASH = "refused input", "unavailable", "crash"  # how a step fails
+
+
+def failure(error: Exception) -> tuple[str, str]:
+    """How ``error`` ends a command: ``refused input`` (the user can fix it) or ``unavailable`` (retry
+    later), with the message printed for it, or ``crash`` (a bug) with its traceback's last line."""
+    if isinstance(error, StepError | SpecError | storage.StorageError | StepNotFinished):
+        return REFUSED, str(error)
+    if (message := str(error) if isinstance(error, Unavailable) else tracking.unreachable(error)) is not None:
+        return UNAVAILABLE, message
+    return CRASH, "".join(traceback.format_exception_only(error)).strip()
+
+
+def record_failure(folder: str, record: dict[str, Any], error: Exception) -> None:
+    """Write ``record`` and how ``error`` failed the step to ``<folder>/error.json``, for the run's summary.
+
+    The store may be what failed: the step's own error is what the runtime must see, so a record
+    that cannot be written is only logged.
+    """
+    kind, message = failure(error)
+    record = {**record, "kind": kind, "error": message, "failed_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    try:
+        storage.write_json(storage.join(folder, ERROR), record)
+    except Exception as unwritten:  # the store itself may be down: see above
+        log.warning("the failure of step %s could not be recorded in %s: %s", record["step"], folder, unwritten)
+
+
 def function(name: str):
     """The function behind step ``name``."""
     if name not in STEPS:
@@ -62,16 +94,21 @@ def run_step(name: str, run_uri: str, shard: int | None = None) -> dict[str, Any
     """Run step ``name`` in run ``run_uri`` and return (and store) its result.
 
     A sharded step (one of several parallel workers, e.g. tuning trials) gets ``shard=<n>``
-    and its own folder, ``<run>/<step>/shard-<n>/``.
+    and its own folder, ``<run>/<step>/shard-<n>/``. A step that raises leaves its
+    :func:`failure` in ``error.json`` there.
     """
     step = function(name)
     run = Run(run_uri)
     folder = run.path(name) if shard is None else run.path(name, shard_folder(shard))
     storage.remove_tree(folder)
     started = time.perf_counter()
-    result = step(run) if shard is None else step(run, shard=shard)
-    result = {"step": name, "run": run_uri, **({} if shard is None else {"shard": shard}), **result,
-              "seconds": round(time.perf_counter() - started, 3)}
+    which = {"step": name, "run": run_uri, **({} if shard is None else {"shard": shard})}
+    try:
+        result = step(run) if shard is None else step(run, shard=shard)
+    except Exception as error:
+        record_failure(folder, {**which, "seconds": round(time.perf_counter() - started, 3)}, error)
+        raise
+    result = {**which, **result, "seconds": round(time.perf_counter() - started, 3)}
     storage.write_json(storage.join(folder, RESULT), result)
     log.info("step %s finished in %.2fs", name, result["seconds"])
     return result
