@@ -80,7 +80,9 @@ init: venv $(STATE)/pii.key $(STATE)/airflow/airflow.db
 run: init
 	@$(PII_KEY) mlpipe profile --keep dags/pipelines/$(PIPELINE).yaml
 	$(PII_KEY) airflow dags test $(PIPELINE)_training $(RUN_CONF) > $(STATE)/last-run.log 2>&1 \
-	  || { tail -n 60 $(STATE)/last-run.log; echo "The DAG run failed: full log in $(STATE)/last-run.log"; exit 1; }
+	  || { summary="$$(mlpipe summary --latest $(PIPELINE) 2>/dev/null)" || true; \
+	       if [[ "$$summary" == *FAILED* ]]; then echo "$$summary"; else tail -n 60 $(STATE)/last-run.log; fi; \
+	       echo "The DAG run failed: full log in $(STATE)/last-run.log"; exit 1; }
 	@mlpipe summary --latest $(PIPELINE)
 	@echo
 	@echo "Look at it:  make ui   then  Airflow http://localhost:8080 (admin, password in"
