@@ -11,17 +11,41 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
 
 
 class SpecError(ValueError):
     """An invalid pipeline spec; the message names the file, the field and the problem."""
+
+
+PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
+
+
+def _schedule(value: str | None) -> str | None:
+    """A cron expression (``0 3 * * *``) or one of Airflow's :data:`PRESETS`; ``None``: manual runs only."""
+    from croniter import croniter
+
+    if value is None or value in PRESETS or (not value.startswith("@") and croniter.is_valid(value)):
+        return value
+    raise ValueError(f"{value!r} is neither a cron expression (e.g. '0 3 * * *') nor one of {', '.join(PRESETS)}")
+
+
+def _iso_date(value: str) -> str:
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO date such as 2026-01-01") from None
+    return value
+
+
+Schedule = Annotated[str | None, AfterValidator(_schedule)]
 
 
 class _Section(BaseModel):
@@ -266,7 +290,7 @@ class Tuning(_Section):
 
 
 class Scoring(_Section):
-    schedule: str | None = None
+    schedule: Schedule = None
     source: str | None = Field(None, description="Default batch to score (URI or spec-relative path).")
     chunk_rows: Annotated[int, Field(gt=0)] = 100_000
 
@@ -338,7 +362,7 @@ class Feedback(_Section):
 class Monitoring(_Section):
     """The ``<name>_monitoring`` DAG: drift of recent scoring inputs and scores, and quality from feedback."""
 
-    schedule: str | None = None
+    schedule: Schedule = None
     window_days: Annotated[float, Field(gt=0)] = Field(7, description="Scoring runs and captured requests of "
                                                                       "the last this many days are compared.")
     min_rows: Annotated[int, Field(gt=0)] = Field(500, description="Fewer rows in the window: nothing compared.")
@@ -396,8 +420,8 @@ class Spec(_Section):
     name: Annotated[str, Field(pattern=NAME)]
     description: str = ""
     owner: str = "mlpipe"
-    schedule: str | None = None
-    start_date: str = "2026-01-01"
+    schedule: Schedule = None
+    start_date: Annotated[str, AfterValidator(_iso_date)] = "2026-01-01"
     tags: list[str] = []
     data: Data
     target: Target

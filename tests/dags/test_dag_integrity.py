@@ -1,4 +1,4 @@
-"""DAG integrity: the dags folder imports cleanly, fast, without heavy libraries, and follows the conventions."""
+"""DAG integrity: the dags folder imports cleanly, without heavy libraries, and follows the conventions."""
 
 from __future__ import annotations
 
@@ -16,11 +16,9 @@ HEAVY = ("pandas", "xgboost", "great_expectations", "mlflow", "sklearn", "matplo
 
 # Runs in a fresh interpreter: parse the folder, then describe what was found.
 INSPECT = """
-import json, sys, time
+import json, sys
 from airflow.dag_processing.dagbag import DagBag
-started = time.perf_counter()
 bag = DagBag(dag_folder=sys.argv[1])
-parse_seconds = time.perf_counter() - started
 dags = {}
 for dag_id, dag in bag.dags.items():
     dags[dag_id] = {
@@ -36,8 +34,7 @@ for dag_id, dag in bag.dags.items():
                               "operator": getattr(t, "operator_class", type(t)).__name__} for t in dag.tasks},
     }
 heavy = sorted({m.split(".")[0] for m in sys.modules} & set(sys.argv[2].split(",")))
-print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": dags,
-                  "parse_seconds": parse_seconds, "heavy": heavy}))
+print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": dags, "heavy": heavy}))
 """
 
 
@@ -74,16 +71,15 @@ def test_no_import_errors_and_one_dag_per_spec(found):
     assert sorted(found["dags"]) == ["loan_default_monitoring", "loan_default_scoring", "loan_default_training"]
 
 
-def test_parsing_is_fast_and_imports_no_heavy_library(found):
+def test_parsing_imports_no_heavy_library(found):
+    # how long parsing takes is measured by make bench (bench_dag.py), never asserted: a loaded CI machine
     assert found["heavy"] == []
-    assert found["parse_seconds"] < 1.0
 
 
-def test_the_kubernetes_runtime_parses_as_fast_into_pod_tasks(tmp_path):
+def test_the_kubernetes_runtime_parses_into_pod_tasks(tmp_path):
     found = inspect(ROOT / "dags", tmp_path, MLPIPE_RUNTIME="kubernetes")
     assert found["errors"] == {}
-    # the provider's import of the kubernetes client is most of it (~0.5 s on an idle 2-core machine)
-    assert found["heavy"] == [] and found["parse_seconds"] < 2.0
+    assert found["heavy"] == []
     tasks = found["dags"]["loan_default_training"]["tasks"]
     assert {task["operator"] for name, task in tasks.items() if name != "start_run"} == {"KubernetesStepOperator"}
 

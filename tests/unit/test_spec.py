@@ -137,3 +137,21 @@ def test_a_self_referencing_alias_is_refused(tmp_path):
     with pytest.raises(spec.SpecError, match=r"loan_default.yaml: a YAML alias \(\*name\) refers to a collection "
                                              r"that contains it"):
         spec.load(path)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"schedule": "every day"}, "spec: schedule: 'every day' is neither a cron expression"),
+        ({"scoring": {"schedule": "@dialy"}}, "spec: scoring.schedule: '@dialy' is neither a cron expression"),
+        ({"monitoring": {"schedule": "61 * * * *"}}, "spec: monitoring.schedule: '61 * * * *' is neither"),
+        ({"start_date": "yesterday"}, "spec: start_date: 'yesterday' is not an ISO date such as 2026-01-01"),
+    ],
+)
+def test_schedules_and_the_start_date_are_checked_naming_the_field(extra, message):
+    document = {"name": "x", "data": {"source": "a.csv"}, "target": {"column": "y", "positive_class": 1}}
+    with pytest.raises(spec.SpecError) as caught:
+        spec.parse({**document, **extra})
+    assert str(caught.value).startswith(message)
+    fine = spec.parse({**document, "schedule": "0 3 * * 1", "start_date": "2026-01-01T00:00:00+00:00"})
+    assert (fine.schedule, fine.scoring.schedule) == ("0 3 * * 1", None)
