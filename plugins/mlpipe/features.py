@@ -1,7 +1,9 @@
 """From a dataset to model inputs, the same way in training, analysis, scoring and serving.
 
 Categorical columns become pandas categories with the *training* levels fixed, so a
-level unseen in training is treated as missing instead of shifting the codes.
+level unseen in training is treated as missing instead of shifting the codes. The levels are
+ordered by their training rows (most first; ties in order of first appearance), never by their
+text: a column hashed with the secret PII key then gets the same codes whatever the key.
 """
 
 from __future__ import annotations
@@ -21,22 +23,39 @@ def labels(frame: pd.DataFrame, spec: Spec) -> np.ndarray:
     return (target.astype(str) == str(spec.target.positive_class)).to_numpy(dtype="int8")
 
 
-def distinct(values: pd.Series) -> set[str]:
-    """The distinct non-missing values of a column, as text (how categories are compared)."""
-    return set(values.dropna().astype(str).unique().tolist())
+def count_levels(values: pd.Series, counts: dict[str, int] | None = None) -> dict[str, int]:
+    """Rows per distinct non-missing value of a column, as text (how categories are compared), in order
+    of first appearance; added to ``counts`` (e.g. of the batches before) when given."""
+    import numpy as np
+    import pandas as pd
+
+    codes, found = pd.factorize(values.dropna().astype(str))
+    counts = {} if counts is None else counts
+    for level, rows in zip(found.tolist(), np.bincount(codes, minlength=len(found)).tolist(), strict=True):
+        counts[level] = counts.get(level, 0) + rows
+    return counts
 
 
-def schema_of(names: list[str], levels: dict[str, set[str]], spec: Spec) -> dict[str, Any]:
-    """The feature schema of a dataset with columns ``names`` whose categorical columns hold ``levels``."""
+def ordered_levels(counts: dict[str, int]) -> list[str]:
+    """The levels of :func:`count_levels` most frequent first, ties in order of first appearance.
+
+    Not sorted by text: the order (hence XGBoost's category codes) must not depend on the PII key.
+    """
+    return sorted(counts, key=lambda level: -counts[level])
+
+
+def schema_of(names: list[str], levels: dict[str, dict[str, int]], spec: Spec) -> dict[str, Any]:
+    """The feature schema of a dataset with columns ``names`` whose categorical columns hold ``levels``
+    (rows per level, :func:`count_levels`)."""
     columns = spec.feature_columns(names)
     return {"columns": columns,
-            "categorical": {c: sorted(levels[c]) for c in columns if c in spec.features.categorical}}
+            "categorical": {c: ordered_levels(levels[c]) for c in columns if c in spec.features.categorical}}
 
 
 def schema(frame: pd.DataFrame, spec: Spec) -> dict[str, Any]:
     """The feature schema learned from training data: column order and categorical levels."""
     names = list(frame.columns)
-    return schema_of(names, {c: distinct(frame[c]) for c in spec.feature_columns(names)
+    return schema_of(names, {c: count_levels(frame[c]) for c in spec.feature_columns(names)
                              if c in spec.features.categorical}, spec)
 
 

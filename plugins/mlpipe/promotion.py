@@ -13,9 +13,14 @@ set), so the rule is tested and changed alone. A challenger is promoted when:
   and no ``spec.slices`` slice loses more than ``max_slice_roc_auc_drop`` of ROC AUC
   (slices with fewer than :data:`MIN_SLICE_CLASS_ROWS` rows of either class are not
   compared, and the decision's notes say so);
+- it is not degenerate (:func:`sanity_failures`): at least :data:`MIN_TREES` trees, an analysis
+  ROC AUC no more than :data:`MAX_ROC_AUC_BELOW_BASELINE` below the baseline's, a PR AUC above the
+  positive rate (what random scores get) and an F1 at its decision threshold above the F1 of flagging
+  every row;
 - and the infra check passed (the registered model loads and scores through the
-  serving code path). ``force`` promotes regardless of everything but the infra check
-  (a model that cannot be served is never made champion) and keeps the reasons it overrides.
+  serving code path). ``force`` promotes regardless of everything but the infra and sanity
+  checks (a model that cannot be served, or a degenerate one, is never made champion) and keeps
+  the reasons it overrides.
 
 :func:`scorecard` computes a scorecard from a model's scores, the labels and the slice and
 fairness columns of the same rows (what :func:`mlpipe.evaluation.evaluate` keeps); :func:`side_by_side`
@@ -36,6 +41,12 @@ if TYPE_CHECKING:
 # A slice's ROC AUC is compared only when it has at least this many positive and negative rows.
 MIN_SLICE_CLASS_ROWS = 10
 FORCED = "forced by the force_promote trigger option"
+# Sanity: a model with fewer trees is degenerate (an early stop on noise: 2 trees were once promoted). Training
+# keeps at least ceil(1 / eta) trees: 4 at the highest eta the shipped search space allows (0.3) ...
+MIN_TREES = 4
+# ... and so is one whose analysis ROC AUC is this far below the logistic baseline's: about twice the
+# ROC AUC's noise on the reference analysis set (~100 positives: +-0.025).
+MAX_ROC_AUC_BELOW_BASELINE = 0.05
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,30 @@ class Decision:
     promote: bool
     reasons: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+def sanity_failures(card: dict[str, Any]) -> list[str]:
+    """Why the challenger's scorecard is degenerate against the baseline and chance (empty when it is not).
+
+    ``force_promote`` never overrides these: such a model does no better than the baseline or than
+    chance, whatever the thresholds say.
+    """
+    failures = []
+    if card["trees"] < MIN_TREES:
+        failures.append(f"sanity: the model predicts with {card['trees']} trees < {MIN_TREES}")
+    floor = card["baseline_roc_auc"] - MAX_ROC_AUC_BELOW_BASELINE
+    if card["roc_auc"] < floor:
+        failures.append(f"sanity: analysis roc_auc {card['roc_auc']:.4f} < the baseline's "
+                        f"{card['baseline_roc_auc']:.4f} - {MAX_ROC_AUC_BELOW_BASELINE}")
+    rate = card["positive_rate"]
+    if card["pr_auc"] <= rate:
+        failures.append(f"sanity: analysis pr_auc {card['pr_auc']:.4f} <= the positive rate {rate:.4f} "
+                        f"(random scores)")
+    everyone = round(2 * rate / (1 + rate), 6)
+    if card["f1"] <= everyone:
+        failures.append(f"sanity: analysis f1 {card['f1']:.4f} at the decision threshold <= {everyone:.4f}, "
+                        f"the f1 of flagging every row")
+    return failures
 
 
 def threshold_failures(spec: Spec, metrics: dict[str, Any]) -> list[str]:
@@ -159,15 +194,15 @@ def decide(spec: Spec, challenger: dict[str, Any], champion: dict[str, Any] | No
            force: bool = False, infra_error: str | None = None) -> Decision:
     """Promote the challenger or not, and why.
 
-    ``challenger`` is its scorecard (``roc_auc``, ``lift``, and where measured ``slices``
-    and ``fairness``); ``champion`` is ``None`` when the model has no champion, else the
-    champion's scorecard on the same rows plus its ``version``. ``force`` (the
-    ``force_promote`` trigger option) promotes regardless, keeping the reasons it
-    overrides, unless ``infra_error`` says the challenger cannot be served.
+    ``challenger`` is its scorecard (:func:`scorecard`, plus its ``trees``); ``champion`` is ``None``
+    when the model has no champion, else the champion's scorecard on the same rows plus its ``version``.
+    ``force`` (the ``force_promote`` trigger option) promotes regardless, keeping the reasons it
+    overrides, unless ``infra_error`` says the challenger cannot be served or it fails the sanity check.
     """
     if infra_error is not None:
         overridden = [f"{FORCED} does not override the infra check"] if force else []
         return Decision(promote=False, reasons=[f"infra check failed: {infra_error}", *overridden])
+    insane = sanity_failures(challenger)
     failures = threshold_failures(spec, challenger)
     failures_fair, notes = fairness_findings(spec, challenger)
     if champion is not None:
@@ -175,6 +210,9 @@ def decide(spec: Spec, challenger: dict[str, Any], champion: dict[str, Any] | No
         failures += improvement_failures(spec, challenger, champion) + slice_failures(spec, rows)
         notes = slice_notes(rows) + notes
     failures += failures_fair
+    if insane:
+        overridden = [f"{FORCED} does not override the sanity check"] if force else []
+        return Decision(promote=False, reasons=[*insane, *overridden, *failures], notes=notes)
     if force:
         return Decision(promote=True, reasons=[FORCED, *failures], notes=notes)
     if failures:
@@ -223,13 +261,17 @@ def scorecard(spec: Spec, kept: pd.DataFrame, y: np.ndarray, scores: np.ndarray,
     """What a model's ``scores`` amount to, for :func:`decide`.
 
     ``y`` are the rows' labels and ``kept`` their ``spec.slices`` columns and fairness column.
+    PR AUC and F1 (at ``threshold``) are measured as the analyze step does.
     """
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
     from mlpipe.steps.analyze import slice_metrics
 
     roc_auc = round(float(roc_auc_score(y, scores)), 6)
     rule = spec.thresholds.fairness
     return {"roc_auc": roc_auc, "lift": round(roc_auc - baseline_roc_auc, 6), "threshold": threshold,
+            "baseline_roc_auc": baseline_roc_auc, "pr_auc": round(float(average_precision_score(y, scores)), 6),
+            "f1": round(float(f1_score(y, scores >= threshold, zero_division=0)), 6),
+            "positive_rate": round(float(y.mean()), 6),
             "slices": slice_metrics(kept, y, scores, spec.slices),
             "fairness": rule and approval_rates(kept, scores, threshold, rule.column)}

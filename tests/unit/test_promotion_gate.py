@@ -1,8 +1,8 @@
 """The champion/challenger gate, the audit log and rollback: pure rules, then a real MLflow registry.
 
-The registry tests use two real models trained once per module: the bundled spec's
-(``analyzed_run``) and a crippled one (a single boosting round, ``crippled_run``) on
-the same split, so both are scored on the same analysis rows.
+The registry tests use real models trained once per module on the same split, so all are
+scored on the same analysis rows: the bundled spec's (``analyzed_run``), a weaker but sane one
+(stumps, few rounds: ``crippled_run``) and a degenerate one (2 trees: ``degenerate_run``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,16 @@ import pytest
 from mlflow import MlflowClient
 
 from mlpipe import audit, cli, datasets, spec, storage
-from mlpipe.promotion import FORCED, MIN_SLICE_CLASS_ROWS, Decision, decide, disparate_impact, side_by_side
+from mlpipe.promotion import (
+    FORCED,
+    MAX_ROC_AUC_BELOW_BASELINE,
+    MIN_SLICE_CLASS_ROWS,
+    MIN_TREES,
+    Decision,
+    decide,
+    disparate_impact,
+    side_by_side,
+)
 from mlpipe.rollback import ROLLED_BACK_TAG, rollback
 from mlpipe.runs import OPTIONS, Run
 from mlpipe.steps import StepError, run_step
@@ -52,8 +61,16 @@ def register(source: str, run_id: str, model: str, options: dict | None = None, 
 
 @pytest.fixture(scope="module")
 def crippled_run(analyzed_run) -> str:
-    """The same split, trained for a single boosting round: a clearly worse model."""
-    uri = clone(analyzed_run, "crippled", ("ingest", "split"), **{"training.num_boost_round": 1})
+    """The same split, trained as 12 stumps: a clearly worse model, but not a degenerate one."""
+    uri = clone(analyzed_run, "crippled", ("ingest", "split"),
+                **{"training.num_boost_round": 12, "training.params.max_depth": 1})
+    return run_steps(uri, ("train", "analyze"))
+
+
+@pytest.fixture(scope="module")
+def degenerate_run(analyzed_run) -> str:
+    """The same split, trained for two boosting rounds: what a noisy early stop once promoted."""
+    uri = clone(analyzed_run, "degenerate", ("ingest", "split"), **{"training.num_boost_round": 2})
     return run_steps(uri, ("train", "analyze"))
 
 
@@ -69,7 +86,8 @@ def gated() -> spec.Spec:
 
 def card(roc_auc: float, slices: dict[str, float], rates: dict[str, tuple[int, float]], **extra) -> dict:
     """A scorecard: slice name -> ROC AUC (100 rows, 20 positives), group -> (rows, approval rate)."""
-    return {"roc_auc": roc_auc, "lift": 0.05, "threshold": 0.5, **extra,
+    return {"roc_auc": roc_auc, "lift": 0.05, "threshold": 0.5, "baseline_roc_auc": roc_auc - 0.05, "trees": 200,
+            "pr_auc": 0.2, "f1": 0.25, "positive_rate": 0.05, **extra,
             "slices": {"term": {value: {"rows": 100, "positives": 20, "roc_auc": auc}
                                 for value, auc in slices.items()}},
             "fairness": {group: {"rows": rows, "approval_rate": rate} for group, (rows, rate) in rates.items()}}
@@ -130,6 +148,22 @@ def test_disparate_impact():
 def test_the_infra_check_is_not_overridden_by_force(gated):
     assert decide(gated, card(0.9, {}, FAIR), None, force=True, infra_error="boom") == Decision(
         promote=False, reasons=["infra check failed: boom", f"{FORCED} does not override the infra check"])
+
+
+def test_a_degenerate_model_is_refused_naming_each_check_even_when_forced(gated):
+    degenerate = card(0.70, {}, FAIR, trees=2, baseline_roc_auc=0.76, pr_auc=0.05, f1=0.046, positive_rate=0.052)
+    decision = decide(gated, degenerate, None, force=True)
+    assert decision.promote is False
+    assert decision.reasons == [
+        f"sanity: the model predicts with 2 trees < {MIN_TREES}",
+        f"sanity: analysis roc_auc 0.7000 < the baseline's 0.7600 - {MAX_ROC_AUC_BELOW_BASELINE}",
+        "sanity: analysis pr_auc 0.0500 <= the positive rate 0.0520 (random scores)",
+        "sanity: analysis f1 0.0460 at the decision threshold <= 0.0989, the f1 of flagging every row",
+        f"{FORCED} does not override the sanity check"]
+    # One failing check is enough, and the sane rest of the card does not matter.
+    assert decide(gated, card(0.80, {}, FAIR, trees=MIN_TREES - 1), None).reasons == [
+        f"sanity: the model predicts with {MIN_TREES - 1} trees < {MIN_TREES}"]
+    assert decide(gated, card(0.80, {}, FAIR, trees=MIN_TREES), None).promote is True
 
 
 def test_side_by_side(gated):
@@ -304,6 +338,17 @@ def test_force_promote_promotes_a_worse_challenger_and_records_the_override(anal
     assert aliases("forced_model") == {"champion": 2, "challenger": 2, "previous-champion": 1}
     assert tags("forced_model", 2)[FORCED_TAG] == "true"
     assert (last_event()["forced"], last_event()["reasons"]) == (True, result["reasons"])
+
+
+def test_a_degenerate_challenger_is_not_promoted_even_when_forced_and_the_record_says_why(degenerate_run):
+    result = register(degenerate_run, "degenerate_forced", "degenerate_model", options={"force_promote": True})
+    assert Run(degenerate_run).result("train")["num_trees"] == 2
+    assert (result["promoted"], result["forced"]) == (False, True)
+    assert result["reasons"][0] == f"sanity: the model predicts with 2 trees < {MIN_TREES}"
+    assert f"{FORCED} does not override the sanity check" in result["reasons"]
+    assert aliases("degenerate_model") == {"challenger": 1}
+    assert tags("degenerate_model", 1)["mlpipe.promoted"] == "false"
+    assert (last_event()["action"], last_event()["reasons"]) == ("not_promoted", result["reasons"])
 
 
 # --- rollback -------------------------------------------------------------------------------------------

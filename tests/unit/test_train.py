@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -15,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import xgboost as xgb
 from mlflow import MlflowClient
 from sklearn.metrics import roc_auc_score
 
 from mlpipe import datasets, runs, spec, storage, tracking
-from mlpipe.features import labels
+from mlpipe.features import count_levels, labels, matrix, ordered_levels, schema
 from mlpipe.model import TabularModel
 from mlpipe.runs import Run
 from mlpipe.steps import StepError, run_step
@@ -31,13 +34,14 @@ from mlpipe.steps.train import (
     load_baseline,
     requested_device,
     resolve_device,
+    scale_pos_weight,
 )
 
 SPEC = Path(__file__).resolve().parents[2] / "dags" / "pipelines" / "loan_default.yaml"
 FALLBACK = "no usable GPU"
 RESULT_KEYS = {"step", "run", "seconds", "mlflow_run_id", "model_uri", "model_folder", "baseline", "reference",
                "device", "best_iteration", "num_trees", "scale_pos_weight", "validation", "train_seconds",
-               "data_version", "tuned", "rows", "external_memory"}
+               "data_version", "tuned", "rows", "external_memory", "round_rule", "rounds"}
 
 
 @dataclass
@@ -291,3 +295,101 @@ def test_many_batches_and_external_memory_train_the_same_model(trained):
     for name, fit in fits.items():  # quantiles sketched over 9 batches differ a little from one sketch
         assert fit.validation["roc_auc"] == pytest.approx(one, abs=0.01), name
         assert fit.model.schema == fits["one batch"].model.schema, name
+
+
+# --- how many rounds the final model gets --------------------------------------------------------------------
+
+# The tuned params of a run whose final model early-stopped at iteration 1 (2 trees) on the validation split.
+SLOW_TUNED = {"eta": 0.0114, "max_depth": 4, "min_child_weight": 31.04, "subsample": 0.84, "colsample_bytree": 0.5,
+              "colsample_bylevel": 0.87, "gamma": 0.0146, "lambda": 17.49, "alpha": 0.0618, "max_delta_step": 9.64}
+
+
+def unlucky_validation_run(trained, run_id: str, **overrides) -> str:
+    """A clone of the trained run whose validation split is tiny and unlucky: its 10 bad loans are those with
+    the lowest interest rates, its 190 good ones those with the highest, so the validation AUC falls as the
+    model learns and early stopping on it stops at once."""
+    uri = runs.start(spec.with_overrides(trained.run.spec, overrides), run_id)
+    run = Run(uri)
+    storage.write_json(run.path("ingest", runs.RESULT), trained.run.result("ingest"))
+    split = trained.run.result("split")
+    validation = trained.frame("validation").sort_values("int_rate", kind="stable")
+    bad = labels(validation, run.spec) == 1
+    unlucky = pd.concat([validation[bad].head(10), validation[~bad].tail(190)])
+    split["validation"] = storage.write_parquet(unlucky, run.path("split", "validation.parquet"))
+    storage.write_json(run.path("split", runs.RESULT), split)
+    return uri
+
+
+def validation_stopping_round(uri: str) -> int:
+    """Where XGBoost's own early stopping on the validation split stops (0-based), the spec's patience."""
+    run = Run(uri)
+    train, validation = (datasets.read(run.result("split")[part]) for part in ("train", "validation"))
+    feature_schema = schema(train, run.spec)
+    y = labels(train, run.spec)
+    params = booster_params(run.spec.training, scale_pos_weight(len(y), int(y.sum()), "auto"), "cpu")
+    data = {part: xgb.DMatrix(matrix(frame, feature_schema), label=labels(frame, run.spec), enable_categorical=True)
+            for part, frame in (("train", train), ("validation", validation))}
+    booster = xgb.train(params, data["train"], num_boost_round=run.spec.training.num_boost_round,
+                        evals=[(data["validation"], "validation")], verbose_eval=False,
+                        early_stopping_rounds=run.spec.training.early_stopping_rounds)
+    return booster.best_iteration
+
+
+def test_after_tuning_the_final_model_boosts_the_tuned_round_count_not_a_noisy_early_stop(trained):
+    tuned_spec = {f"training.params.{key}": value for key, value in SLOW_TUNED.items()}
+    uri = unlucky_validation_run(trained, "tuned_rounds", **tuned_spec)
+    assert validation_stopping_round(uri) <= 3  # what early stopping on this validation split would keep
+    storage.write_json(Run(uri).path("tune", runs.RESULT), {"best_params": SLOW_TUNED, "best_rounds": 150,
+                                                            "tuning_run_id": "tuning-run", "skipped": False})
+    result = run_step("train", uri)
+    assert (result["tuned"], result["round_rule"], result["num_trees"]) == (True, "tuned", 150)
+    assert result["rounds"] == "150 rounds: the best tuning trial's cross-validated round count (at least 1 / eta)"
+    model = TabularModel.load(result["model_folder"])
+    assert model.booster.num_boosted_rounds() == 150 and model.tree_range() == (0, 150)
+    # The validation split is still scored every round and at the end.
+    mlflow_run = MlflowClient().get_run(result["mlflow_run_id"])
+    assert mlflow_run.data.params["round_rule"] == "tuned"
+    points = MlflowClient().get_metric_history(result["mlflow_run_id"], "round/validation_auc")
+    assert sorted(p.step for p in points) == list(range(150))
+    validation = datasets.read(Run(uri).result("split")["validation"])
+    observed = roc_auc_score(labels(validation, Run(uri).spec), model.scores(validation))
+    assert result["validation"]["roc_auc"] == pytest.approx(observed, abs=1e-6)
+
+
+def test_without_tuning_early_stopping_keeps_a_floor_of_rounds(trained):
+    uri = unlucky_validation_run(trained, "floored", **{"training.params.eta": 0.05})
+    assert validation_stopping_round(uri) <= 3
+    result = run_step("train", uri)
+    floor = math.ceil(1 / 0.05)
+    assert (result["tuned"], result["round_rule"]) == (False, "early_stopping")
+    assert result["rounds"] == f"early stopping on validation: at least {floor} rounds, patience 100, at most 2000"
+    assert result["num_trees"] >= floor
+    params = MlflowClient().get_run(result["mlflow_run_id"]).data.params
+    assert (params["round_rule"], params["round_floor"], params["round_patience"]) == ("early_stopping", "20", "100")
+    assert int(params["rounds_trained"]) == result["num_trees"] + 100
+
+
+# --- the same model whatever the PII key -------------------------------------------------------------------------
+
+def test_category_levels_are_ordered_by_rows_then_first_appearance_in_any_batches():
+    values = pd.Series(["b", "a", None, "c", "a", "d", "c", "a", "b"])
+    assert count_levels(values) == {"b": 2, "a": 3, "c": 2, "d": 1}
+    assert ordered_levels(count_levels(values)) == ["a", "b", "c", "d"]
+    batched = count_levels(values[4:], count_levels(values[:4]))
+    assert list(batched.items()) == list(count_levels(values).items())
+    assert ordered_levels(count_levels(pd.Series(["z", "y", "y", "x"]))) == ["y", "z", "x"]  # not by text
+
+
+def test_two_pii_keys_train_the_same_model(trained, monkeypatch):
+    scores = []
+    for key in ("key-one", "key-two"):
+        monkeypatch.setenv("MLPIPE_PII_KEY", key)
+        uri = runs.start(spec.with_overrides(trained.run.spec, {"training.num_boost_round": 80}), f"pii_{key}")
+        for step in ("ingest", "split", "train"):
+            run_step(step, uri)
+        analysis = datasets.read(Run(uri).result("split")["analysis"])
+        model = TabularModel.load(Run(uri).result("train")["model_folder"])
+        scores.append(model.scores(analysis))
+        hashed = model.schema["categorical"]["addr_state"]
+        assert "CA" not in hashed and len(hashed) > 40
+    np.testing.assert_array_equal(scores[0], scores[1])

@@ -9,6 +9,7 @@ spec's cross-validation (``tuning.cv_folds``) unless a test sets ``tuning.cv_fol
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -40,7 +41,6 @@ from mlpipe.steps.tune import (
     load_study,
     open_storage,
     redacted,
-    shard_share,
     storage_url,
     trials_budget,
 )
@@ -75,7 +75,7 @@ def tuning_run(source: str, run_id: str, options: dict | None = None, **override
 
 
 def study_trials(uri: str) -> list[optuna.trial.FrozenTrial]:
-    return load_study(Run(uri).result("tune_prepare"), seed=0).get_trials()
+    return load_study(Run(uri).result("tune_prepare")).get_trials()
 
 
 def worker(uri: str, shard: int) -> subprocess.Popen:
@@ -111,17 +111,19 @@ def test_parallel_worker_processes_share_one_study_and_train_uses_the_best(split
     assert trials[0].params == {"eta": 0.1, "max_depth": 2, "min_child_weight": 50, "subsample": 0.8,
                                 "colsample_bytree": 0.7, "colsample_bylevel": 1, "gamma": 0.001, "lambda": 5.0,
                                 "alpha": 1.0, "max_delta_step": 0}
+    # Each worker ran the trials it claimed: together, the budget.
     by_shard = [sum(t.user_attrs[SHARD_ATTR] == shard for t in trials) for shard in (0, 1)]
-    assert by_shard == [4, 3]
-    assert [Run(uri).result("tune_trials", shard)["trials_run"] for shard in (0, 1)] == [4, 3]
+    assert by_shard == [Run(uri).result("tune_trials", shard)["trials_run"] for shard in (0, 1)]
+    assert sum(by_shard) == 7
 
-    # A retried worker whose share is done runs nothing more.
+    # A retried worker runs nothing more once the budget is done.
     assert run_step("tune_trials", uri, shard=0)["trials_run"] == 0
     assert len(study_trials(uri)) == 7
 
     selected = run_step("tune", uri)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert selected["best_value"] == max(t.value for t in complete)
+    assert selected["best_rounds"] == trials[selected["best_trial"]].user_attrs["best_iteration"] + 1
     assert selected["objective"] == "4-fold cross-validated ROC AUC on train + validation"
     assert selected["trials"] == {"complete": len(complete), "pruned": 7 - len(complete), "failed": 0}
     space = Run(uri).spec.tuning.search_space
@@ -146,6 +148,8 @@ def test_parallel_worker_processes_share_one_study_and_train_uses_the_best(split
     trained = run_step("train", uri)
     mlflow_run = MlflowClient().get_run(trained["mlflow_run_id"])
     assert trained["tuned"] is True and mlflow_run.data.params["tuned"] == "True"
+    floor = math.ceil(1 / selected["best_params"]["eta"])  # the fewest rounds train keeps
+    assert trained["num_trees"] == max(selected["best_rounds"], floor) and trained["round_rule"] == "tuned"
     assert mlflow_run.data.tags["mlpipe.tuning_run_id"] == selected["tuning_run_id"]
     for key, value in selected["best_params"].items():
         assert mlflow_run.data.params[key] == str(value), key
@@ -187,7 +191,10 @@ def test_a_trial_scores_the_held_out_auc_at_its_best_round(split_run, folds):
     for trial in trials:
         assert trial.state == TrialState.COMPLETE
         rounds = trial.intermediate_values  # each round's held-out AUC, as reported for pruning
-        assert trial.user_attrs["best_iteration"] == max(rounds, key=lambda step: (rounds[step], -step))
+        # Early stopping on the validation split keeps at least ceil(1 / eta) rounds; on the folds' mean, any.
+        floor = 1 if folds else math.ceil(1 / trial.params["eta"])
+        allowed = [step for step in rounds if step + 1 >= floor]
+        assert trial.user_attrs["best_iteration"] == max(allowed, key=lambda step: (rounds[step], -step))
         assert trial.value == rounds[trial.user_attrs["best_iteration"]]
     assert (trials[0].params["subsample"], trials[0].params["colsample_bytree"]) == (1.0, 1.0)
     assert trials[0].value == pytest.approx(held_out_auc(uri, trials[0]), abs=1e-9)
@@ -316,13 +323,32 @@ def test_a_shard_outside_the_workers_is_rejected(split_run):
     run_step("tune_prepare", uri)
     with pytest.raises(StepError, match="shard 2 is not one of the 2 workers"):
         run_step("tune_trials", uri, shard=2)
-    assert [t.state for t in study_trials(uri)] == [TrialState.WAITING]  # only the enqueued warm start, not run
+    assert study_trials(uri) == []  # no trial was claimed
 
 
-@pytest.mark.parametrize(("budget", "workers"), [(7, 2), (24, 5), (3, 4), (1, 1)])
-def test_worker_shares_add_up_to_the_budget(budget, workers):
-    shares = [shard_share(budget, workers, shard) for shard in range(workers)]
-    assert sum(shares) == budget and max(shares) - min(shares) <= 1
+def trial_record(uri: str) -> list[tuple]:
+    """Each trial of the run's study, in number order: its params, value, state and round count."""
+    return [(t.number, t.params, t.value, t.state, t.user_attrs.get("best_iteration")) for t in study_trials(uri)]
+
+
+def test_parallel_workers_reach_the_same_trials_whatever_their_timing(split_run):
+    """Two runs on the same data: two workers at once, then one after the other (as when Airflow runs the
+    mapped tasks in turn). The trials, hence the best params and round count, are the same."""
+    records, selected = [], []
+    for run_id, parallel in (("timing_parallel", True), ("timing_in_turn", False)):
+        uri = tuning_run(split_run, run_id, **{"tuning.trials": 6, "tuning.workers": 2})
+        run_step("tune_prepare", uri)
+        if parallel:
+            for process in [worker(uri, shard) for shard in (0, 1)]:
+                _, err = process.communicate(timeout=300)
+                assert process.returncode == 0, err[-2000:]
+        else:
+            assert run_step("tune_trials", uri, shard=1)["trials_run"] == 6
+            assert run_step("tune_trials", uri, shard=0)["trials_run"] == 0
+        records.append(trial_record(uri))
+        selected.append({key: run_step("tune", uri)[key] for key in ("best_params", "best_trial", "best_rounds")})
+    assert len(records[0]) == 6 and records[0] == records[1]
+    assert selected[0] == selected[1]
 
 
 def test_storage_urls_never_show_credentials(monkeypatch, tmp_path):

@@ -229,6 +229,7 @@ def gate(run: Run, client: MlflowClient, name: str, version: int,
                          keep=kept_columns(spec, uri))
     cards = {role: scorecard(spec, evaluated.kept, evaluated.y, evaluated.scores[role], threshold,
                              metrics["baseline_roc_auc"]) for role, (_, threshold) in contenders.items()}
+    cards[CHALLENGER]["trees"] = run.result("train")["num_trees"]  # for the gate's sanity check
     champion = None if compared is None else {"version": compared, **cards[CHAMPION]}
     problem = infra_check(name, version, next(datasets.batches(uri, INFRA_ROWS)), model.schema,
                           evaluated.scores[CHALLENGER][:INFRA_ROWS])

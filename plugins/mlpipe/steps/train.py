@@ -1,4 +1,4 @@
-"""train: the XGBoost model, early-stopped on the validation split, and a logistic-regression baseline.
+"""train: the XGBoost model (tuned round count, or early-stopped on validation) and a logistic-regression baseline.
 
 Reads the split step's ``train`` and ``validation`` sets (never ``analysis``) and writes:
 
@@ -28,6 +28,15 @@ Every round is evaluated on the validation set with ``logloss`` and ``auc`` plus
 other ``eval_metric`` of the spec; as in XGBoost, the *last* metric listed decides
 early stopping (``auc`` unless the spec lists another last).
 
+How many rounds the booster gets (:func:`round_plan`; the result's and MLflow's ``round_rule``
+says which rule chose them): after tuning, the best trial's round count from cross-validation
+(``best_rounds`` of the tune step: early stopping on the mean of 4 folds, each about the size of
+the train split); the validation split, whose ~100 positives make its AUC curve noisy, is then
+only scored and logged. Without tuning, early stopping on validation, with a patience of
+``max(training.early_stopping_rounds, floor)`` rounds past the best one. Either way the model
+keeps at least a floor of ``ceil(1 / eta)`` rounds: with fewer, the trees' shrunken steps do not
+add up to one full boosting step (a tuned eta of 0.011 once early-stopped at 2 trees).
+
 The device is ``training.device`` unless ``$MLPIPE_DEVICE`` says otherwise; when
 ``cuda`` is asked for and no GPU is usable, training runs on the CPU, with one
 warning, and the result and MLflow record the device actually used.
@@ -36,6 +45,7 @@ warning, and the result and MLflow record the device actually used.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
 import time
@@ -46,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlpipe import datasets, reference, storage, tracking
 from mlpipe.evaluation import evaluate
-from mlpipe.features import distinct, labels, matrix, schema_of
+from mlpipe.features import count_levels, labels, matrix, schema_of
 from mlpipe.model import SCHEMA_FILE, TabularModel
 from mlpipe.runs import Run, StepNotFinished
 from mlpipe.steps import StepError
@@ -71,6 +81,9 @@ TUNING_RUN_TAG = "mlpipe.tuning_run_id"
 BASELINE_FILE = "pipeline.skops"
 BASELINE_TRUSTED = ["numpy.dtype"]
 EXAMPLE_ROWS = 5
+MAXIMIZED_METRICS = ("auc", "aucpr", "map", "ndcg", "pre")  # XGBoost's metrics where higher is better
+TUNED_RULE = "tuned"  # round_rule: the best tuning trial's round count
+STOPPED_RULE = "early_stopping"  # round_rule: early stopping on validation, with a floor
 LOGGED_ROWS = 10_000  # rows of each split logged to MLflow as the run's datasets: train's from its seeded sample,
 # validation's first rows
 
@@ -216,11 +229,11 @@ def scan(uri: str, spec: Spec) -> Scanned:
     """The feature schema, rows and positives of a split, reading only its categorical and target columns."""
     names = datasets.column_names(uri)
     categorical = [c for c in spec.feature_columns(names) if c in spec.features.categorical]
-    levels: dict[str, set[str]] = {c: set() for c in categorical}
+    levels: dict[str, dict[str, int]] = {c: {} for c in categorical}
     rows = positives = 0
     for frame in datasets.batches(uri, spec.data.batch_rows, columns=[*categorical, spec.target.column]):
         for column in categorical:
-            levels[column] |= distinct(frame[column])
+            count_levels(frame[column], levels[column])
         y = labels(frame, spec)
         rows, positives = rows + len(y), positives + int(y.sum())
     return Scanned(schema_of(names, levels, spec), rows, positives)
@@ -255,7 +268,7 @@ def batch_iterator(uri: str, feature_schema: dict[str, Any], spec: Spec, cache_p
 
 
 def boost_on_splits(params: dict[str, Any], parts: dict[str, str], feature_schema: dict[str, Any], spec: Spec,
-                    external: bool) -> tuple[xgb.Booster, dict[str, list[float]], float]:
+                    external: bool, plan: Rounds) -> tuple[xgb.Booster, dict[str, list[float]], float]:
     """:func:`boost` on quantized train and validation matrices built batch by batch from the splits' parts.
 
     ``external``: the train matrix is an ``ExtMemQuantileDMatrix`` whose pages live in a temporary
@@ -271,7 +284,7 @@ def boost_on_splits(params: dict[str, Any], parts: dict[str, str], feature_schem
             dtrain = xgb.QuantileDMatrix(batch_iterator(parts[TRAIN], feature_schema, spec), enable_categorical=True)
         dvalid = xgb.QuantileDMatrix(batch_iterator(parts[VALIDATION], feature_schema, spec),
                                      enable_categorical=True, ref=dtrain)
-        boosted = boost(params, dtrain, dvalid, spec.training)
+        boosted = boost(params, dtrain, dvalid, plan)
         del dtrain, dvalid
         return boosted
 
@@ -285,13 +298,73 @@ def fit_booster(params: dict[str, Any], train: tuple[pd.DataFrame, np.ndarray],
 
     dtrain = xgb.QuantileDMatrix(train[0], label=train[1], enable_categorical=True)
     dvalid = xgb.QuantileDMatrix(validation[0], label=validation[1], enable_categorical=True, ref=dtrain)
-    return boost(params, dtrain, dvalid, training, callbacks)
+    return boost(params, dtrain, dvalid, round_plan(training, params), callbacks)
 
 
-def boost(params: dict[str, Any], dtrain: xgb.DMatrix, dvalid: xgb.DMatrix, training: Training,
+@dataclass(frozen=True)
+class Rounds:
+    """How many boosting rounds: at most ``limit``; the best round on validation at or after round ``floor``
+    (1-based), stopping ``patience`` rounds past it. ``rule`` says which rule chose them."""
+
+    limit: int
+    floor: int
+    patience: int
+    rule: str
+
+    def describe(self) -> str:
+        if self.rule == TUNED_RULE:
+            return f"{self.limit} rounds: the best tuning trial's cross-validated round count (at least 1 / eta)"
+        return (f"early stopping on validation: at least {self.floor} rounds, patience {self.patience}, "
+                f"at most {self.limit}")
+
+
+def round_plan(training: Training, params: dict[str, Any], tuned_rounds: int | None = None) -> Rounds:
+    """The tuned round count when there is one, else early stopping with a floor (see the module).
+
+    Either way the model keeps at least ``ceil(1 / eta)`` rounds (at most ``training.num_boost_round``).
+    """
+    floor = min(training.num_boost_round, math.ceil(1 / float(params.get("eta", params.get("learning_rate", 0.3)))))
+    if tuned_rounds is not None:
+        rounds = max(tuned_rounds, floor)
+        return Rounds(limit=rounds, floor=rounds, patience=0, rule=TUNED_RULE)
+    return Rounds(limit=training.num_boost_round, floor=floor,
+                  patience=max(training.early_stopping_rounds, floor), rule=STOPPED_RULE)
+
+
+def stopping(plan: Rounds, metric: str) -> xgb.callback.TrainingCallback:
+    """Early stopping on the validation ``metric`` that never picks a round before ``plan.floor``.
+
+    It sets the booster's ``best_iteration`` (the trees predictions use, :meth:`TabularModel.tree_range`)
+    like XGBoost's own early stopping; with the tuned rule that is the last round.
+    """
+    import xgboost as xgb
+
+    maximize = metric.split("@")[0] in MAXIMIZED_METRICS
+
+    class FlooredStopping(xgb.callback.TrainingCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.best: tuple[int, float] | None = None
+
+        def after_iteration(self, model, epoch: int, evals_log) -> bool:
+            score = evals_log[VALIDATION][metric][-1]
+            if epoch + 1 >= plan.floor and (self.best is None or (
+                    score > self.best[1] if maximize else score < self.best[1])):
+                self.best = (epoch, score)
+            return self.best is not None and epoch - self.best[0] >= plan.patience
+
+        def after_training(self, model):
+            model.set_attr(best_iteration=str(self.best[0]), best_score=str(self.best[1]))
+            return model
+
+    return FlooredStopping()
+
+
+def boost(params: dict[str, Any], dtrain: xgb.DMatrix, dvalid: xgb.DMatrix, plan: Rounds,
           callbacks: list[xgb.callback.TrainingCallback] | None = None,
           ) -> tuple[xgb.Booster, dict[str, list[float]], float]:
-    """Boost with early stopping on ``dvalid``; return the booster, per-round metrics, seconds.
+    """Boost the rounds of ``plan``, evaluating every round on ``dvalid``; return the booster, per-round metrics,
+    seconds.
 
     ``callbacks`` see every round's validation metrics (keys ``validation-<metric>``), e.g. a tuning pruner.
     """
@@ -299,9 +372,9 @@ def boost(params: dict[str, Any], dtrain: xgb.DMatrix, dvalid: xgb.DMatrix, trai
 
     history: dict[str, dict[str, list[float]]] = {}
     started = time.perf_counter()
-    booster = xgb.train(params, dtrain, num_boost_round=training.num_boost_round,
-                        evals=[(dvalid, VALIDATION)], early_stopping_rounds=training.early_stopping_rounds,
-                        evals_result=history, verbose_eval=False, callbacks=callbacks)
+    booster = xgb.train(params, dtrain, num_boost_round=plan.limit, evals=[(dvalid, VALIDATION)],
+                        evals_result=history, verbose_eval=False,
+                        callbacks=[*(callbacks or []), stopping(plan, params["eval_metric"][-1])])
     return booster, history[VALIDATION], time.perf_counter() - started
 
 
@@ -317,6 +390,7 @@ class Fit:
     validation: dict[str, float]
     rows: dict[str, int]
     external_memory: bool
+    plan: Rounds
 
     @property
     def best_iteration(self) -> int:
@@ -356,6 +430,7 @@ def mlflow_params(fit: Fit, training: Training, tuned: bool) -> dict[str, Any]:
     """Every booster param plus the training settings and the outcome of early stopping."""
     return {**fit.params, "tuned": tuned, "num_boost_round": training.num_boost_round,
             "early_stopping_rounds": training.early_stopping_rounds, "best_iteration": fit.best_iteration,
+            "round_rule": fit.plan.rule, "round_floor": fit.plan.floor, "round_patience": fit.plan.patience,
             "rounds_trained": fit.model.booster.num_boosted_rounds(),
             "baseline": "logistic_regression(class_weight=balanced)"}
 
@@ -408,8 +483,11 @@ def uses_dask(settings: Distributed, train_rows: int) -> bool:
     return settings.enabled or (settings.above_rows is not None and train_rows > settings.above_rows)
 
 
-def fit_models(spec: Spec, parts: dict[str, str], sample: pd.DataFrame, shards_folder: str | None = None) -> Fit:
-    """Train the booster and the baseline on the train split; stop early and measure on validation.
+def fit_models(spec: Spec, parts: dict[str, str], sample: pd.DataFrame, shards_folder: str | None = None,
+               tuned_rounds: int | None = None) -> Fit:
+    """Train the booster and the baseline on the train split; measure on validation.
+
+    The booster boosts ``tuned_rounds`` rounds when given, else it stops early on validation (:func:`round_plan`).
 
     The booster trains on quantized matrices built batch by batch (:func:`boost_on_splits`), or on
     Dask (:func:`mlpipe.distributed.fit_distributed`, shards under ``shards_folder``) when
@@ -422,6 +500,7 @@ def fit_models(spec: Spec, parts: dict[str, str], sample: pd.DataFrame, shards_f
     feature_schema, rows = scanned[TRAIN].schema, scanned[TRAIN].rows
     pos_weight = scale_pos_weight(rows, scanned[TRAIN].positives, spec.training.scale_pos_weight)
     params = booster_params(spec.training, pos_weight, resolve_device(requested_device(spec)))
+    plan = round_plan(spec.training, params, tuned_rounds)
     settings = spec.training.distributed
     external = spec.training.external_memory_rows is not None and rows > spec.training.external_memory_rows
     if uses_dask(settings, rows):
@@ -432,20 +511,22 @@ def fit_models(spec: Spec, parts: dict[str, str], sample: pd.DataFrame, shards_f
         booster, history, seconds = fit_distributed(spec, params, parts, feature_schema, shards_folder,
                                                     settings.workers, settings.scheduler_address,
                                                     settings.kubernetes)
+        # Dask stops early on validation its own way: no floor, and a tuned round count is not used.
+        plan = Rounds(spec.training.num_boost_round, 1, spec.training.early_stopping_rounds, STOPPED_RULE)
         external = False
     else:
-        booster, history, seconds = boost_on_splits(params, parts, feature_schema, spec, external)
+        booster, history, seconds = boost_on_splits(params, parts, feature_schema, spec, external, plan)
     model = TabularModel(booster, feature_schema)
     if len(sample) > spec.training.baseline_rows:
         sample = sample.sample(n=spec.training.baseline_rows, random_state=spec.split.seed)
     baseline = fit_baseline(*inputs(sample, feature_schema, spec, TRAIN), feature_schema)
     measured = validation_metrics(model, baseline, parts[VALIDATION], spec)
-    log.info("trained on %s in %.2fs (%d rows%s): %d trees (best of %d rounds), validation ROC AUC %.4f "
+    log.info("trained on %s in %.2fs (%d rows%s): %d trees (of %d rounds; %s), validation ROC AUC %.4f "
              "(baseline %.4f)", params["device"], seconds, rows, ", external memory" if external else "",
-             booster.best_iteration + 1, booster.num_boosted_rounds(), measured["roc_auc"],
+             booster.best_iteration + 1, booster.num_boosted_rounds(), plan.describe(), measured["roc_auc"],
              measured["baseline_roc_auc"])
     return Fit(model, baseline, params, history, seconds, measured,
-               {part: found.rows for part, found in scanned.items()}, external)
+               {part: found.rows for part, found in scanned.items()}, external, plan)
 
 
 def train_sample(uri: str, spec: Spec) -> pd.DataFrame:
@@ -460,7 +541,8 @@ def train(run: Run) -> dict[str, Any]:
     if tuning:
         spec = spec.model_copy(update={"training": tuned_training(spec.training, tuning["best_params"])})
     sample = train_sample(parts[TRAIN], spec)
-    trained = fit_models(spec, parts, sample, shards_folder=run.path(STEP, "shards"))
+    trained = fit_models(spec, parts, sample, shards_folder=run.path(STEP, "shards"),
+                         tuned_rounds=tuning["best_rounds"] if tuning else None)
     model_folder = trained.model.save(run.path(STEP, "model"))
     baseline_folder = trained.baseline.save(run.path(STEP, "baseline"))
     reference_uri = reference.write(sample, trained.model, spec.monitoring.reference_rows, spec.split.seed,
@@ -471,6 +553,7 @@ def train(run: Run) -> dict[str, Any]:
             "model_folder": model_folder, "baseline": baseline_folder, "reference": reference_uri,
             "device": trained.params["device"], "rows": trained.rows, "external_memory": trained.external_memory,
             "best_iteration": trained.best_iteration, "num_trees": trained.num_trees,
+            "round_rule": trained.plan.rule, "rounds": trained.plan.describe(),
             "scale_pos_weight": trained.params["scale_pos_weight"], "validation": trained.validation,
             "train_seconds": round(trained.seconds, 4), "data_version": ingested["data_version"],
             "tuned": bool(tuning)}

@@ -9,16 +9,28 @@ reported for pruning, and with two workers SQLite's locking made those reports a
 slower than the journal's (``tests/benchmarks/bench_tune.py`` measures it).
 
 - ``tune_prepare``: creates the study ``<pipeline>-<run id>`` (retry-safe), the MLflow
-  parent run ``tuning``, and enqueues a first trial (warm start): the champion's params, or
+  parent run ``tuning``, and records the first trial's params (warm start): the champion's params, or
   without a champion the spec's own ``training.params``, so the search starts from the untuned model;
-- ``tune_trials`` (sharded, one task per worker): runs this worker's share of the trial
+- ``tune_trials`` (sharded, one task per worker): runs trials until the study holds the trial
   budget; every trial is scored on held-out rows, never the analysis set: with
   ``tuning.cv_folds`` = k, by stratified k-fold cross-validation over ``train`` + ``validation``
   (the folds' mean AUC), otherwise by boosting on ``train`` and scoring ``validation``.
-  Early stopping and pruning of bad trials (on each round's AUC) watch the same held-out rows.
+  Early stopping and pruning of bad trials (on each round's AUC) watch the same held-out rows;
+  the boosting round a trial's early stopping chose is kept (``best_iteration``).
   Each trial is logged as an MLflow child run of ``tuning``;
-- ``tune``: picks the best trial; ``train`` merges its params over ``training.params``
-  (and still trains on ``train``, early-stopped on ``validation``).
+- ``tune``: picks the best trial; ``train`` merges its params over ``training.params`` and
+  boosts as many rounds as that trial's cross-validation chose (``best_rounds``), instead of
+  trusting early stopping on the small validation split.
+
+The same data and seed give the same trials whatever the timing of the workers (two clones
+reach the same params). Trials go in *rounds* of ``tuning.workers`` trials, numbered in the
+order workers claim them (the study's trial number): the params of every trial of a round are
+asked, together, from a TPE sampler seeded by ``tuning.seed`` and the round, given the trials of
+the earlier rounds only (:func:`round_params`); a trial first waits until those have finished.
+Pruning also compares a trial with the earlier rounds' trials only (:func:`round_pruner`). A
+worker may run any trial, so workers that Airflow runs one after the other reach the same
+trials too. Only a time limit or a crashed worker (its running trial is failed and replaced on retry)
+makes the trials depend on timing.
 
 Trials see seeded samples of at most ``tuning.sample_rows`` train and validation rows (all of
 them on a small book): the search's cost does not grow with the data, and ``train`` then trains
@@ -27,17 +39,18 @@ on every row with the params found.
 Cross-validation costs k boosters a trial but scores every train + validation row: on a small
 book, the validation split alone holds too few positives for its AUC to rank params reliably.
 
-The budget is split into fixed per-worker shares, so the study ends with exactly the
-budget of finished trials however the workers interleave; a retried worker only runs
-what its share still lacks. The time limit (``tuning.timeout_minutes``) is one deadline
-for all workers, counted from ``tune_prepare``. Skipped (``skip_tuning`` trigger option or
-``tuning.enabled: false``): no study is made and ``train`` uses the spec's params.
+The study ends with exactly the budget of finished trials however the workers interleave; a
+retried worker fails its stale running trial and only runs what the budget still lacks. The
+time limit (``tuning.timeout_minutes``) is one deadline for all workers, counted from
+``tune_prepare``. Skipped (``skip_tuning`` trigger option or ``tuning.enabled: false``): no study
+is made and ``train`` uses the spec's params.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -75,7 +88,8 @@ STORAGE_ENV, DIR_ENV = "MLPIPE_OPTUNA_STORAGE", "MLPIPE_OPTUNA_DIR"
 JOURNAL = "journal://"
 OBJECTIVE_METRIC = "auc"
 CV_HELD_OUT = "test"  # xgboost.cv's name for each fold's held-out rows
-DEADLINE_ATTR, SHARD_ATTR = "mlpipe.deadline", "mlpipe.shard"
+DEADLINE_ATTR, SHARD_ATTR, WARM_START_ATTR = "mlpipe.deadline", "mlpipe.shard", "mlpipe.warm_start"
+SURPLUS_ATTR = "mlpipe.surplus"  # a trial claimed past the budget by workers racing for the last one: not run
 PARENT_RUN_NAME = "tuning"
 PARENT_TAG, TRIAL_STATE_TAG = "mlflow.parentRunId", "mlpipe.trial_state"
 CHAMPION = "champion"
@@ -87,6 +101,8 @@ XGBOOST_DEFAULTS = {"eta": 0.3, "max_depth": 6, "min_child_weight": 1, "subsampl
 # finished ones only after PRUNE_STARTUP trials and PRUNE_WARMUP boosting rounds.
 TPE_STARTUP = 10
 PRUNE_STARTUP, PRUNE_WARMUP = 4, 30
+# How long a trial waits for the earlier rounds' trials (a crashed worker's are failed by its retry).
+ROUND_WAIT_SECONDS, POLL_SECONDS = 1800, 0.2
 
 
 def storage_url() -> str:
@@ -157,7 +173,7 @@ def check_search_space(spec: Spec) -> None:
 
 
 def sampler(seed: int) -> optuna.samplers.BaseSampler:
-    """Seeded multivariate TPE; ``constant_liar`` keeps parallel workers from proposing the same point."""
+    """Seeded multivariate TPE; ``constant_liar`` keeps the trials of one round from proposing the same point."""
     import optuna
 
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP, multivariate=True,
@@ -165,17 +181,83 @@ def sampler(seed: int) -> optuna.samplers.BaseSampler:
 
 
 def pruner() -> optuna.pruners.BasePruner:
-    """Median stopping on the per-round validation AUC, after a few trials and warm-up rounds."""
+    """Median stopping for a study that one process runs alone (the tuning benchmark's); workers use
+    :func:`round_pruner`."""
     import optuna
 
     return optuna.pruners.MedianPruner(n_startup_trials=PRUNE_STARTUP, n_warmup_steps=PRUNE_WARMUP)
 
 
-def load_study(prepared: dict[str, Any], seed: int) -> optuna.Study:
+def round_seed(seed: int, round_number: int) -> int:
+    """The sampler's seed for one round of trials: ``tuning.seed`` and the round, mixed."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, round_number]).generate_state(1)[0])
+
+
+def round_params(history: list[optuna.trial.FrozenTrial], space: dict[str, SearchRange], seed: int,
+                 round_number: int, size: int, warm_start: dict[str, Any]) -> list[dict[str, Any]]:
+    """The params of the ``size`` trials of round ``round_number``, given the finished trials of the rounds before.
+
+    Asked together from a TPE sampler seeded by ``seed`` and the round, in an in-memory study holding
+    ``history`` (in trial order): the same history gives the same params, whichever worker asks and
+    whenever. Round 0's first trial is the warm start.
+    """
+    import optuna
+
+    memory = optuna.create_study(direction="maximize", sampler=sampler(round_seed(seed, round_number)))
+    memory.add_trials(history)
+    if round_number == 0:
+        memory.enqueue_trial(warm_start)
+    return [suggest(memory.ask(), space) for _ in range(size)]
+
+
+def fixed_sampler(params: dict[str, Any]) -> optuna.samplers.BaseSampler:
+    """A sampler that samples nothing: the trial gets ``params`` (what :func:`round_params` chose for it)."""
+    import optuna
+
+    class Fixed(optuna.samplers.BaseSampler):
+        def infer_relative_search_space(self, study, trial):
+            return {}
+
+        def sample_relative(self, study, trial, search_space):
+            return {}
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            return params[param_name]
+
+    return Fixed()
+
+
+def round_pruner(history: list[optuna.trial.FrozenTrial]) -> optuna.pruners.BasePruner:
+    """Median stopping on each boosting round's held-out AUC, against the complete trials of ``history`` only.
+
+    Like Optuna's ``MedianPruner`` (after :data:`PRUNE_STARTUP` complete trials and :data:`PRUNE_WARMUP`
+    rounds), but blind to the trials running beside it: whether a trial is pruned does not depend on
+    which of them finished first.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    curves = [t.intermediate_values for t in history if t.state == TrialState.COMPLETE]
+
+    class Median(optuna.pruners.BasePruner):
+        def prune(self, study, trial) -> bool:
+            step = trial.last_step
+            if step is None or step < PRUNE_WARMUP or len(curves) < PRUNE_STARTUP:
+                return False
+            seen = [curve[step] for curve in curves if step in curve]
+            return bool(seen) and trial.intermediate_values[step] < statistics.median(seen)
+
+    return Median()
+
+
+def load_study(prepared: dict[str, Any]) -> optuna.Study:
+    """The run's shared study (each claimed trial gets its :func:`fixed_sampler` and :func:`round_pruner`)."""
     import optuna
 
     return optuna.load_study(study_name=prepared["study"], storage=open_storage(storage_url()),
-                             sampler=sampler(seed), pruner=pruner())
+                             sampler=fixed_sampler({}))
 
 
 def objective_name(tuning: Tuning) -> str:
@@ -250,17 +332,12 @@ def tune_prepare(run: Run) -> dict[str, Any]:
     version, params = champion_params(spec)
     warm_start, first = (version, params) if params else (SPEC_WARM_START, spec_params(spec))
     if new:
-        study.enqueue_trial(first, user_attrs={"warm_start": warm_start})
+        study.set_user_attr(WARM_START_ATTR, {"params": first, "source": warm_start})
         log.info("warm start: trial 0 is the params of %s: %s",
                  f"champion version {version}" if params else "the spec", first)
     return {"study": study.study_name, "storage": redacted(url), "trials_budget": budget,
             "workers": spec.tuning.workers, "warm_start": warm_start,
             "tuning_run_id": study.user_attrs["tuning_run_id"], "skipped": False}
-
-
-def shard_share(budget: int, workers: int, shard: int) -> int:
-    """How many of the ``budget`` trials worker ``shard`` of ``workers`` runs."""
-    return budget // workers + (shard < budget % workers)
 
 
 @dataclass
@@ -290,7 +367,11 @@ def cv_folds(train: tuple[pd.DataFrame, np.ndarray], validation: tuple[pd.DataFr
 
 def cross_validate(params: dict[str, Any], folds: Folds, training: Training,
                    callbacks: list[xgb.callback.TrainingCallback]) -> tuple[float, int]:
-    """The folds' mean held-out AUC at the best round (early stopping on the folds' mean), and that round."""
+    """The folds' mean held-out AUC at the best round (early stopping on the folds' mean), and that round.
+
+    The folds stop together, on their mean: that round (0-based) is what ``train`` boosts to after
+    tuning, each fold having trained on about as many rows as the train split.
+    """
     import numpy as np
     import xgboost as xgb
 
@@ -334,7 +415,6 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         from optuna_integration import XGBoostPruningCallback
 
-        trial.set_user_attr(SHARD_ATTR, self.shard)
         training = tuned_training(self.spec.training, suggest(trial, self.spec.tuning.search_space))
         params = {"nthread": self.threads, **booster_params(training, self.pos_weight, self.device)}
         if self.folds:
@@ -362,40 +442,93 @@ def log_trial(parent_run_id: str, experiment_id: str, trial: optuna.trial.Frozen
     client.set_terminated(child.info.run_id)
 
 
-def finished_share(study: optuna.Study, shard: int) -> int:
-    """Trials this worker already finished (on an earlier attempt); its stale running ones are failed."""
+def fail_stale(study: optuna.Study, shard: int) -> None:
+    """Fail this worker's trials left running by an earlier attempt (the budget then asks for others)."""
     from optuna.trial import TrialState
 
-    mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(SHARD_ATTR) == shard]
-    for stale in (t for t in mine if t.state == TrialState.RUNNING):
-        study.tell(stale.number, state=TrialState.FAIL)
-    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in mine)
+    for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if stale.user_attrs.get(SHARD_ATTR) == shard:
+            study.tell(stale.number, state=TrialState.FAIL)
+
+
+def counted(trials: list[optuna.trial.FrozenTrial]) -> int:
+    """Trials that count towards the budget: finished or running, not failed."""
+    from optuna.trial import TrialState
+
+    return sum(t.state != TrialState.FAIL for t in trials)
+
+
+def earlier_rounds(study: optuna.Study, first: int, waited_for: str) -> list[optuna.trial.FrozenTrial]:
+    """The finished, not failed, trials numbered below ``first``, once every one of them has finished."""
+    from optuna.trial import TrialState
+
+    started = time.monotonic()
+    while True:
+        earlier = [t for t in study.get_trials(deepcopy=False) if t.number < first]
+        if all(t.state.is_finished() for t in earlier):
+            return [t for t in earlier if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        if time.monotonic() - started > ROUND_WAIT_SECONDS:
+            running = [t.number for t in earlier if not t.state.is_finished()]
+            raise StepError(f"tune_trials: {waited_for} waited {ROUND_WAIT_SECONDS} s for trials {running} of "
+                            f"the earlier rounds (their worker may have crashed: its retry fails them)")
+        time.sleep(POLL_SECONDS)
+
+
+def run_trial(study: optuna.Study, trial: optuna.Trial, objective: Objective,
+              history: list[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTrial:
+    """Run one claimed trial: pruned against ``history`` (:func:`round_pruner`), told its outcome."""
+    import optuna
+    from optuna.trial import TrialState
+
+    study.pruner = round_pruner(history)
+    try:
+        value = objective(trial)
+    except optuna.TrialPruned:
+        return study.tell(trial, state=TrialState.PRUNED)
+    except BaseException:
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    return study.tell(trial, value)
 
 
 def tune_trials(run: Run, shard: int) -> dict[str, Any]:
-    """Worker ``shard``: run its share of the study's trials (until the shared deadline, if any)."""
+    """Worker ``shard``: claim and run trials until the study holds the budget (or the shared deadline passes).
+
+    Trial ``n`` belongs to round ``n // workers``; its params come from :func:`round_params` once the
+    earlier rounds have finished, so they do not depend on which worker runs it, or when.
+    """
     import optuna
     from optuna.trial import TrialState
 
     prepared = run.result(PREPARE)
     if prepared["skipped"]:
         return {"shard": shard, "trials_run": 0, "best_value_seen": None, "skipped": True}
-    if not 0 <= shard < prepared["workers"]:
-        raise StepError(f"tune_trials: shard {shard} is not one of the {prepared['workers']} workers (0-based)")
-    study = load_study(prepared, run.spec.tuning.seed + shard)
-    todo = shard_share(prepared["trials_budget"], prepared["workers"], shard) - finished_share(study, shard)
-    deadline = study.user_attrs[DEADLINE_ATTR]
-    timeout = None if deadline is None else max(deadline - time.time(), 0.0)
-    experiment = tracking.experiment_id(run.spec.name)
+    workers, budget = prepared["workers"], prepared["trials_budget"]
+    if not 0 <= shard < workers:
+        raise StepError(f"tune_trials: shard {shard} is not one of the {workers} workers (0-based)")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per in-memory study of round_params
+    study = load_study(prepared)
+    fail_stale(study, shard)
+    deadline, warm_start = study.user_attrs[DEADLINE_ATTR], study.user_attrs[WARM_START_ATTR]["params"]
+    experiment, space, objective = tracking.experiment_id(run.spec.name), run.spec.tuning.search_space, None
     seen: list[optuna.trial.FrozenTrial] = []
-
-    def record(_: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        log_trial(prepared["tuning_run_id"], experiment, trial)
-        seen.append(trial)
-
-    if todo > 0 and timeout != 0.0:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study.optimize(Objective(run, shard), n_trials=todo, timeout=timeout, callbacks=[record])
+    while counted(study.get_trials(deepcopy=False)) < budget and (deadline is None or time.time() < deadline):
+        objective = objective or Objective(run, shard)
+        trial = study.ask()
+        trial.set_user_attr(SHARD_ATTR, shard)
+        if trial.number >= budget + sum(t.state == TrialState.FAIL for t in study.get_trials(deepcopy=False)):
+            trial.set_user_attr(SURPLUS_ATTR, True)  # another worker claimed the last trial meanwhile
+            study.tell(trial, state=TrialState.FAIL)
+            break
+        round_number, index = divmod(trial.number, workers)
+        history = earlier_rounds(study, round_number * workers, f"trial {trial.number}")
+        study.sampler = fixed_sampler(round_params(history, space, run.spec.tuning.seed, round_number, index + 1,
+                                                   warm_start)[index])
+        if trial.number == 0:
+            trial.set_user_attr("warm_start", study.user_attrs[WARM_START_ATTR]["source"])
+        finished = run_trial(study, trial, objective, history)
+        log_trial(prepared["tuning_run_id"], experiment, finished)
+        seen.append(finished)
     values = [t.value for t in seen if t.state == TrialState.COMPLETE]
     return {"shard": shard, "trials_run": len(seen), "best_value_seen": max(values, default=None),
             "skipped": False}
@@ -409,7 +542,7 @@ def tune_select(run: Run) -> dict[str, Any]:
     prepared = run.result(PREPARE)
     if prepared["skipped"]:
         return {"skipped": True, "reason": prepared["reason"], "best_params": {}}
-    trials = load_study(prepared, run.spec.tuning.seed).get_trials(deepcopy=False)
+    trials = [t for t in load_study(prepared).get_trials(deepcopy=False) if not t.user_attrs.get(SURPLUS_ATTR)]
     counts = {state.name.lower(): sum(t.state == state for t in trials)
               for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -422,9 +555,10 @@ def tune_select(run: Run) -> dict[str, Any]:
                                 "objective": objective},
                        [("best_validation_roc_auc", best.value, best.number)])
     MlflowClient().set_terminated(parent)
-    log.info("best of %d trials: #%d, %s %.4f, params %s", len(trials), best.number,
-             objective, best.value, best.params)
+    rounds = best.user_attrs["best_iteration"] + 1
+    log.info("best of %d trials: #%d, %s %.4f at %d boosting rounds, params %s", len(trials), best.number,
+             objective, best.value, rounds, best.params)
     return {"best_params": best.params, "best_value": best.value, "best_trial": best.number,
-            "objective": objective,
+            "best_rounds": rounds, "objective": objective,
             "trials": {"complete": counts["complete"], "pruned": counts["pruned"], "failed": counts["fail"]},
             "tuning_run_id": parent, "skipped": False}
