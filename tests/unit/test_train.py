@@ -41,7 +41,8 @@ SPEC = Path(__file__).resolve().parents[2] / "dags" / "pipelines" / "loan_defaul
 FALLBACK = "no usable GPU"
 RESULT_KEYS = {"step", "run", "seconds", "mlflow_run_id", "model_uri", "model_folder", "baseline", "reference",
                "device", "best_iteration", "num_trees", "scale_pos_weight", "validation", "train_seconds",
-               "data_version", "tuned", "rows", "external_memory", "round_rule", "rounds"}
+               "data_version", "tuned", "rows", "external_memory", "round_rule", "rounds",
+               "baseline_settings"}
 
 
 @dataclass

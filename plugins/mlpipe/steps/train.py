@@ -3,7 +3,7 @@
 Reads the split step's ``train`` and ``validation`` sets (never ``analysis``) and writes:
 
 - ``<run>/train/model/``: the :class:`~mlpipe.model.TabularModel` (booster + feature schema);
-- ``<run>/train/baseline/``: the baseline, for the analyze step (:func:`load_baseline`);
+- ``<run>/train/baseline/``: the baseline (:mod:`mlpipe.baseline`), for the analyze step (:func:`load_baseline`);
 - ``<run>/train/reference.parquet``: the drift reference for monitoring (:mod:`mlpipe.reference`).
 
 It starts the pipeline run's MLflow run (named after the run id; tagged with the
@@ -20,7 +20,8 @@ part of the run, the spec's params are used as they are.
 Memory does not grow with the data: one pass over the train split's categorical and target
 columns gives the feature schema and class counts; XGBoost builds its quantized matrices from
 the splits batch by batch (:func:`batch_iterator`; on disk above ``training.external_memory_rows``
-train rows); the baseline and the drift reference use one seeded sample (:func:`train_sample`);
+train rows); the baseline and the drift reference use one seeded sample (:func:`train_sample`),
+the baseline's choice of class weighting a seeded sample of as many validation rows;
 the validation metrics come from one batched pass (:func:`mlpipe.evaluation.evaluate`). With
 ``training.distributed`` the booster trains on Dask instead (:func:`uses_dask`).
 
@@ -54,10 +55,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from mlpipe import datasets, reference, storage, tracking
+from mlpipe import datasets, reference, tracking
+from mlpipe.baseline import Baseline, fit_baseline
 from mlpipe.evaluation import evaluate
 from mlpipe.features import count_levels, labels, matrix, schema_of
-from mlpipe.model import SCHEMA_FILE, TabularModel
+from mlpipe.model import TabularModel
 from mlpipe.runs import Run, StepNotFinished
 from mlpipe.steps import StepError
 
@@ -78,8 +80,6 @@ ROUND_METRICS = ("logloss", "auc")
 RESERVED_PARAMS = {"device": "training.device (or $MLPIPE_DEVICE)",
                    "scale_pos_weight": "training.scale_pos_weight"}
 TUNING_RUN_TAG = "mlpipe.tuning_run_id"
-BASELINE_FILE = "pipeline.skops"
-BASELINE_TRUSTED = ["numpy.dtype"]
 EXAMPLE_ROWS = 5
 MAXIMIZED_METRICS = ("auc", "aucpr", "map", "ndcg", "pre")  # XGBoost's metrics where higher is better
 TUNED_RULE = "tuned"  # round_rule: the best tuning trial's round count
@@ -88,58 +88,9 @@ LOGGED_ROWS = 10_000  # rows of each split logged to MLflow as the run's dataset
 # validation's first rows
 
 
-@dataclass
-class Baseline:
-    """The logistic-regression baseline: a scikit-learn pipeline over the model's feature matrix."""
-
-    pipeline: Any
-    schema: dict[str, Any]
-
-    def scores(self, frame: pd.DataFrame) -> np.ndarray:
-        """Probability of the positive class for each row of a raw frame, like ``TabularModel.scores``."""
-        return self.pipeline.predict_proba(matrix(frame, self.schema))[:, 1]
-
-    def save(self, folder: str) -> str:
-        """Write the pipeline (skops format, no pickle) and the feature schema under ``folder``."""
-        import skops.io
-
-        storage.write_bytes(storage.join(folder, BASELINE_FILE), skops.io.dumps(self.pipeline))
-        storage.write_json(storage.join(folder, SCHEMA_FILE), self.schema)
-        return folder
-
-    @classmethod
-    def load(cls, folder: str) -> Baseline:
-        import skops.io
-
-        pipeline = skops.io.loads(storage.read_bytes(storage.join(folder, BASELINE_FILE)),
-                                  trusted=BASELINE_TRUSTED)
-        return cls(pipeline=pipeline, schema=storage.read_json(storage.join(folder, SCHEMA_FILE)))
-
-
 def load_baseline(run: Run) -> Baseline:
     """The baseline trained in ``run``; its ``scores(frame)`` gives the positive-class probability per row."""
     return Baseline.load(run.result(STEP)["baseline"])
-
-
-def fit_baseline(features: pd.DataFrame, y: np.ndarray, feature_schema: dict[str, Any]) -> Baseline:
-    """Class-balanced logistic regression on one-hot categoricals and standardized numbers.
-
-    ``features`` is a feature matrix (:func:`mlpipe.features.matrix`); categories unseen in
-    training (missing in the matrix) get no indicator, missing numbers the training median.
-    """
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    levels = feature_schema["categorical"]
-    numeric = [c for c in feature_schema["columns"] if c not in levels]
-    encode = OneHotEncoder(categories=list(levels.values()), handle_unknown="ignore")
-    scale = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler())
-    columns = ColumnTransformer([("categorical", encode, list(levels)), ("numeric", scale, numeric)])
-    pipeline = make_pipeline(columns, LogisticRegression(class_weight="balanced", max_iter=2000))
-    return Baseline(pipeline=pipeline.fit(features, y), schema=feature_schema)
 
 
 def requested_device(spec: Spec) -> str:
@@ -432,7 +383,8 @@ def mlflow_params(fit: Fit, training: Training, tuned: bool) -> dict[str, Any]:
             "early_stopping_rounds": training.early_stopping_rounds, "best_iteration": fit.best_iteration,
             "round_rule": fit.plan.rule, "round_floor": fit.plan.floor, "round_patience": fit.plan.patience,
             "rounds_trained": fit.model.booster.num_boosted_rounds(),
-            "baseline": "logistic_regression(class_weight=balanced)"}
+            "baseline": "logistic_regression", "baseline_C": fit.baseline.settings["C"],
+            "baseline_class_weight": fit.baseline.settings["class_weight"]}
 
 
 def mlflow_metrics(fit: Fit) -> list[tuple[str, float, int]]:
@@ -492,7 +444,8 @@ def fit_models(spec: Spec, parts: dict[str, str], sample: pd.DataFrame, shards_f
     The booster trains on quantized matrices built batch by batch (:func:`boost_on_splits`), or on
     Dask (:func:`mlpipe.distributed.fit_distributed`, shards under ``shards_folder``) when
     :func:`uses_dask`; the baseline on at most ``training.baseline_rows`` rows of ``sample`` (a
-    seeded sample of the train split, :func:`train_sample`).
+    seeded sample of the train split, :func:`train_sample`), its class weighting chosen on a seeded
+    sample of at most as many validation rows (:func:`mlpipe.baseline.fit_baseline`).
     """
     scanned = {part: scan(parts[part], spec) for part in (TRAIN, VALIDATION)}
     for part, found in scanned.items():
@@ -519,7 +472,9 @@ def fit_models(spec: Spec, parts: dict[str, str], sample: pd.DataFrame, shards_f
     model = TabularModel(booster, feature_schema)
     if len(sample) > spec.training.baseline_rows:
         sample = sample.sample(n=spec.training.baseline_rows, random_state=spec.split.seed)
-    baseline = fit_baseline(*inputs(sample, feature_schema, spec, TRAIN), feature_schema)
+    held_out = datasets.sample(parts[VALIDATION], spec.training.baseline_rows, spec.split.seed)
+    baseline = fit_baseline(inputs(sample, feature_schema, spec, TRAIN),
+                            inputs(held_out, feature_schema, spec, VALIDATION), feature_schema, spec.split.seed)
     measured = validation_metrics(model, baseline, parts[VALIDATION], spec)
     log.info("trained on %s in %.2fs (%d rows%s): %d trees (of %d rounds; %s), validation ROC AUC %.4f "
              "(baseline %.4f)", params["device"], seconds, rows, ", external memory" if external else "",
@@ -556,4 +511,4 @@ def train(run: Run) -> dict[str, Any]:
             "round_rule": trained.plan.rule, "rounds": trained.plan.describe(),
             "scale_pos_weight": trained.params["scale_pos_weight"], "validation": trained.validation,
             "train_seconds": round(trained.seconds, 4), "data_version": ingested["data_version"],
-            "tuned": bool(tuning)}
+            "tuned": bool(tuning), "baseline_settings": trained.baseline.settings}
