@@ -61,8 +61,10 @@ def test_two_parallel_workers_fill_one_postgres_study_and_select_its_best(module
     trials = study.get_trials()
     assert len(trials) == BUDGET
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-    assert sorted(sum(t.user_attrs[SHARD_ATTR] == shard for t in trials) for shard in range(WORKERS)) == [3, 3]
-    assert [Run(uri).result("tune_trials", shard)["trials_run"] for shard in range(WORKERS)] == [3, 3]
+    # Workers claim trials in turn (mlpipe.steps.tune): together they ran the budget.
+    by_shard = [sum(t.user_attrs[SHARD_ATTR] == shard for t in trials) for shard in range(WORKERS)]
+    assert by_shard == [Run(uri).result("tune_trials", shard)["trials_run"] for shard in range(WORKERS)]
+    assert sum(by_shard) == BUDGET
     # The two workers really ran at the same time: their trial windows overlap.
     spans = [(min(t.datetime_start for t in trials if t.user_attrs[SHARD_ATTR] == shard),
               max(t.datetime_complete for t in trials if t.user_attrs[SHARD_ATTR] == shard))

@@ -249,7 +249,7 @@ def fit_booster(params: dict[str, Any], train: tuple[pd.DataFrame, np.ndarray],
 
     dtrain = xgb.QuantileDMatrix(train[0], label=train[1], enable_categorical=True)
     dvalid = xgb.QuantileDMatrix(validation[0], label=validation[1], enable_categorical=True, ref=dtrain)
-    return boost(params, dtrain, dvalid, round_plan(training, params), callbacks)
+    return boost(params, dtrain, dvalid, plain_stopping(training), callbacks)
 
 
 @dataclass(frozen=True)
@@ -280,6 +280,12 @@ def round_plan(training: Training, params: dict[str, Any], tuned_rounds: int | N
         return Rounds(limit=rounds, floor=rounds, patience=0, rule=TUNED_RULE)
     return Rounds(limit=training.num_boost_round, floor=floor,
                   patience=max(training.early_stopping_rounds, floor), rule=STOPPED_RULE)
+
+
+def plain_stopping(training: Training) -> Rounds:
+    """XGBoost's own early stopping on validation, no floor: tuning's trials scored on the validation split
+    (``train`` floors their round count) and Dask training."""
+    return Rounds(training.num_boost_round, 1, training.early_stopping_rounds, STOPPED_RULE)
 
 
 def stopping(plan: Rounds, metric: str) -> xgb.callback.TrainingCallback:
@@ -464,8 +470,7 @@ def fit_models(spec: Spec, parts: dict[str, str], sample: pd.DataFrame, shards_f
         booster, history, seconds = fit_distributed(spec, params, parts, feature_schema, shards_folder,
                                                     settings.workers, settings.scheduler_address,
                                                     settings.kubernetes)
-        # Dask stops early on validation its own way: no floor, and a tuned round count is not used.
-        plan = Rounds(spec.training.num_boost_round, 1, spec.training.early_stopping_rounds, STOPPED_RULE)
+        plan = plain_stopping(spec.training)  # Dask stops early its own way: no floor, no tuned round count
         external = False
     else:
         booster, history, seconds = boost_on_splits(params, parts, feature_schema, spec, external, plan)
