@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 
 
 def labels(frame: pd.DataFrame, spec: Spec) -> np.ndarray:
-    """1 where the target is the spec's positive class, else 0."""
+    """1 where the target is (one of) the spec's positive class, else 0; compared as text."""
     target = frame[spec.target.column]
-    return (target.astype(str) == str(spec.target.positive_class)).to_numpy(dtype="int8")
+    return target.astype(str).isin(spec.target.positive_values).to_numpy(dtype="int8")
 
 
 def count_levels(values: pd.Series, counts: dict[str, int] | None = None) -> dict[str, int]:
@@ -53,10 +53,13 @@ def schema_of(names: list[str], levels: dict[str, dict[str, int]], spec: Spec) -
 
 
 def schema(frame: pd.DataFrame, spec: Spec) -> dict[str, Any]:
-    """The feature schema learned from training data: column order and categorical levels."""
-    names = list(frame.columns)
-    return schema_of(names, {c: count_levels(frame[c]) for c in spec.feature_columns(names)
-                             if c in spec.features.categorical}, spec)
+    """The feature schema learned from training data in memory: column order and categorical levels, each
+    feature's kind from the spec or else from the data (:func:`mlpipe.columns.feature_kinds`)."""
+    from mlpipe.columns import feature_kinds, with_kinds
+
+    resolved = with_kinds(spec, feature_kinds(frame, spec))
+    return schema_of(list(frame.columns), {c: count_levels(frame[c]) for c in resolved.features.categorical},
+                     resolved)
 
 
 def matrix(frame: pd.DataFrame, feature_schema: dict[str, Any]) -> pd.DataFrame:

@@ -156,7 +156,7 @@ def require_both_classes(positives: int, rows: int, spec: Spec, part: str) -> No
     if positives in (0, rows):
         raise StepError(f"the {part} split needs both classes of target.column {spec.target.column!r}: "
                         f"{positives} of its {rows} rows are the positive class "
-                        f"{spec.target.positive_class!r}")
+                        f"{spec.target.positive_text}")
 
 
 def inputs(frame: pd.DataFrame, feature_schema: dict[str, Any], spec: Spec,

@@ -140,11 +140,9 @@ def skip_reason(run: Run) -> str | None:
     """Why this run does not tune (trigger option or spec), or ``None`` when it does."""
     if run.options.get("skip_tuning"):
         return "skip_tuning was set when the run was triggered"
-    if not run.spec.tuning.enabled:
-        return "tuning.enabled is false in the spec"
-    if not run.spec.tuning.search_space:
-        return "tuning.search_space is empty"
-    return None
+    split = run.result("split")
+    rows, rate = split["rows"]["train"], split["positive_rate"]["train"]
+    return run.spec.tuning.skip_reason(rows, round(rows * min(rate, 1 - rate)))
 
 
 def trials_budget(run: Run) -> int:
