@@ -79,12 +79,17 @@ def provenance() -> str:
     return f"mlpipe from {package} (commit {commit})"
 
 
+def settings(chosen: dict[str, Any] | None) -> str:
+    """The baseline's chosen ``C`` and class weighting, ``-`` when the train step does not report them."""
+    return f"C={chosen['C']:.3g}, class_weight={chosen['class_weight']}" if chosen else "-"
+
+
 def report(rows: dict[int, dict[str, Any]]) -> None:
     """One line per seed, then the mean, min, max and range (max - min) of each figure."""
     print(f"{'seed':>6}" + "".join(f"{name:>11}" for name, *_ in FIGURES) + "  tuned  baseline settings")
     for seed, row in rows.items():
         figures = "".join(f"{form.format(row[name]):>11}" for name, form, _ in FIGURES)
-        print(f"{seed:>6}{figures}  {row['tuned']!s:>5}  {row['baseline_settings'] or '-'}")
+        print(f"{seed:>6}{figures}  {row['tuned']!s:>5}  {settings(row['baseline_settings'])}")
     values = {name: [row[name] for row in rows.values()] for name, *_ in FIGURES}
     summaries = (("mean", statistics.fmean, 2), ("min", min, 1), ("max", max, 1),
                  ("range", lambda v: max(v) - min(v), 2))
