@@ -82,8 +82,11 @@ def _run_times(dag_id: str) -> tuple[float, dict[str, float], dict[str, dict]]:
 
 def bench_dag_run(dag_id: str = "loan_default_training") -> dict[str, float]:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "airflow", "dags", "test", dag_id], check=True,
-                   capture_output=True, env=os.environ)
+    out = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", dag_id], capture_output=True, text=True,
+                         env=os.environ)
+    if out.returncode != 0:
+        log = out.stdout + out.stderr
+        sys.exit(f"airflow dags test {dag_id} exited {out.returncode}; its log ends:\n{log[-3000:]}")
     command_wall = time.perf_counter() - started
     wall, durations, results = _run_times(dag_id)
     steps = {task: r for task, r in results.items() if isinstance(r, dict) and "process_seconds" in r}
