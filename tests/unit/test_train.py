@@ -234,7 +234,7 @@ def test_single_class_training_split_fails_cleanly(trained):
     with pytest.raises(StepError, match=r"the train split needs both classes of target.column 'Class': "
                                         r"0 of its \d+ rows are the positive class 'bad'"):
         run_step("train", uri)
-    assert not storage.exists(run.path("train"))
+    assert storage.children(run.path("train")) == [runs.ERROR]  # how it failed, nothing else
     assert len(MlflowClient().search_runs([experiment])) == before
 
 
@@ -267,8 +267,8 @@ def _training(**fields):
 
 def test_booster_params_add_round_metrics_weight_and_device():
     params = booster_params(_training(params={"eval_metric": "aucpr", "eta": 0.1}), 3.0, "cpu")
-    assert params == {"eval_metric": ["logloss", "auc", "aucpr"], "eta": 0.1, "tree_method": "hist",
-                      "scale_pos_weight": 3.0, "device": "cpu"}
+    assert params == {**spec.DEFAULT_PARAMS, "eval_metric": ["logloss", "auc", "aucpr"], "eta": 0.1,
+                      "scale_pos_weight": 3.0, "device": "cpu"}  # the spec's params laid over the defaults
     # The spec's last metric still decides early stopping.
     params = booster_params(_training(params={"eval_metric": ["auc", "logloss"]}), 1.0, "cpu")
     assert params["eval_metric"] == ["auc", "logloss"]

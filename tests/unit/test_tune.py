@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from mlpipe import datasets, runs, spec, storage, tracking
+from mlpipe import datasets, runs, storage, tracking
 from mlpipe.features import labels, matrix, schema
 from mlpipe.runs import Run
 from mlpipe.steps import StepError, run_step
@@ -298,8 +298,7 @@ def test_bad_trial_budget_option_is_rejected_before_anything_is_made(split_run, 
 
 
 def test_search_space_over_a_reserved_param_is_rejected(split_run):
-    base = spec.with_overrides(Run(split_run).spec, {"tuning.search_space.scale_pos_weight": {"low": 1, "high": 9}})
-    uri = runs.start(base, "bad_space")
+    uri = tuning_run(split_run, "bad_space", **{"tuning.search_space.scale_pos_weight": {"low": 1, "high": 9}})
     with pytest.raises(StepError, match=r"tuning\.search_space: training\.params\.scale_pos_weight: set it with"):
         run_step("tune_prepare", uri)
     assert "loan_default-bad_space" not in optuna.get_all_study_names(open_storage(storage_url()))
