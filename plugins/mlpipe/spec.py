@@ -247,6 +247,7 @@ DEFAULT_SEARCH_SPACE = {
 }
 # tuning.enabled "auto": trials need enough rows of each class to rank params, and cost too much above this.
 AUTO_TUNING_MIN_ROWS, AUTO_TUNING_MIN_MINORITY, AUTO_TUNING_MAX_ROWS = 500, 25, 2_000_000
+AUTO_CV_FOLDS, AUTO_CV_MAX_ROWS = 4, 100_000  # tuning.cv_folds auto
 
 
 class Tuning(_Section):
@@ -258,9 +259,11 @@ class Tuning(_Section):
     workers: Annotated[int, Field(gt=0, le=64)] = Field(2, description="Parallel trial tasks (pods on Kubernetes).")
     timeout_minutes: Annotated[float, Field(gt=0)] | None = None
     seed: int = 42
-    cv_folds: Annotated[int, Field(ge=2, le=20)] | None = Field(
-        None, description="Score each trial by stratified k-fold cross-validation over train + validation "
-                          "(k boosters a trial); unset: train on the train split and score on validation."
+    cv_folds: Annotated[int, Field(ge=2, le=20)] | Literal["auto"] | None = Field(
+        "auto", description="Score each trial by stratified k-fold cross-validation over train + validation "
+                            f"(k boosters a trial); null: train on the train split and score on validation; auto: "
+                            f"{AUTO_CV_FOLDS} folds up to {AUTO_CV_MAX_ROWS:,} rows of train + validation (a small "
+                            "validation split ranks params by noise), else validation."
     )
     search_space: dict[str, SearchRange] = Field(
         default_factory=lambda: {key: SearchRange(**value) for key, value in DEFAULT_SEARCH_SPACE.items()},
@@ -270,6 +273,13 @@ class Tuning(_Section):
                              "validation) rows; the final training uses every row."
     )
 
+
+    def folds(self, rows: int) -> int | None:
+        """How many cross-validation folds score a trial when train + validation hold ``rows`` rows; ``None``:
+        trials are scored on the validation split."""
+        if self.cv_folds == "auto":
+            return AUTO_CV_FOLDS if rows <= AUTO_CV_MAX_ROWS else None
+        return self.cv_folds
 
     def skip_reason(self, rows: int, minority: int) -> str | None:
         """Why a train split of ``rows`` rows, ``minority`` of them in its rarest class, is not tuned; ``None``
@@ -488,15 +498,24 @@ def _field_part(part: str | int) -> str:
     return str(part)
 
 
+# pydantic names the member of a union (``int | Literal["auto"]``) that an error is about in its location
+# (``constrained-int``, ``literal['auto']``, ``list[...]``): never a spec key, whose names are snake_case.
+_UNION_MEMBER = re.compile(r"^(int|float|str|bool|none)$|[\[-]")
+
+
 def _describe(error: ValidationError, source: str) -> str:
-    lines = []
+    """One line per bad field; a value no member of a union accepts gets one line: ``... or be 'auto'``."""
+    fields: dict[str, list[str]] = {}
     for item in error.errors():
-        field = ".".join(_field_part(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        lines.append(f"{source}: {field}: {message}")
-    return "\n".join(lines)
+        loc = list(item["loc"])
+        if len(loc) > 1 and isinstance(loc[-1], str) and _UNION_MEMBER.search(loc[-1]):
+            loc = loc[:-1]
+        field = ".".join(_field_part(part) for part in loc) or "(top level)"
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"].removeprefix("Value error, ")
+        fields.setdefault(field, []).append(message)
+    return "\n".join(f"{source}: {field}: {messages[0]}"
+                      + "".join(f" or {m.removeprefix('Input should ')}" for m in messages[1:])
+                      for field, messages in fields.items())
 
 
 def parse(document: Any, source: str = "spec") -> Spec:

@@ -45,7 +45,15 @@ from mlpipe.features import labels  # noqa: E402
 from mlpipe.runs import Run  # noqa: E402
 from mlpipe.steps import run_step  # noqa: E402
 from mlpipe.steps.train import fit_models, tuned_training  # noqa: E402
-from mlpipe.steps.tune import Objective, objective_name, open_storage, pruner, sampler, spec_params  # noqa: E402
+from mlpipe.steps.tune import (  # noqa: E402
+    Objective,
+    fold_count,
+    objective_name,
+    open_storage,
+    pruner,
+    sampler,
+    spec_params,
+)
 
 SPEC = ROOT / "dags" / "pipelines" / "loan_default.yaml"
 REPORTS, STORAGE_TRIALS = 150, 5
@@ -126,7 +134,7 @@ def main() -> None:
     budget = run.spec.tuning.trials
     default_auc = analysis_auc(run, {})
     untuned = search(objective, sampler(0), pruner(), 1, first=spec_params(run.spec)).best_value
-    print(f"objective: {objective_name(run.spec.tuning)}; the untuned spec params score {untuned:.4f}")
+    print(f"objective: {objective_name(fold_count(run))}; the untuned spec params score {untuned:.4f}")
     print(f"{'seed':>4} {'random best':>11} {'TPE reach':>9} {'pruned':>6} {'TPE best@' + str(budget):>11} "
           f"{'analysis AUC tuned':>18} {'untuned':>8} {'secs':>6}")
     reach_counts, tuned_aucs = [], []

@@ -224,3 +224,9 @@ def test_make_runs_profile_writes_a_missing_profile_once_and_lists_the_feature_k
     assert capsys.readouterr().out.strip() == (
         f"reference profile: {storage.normalize(tmp_path / 'newcomer.profile.json')}")  # kept, not rewritten
     assert (tmp_path / "newcomer.profile.json").read_bytes() == before
+
+
+def test_small_data_is_tuned_by_cross_validation_by_default():
+    """A ~100-positive validation split ranks params by noise: auto cross-validates up to 100,000 rows."""
+    assert (spec.Tuning().folds(9_000), spec.Tuning().folds(100_000), spec.Tuning().folds(100_001)) == (4, 4, None)
+    assert spec.Tuning(cv_folds=None).folds(500) is None and spec.Tuning(cv_folds=5).folds(10**7) == 5

@@ -126,7 +126,7 @@ def test_nan_and_infinity_are_refused_naming_the_field(tmp_path, field, value):
     document[section].pop(key, None)
     path = tmp_path / "loan_default.yaml"
     path.write_text(yaml.safe_dump(document).replace(f"{section}:\n", f"{section}:\n  {key}: {value}\n", 1))
-    with pytest.raises(spec.SpecError, match=rf"{re.escape(field)}(\.\S+)?: Input should be a finite number"):
+    with pytest.raises(spec.SpecError, match=rf"{re.escape(field)}: Input should (be .* or )?be a finite number"):
         spec.load(path)
 
 

@@ -258,10 +258,17 @@ def load_study(prepared: dict[str, Any]) -> optuna.Study:
                              sampler=fixed_sampler({}))
 
 
-def objective_name(tuning: Tuning) -> str:
+def fold_count(run: Run) -> int | None:
+    """The cross-validation folds that score this run's trials (``tuning.cv_folds`` for its split's size);
+    ``None``: the validation split scores them."""
+    rows = run.result("split")["rows"]
+    return run.spec.tuning.folds(rows[TRAIN] + rows[VALIDATION])
+
+
+def objective_name(folds: int | None) -> str:
     """What a trial's value is, for results and the MLflow tuning run."""
-    if tuning.cv_folds:
-        return f"{tuning.cv_folds}-fold cross-validated ROC AUC on train + validation"
+    if folds:
+        return f"{folds}-fold cross-validated ROC AUC on train + validation"
     return "validation ROC AUC (trained on train)"
 
 
@@ -347,8 +354,8 @@ class Folds:
 
 
 def cv_folds(train: tuple[pd.DataFrame, np.ndarray], validation: tuple[pd.DataFrame, np.ndarray],
-             tuning: Tuning) -> Folds:
-    """``tuning.cv_folds`` stratified folds (shuffled with ``tuning.seed``) of the train and validation rows."""
+             tuning: Tuning, folds: int) -> Folds:
+    """``folds`` stratified folds (shuffled with ``tuning.seed``) of the train and validation rows."""
     import numpy as np
     import pandas as pd
     import xgboost as xgb
@@ -356,10 +363,10 @@ def cv_folds(train: tuple[pd.DataFrame, np.ndarray], validation: tuple[pd.DataFr
 
     features = pd.concat([train[0], validation[0]], ignore_index=True)
     y = np.concatenate([train[1], validation[1]])
-    if (rarer := min(int(y.sum()), int(len(y) - y.sum()))) < tuning.cv_folds:
-        raise StepError(f"tuning.cv_folds: {tuning.cv_folds} stratified folds need at least {tuning.cv_folds} "
+    if (rarer := min(int(y.sum()), int(len(y) - y.sum()))) < folds:
+        raise StepError(f"tuning.cv_folds: {folds} stratified folds need at least {folds} "
                         f"rows of each class in train + validation; the rarer class has {rarer}")
-    splitter = StratifiedKFold(tuning.cv_folds, shuffle=True, random_state=tuning.seed)
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=tuning.seed)
     return Folds(xgb.DMatrix(features, label=y, enable_categorical=True), list(splitter.split(features, y)))
 
 
@@ -403,7 +410,8 @@ class Objective:
         feature_schema = schema(frames[TRAIN], spec)
         self.train, self.validation = (inputs(frames[part], feature_schema, spec, part)
                                        for part in (TRAIN, VALIDATION))
-        self.folds = cv_folds(self.train, self.validation, spec.tuning) if spec.tuning.cv_folds else None
+        folds = fold_count(run)
+        self.folds = cv_folds(self.train, self.validation, spec.tuning, folds) if folds else None
         self.pos_weight = scale_pos_weight(len(self.train[1]), int(self.train[1].sum()),
                                            spec.training.scale_pos_weight)
         self.device = resolve_device(requested_device(spec))
@@ -548,7 +556,7 @@ def tune_select(run: Run) -> dict[str, Any]:
         raise StepError(f"tuning study {prepared['study']}: no trial completed ({counts}); "
                         f"raise the budget (tuning.trials, tuning.timeout_minutes) or skip tuning")
     best = max(complete, key=lambda t: (t.value, -t.number))
-    parent, objective = prepared["tuning_run_id"], objective_name(run.spec.tuning)
+    parent, objective = prepared["tuning_run_id"], objective_name(fold_count(run))
     tracking.log_batch(parent, {**{f"best_{key}": value for key, value in best.params.items()},
                                 "objective": objective},
                        [("best_validation_roc_auc", best.value, best.number)])
