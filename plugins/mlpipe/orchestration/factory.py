@@ -108,10 +108,10 @@ plots are in MLflow (experiment `{name}`, registered model `{model}`).
 | | |
 |---|---|
 | data | `{source}` |
-| target | `{target}` = `{positive}` is the positive class |
+| target | `{target}` = {positive} is the positive class |
 | schedule | `{schedule}` |
 | scale | {batch_rows:,} rows at a time; XGBoost's quantized matrix built batch by batch ({memory}); {dask} |
-| tuning | Optuna TPE, {trials} trials over {workers} parallel `tune_trials` tasks, on the validation set |
+| tuning | Optuna TPE, {trials} trials over {workers} parallel `tune_trials` tasks (`tuning.cv_folds`: CV) |
 | promotion | analysis ROC AUC ≥ {min_auc}; lift over the baseline ≥ {min_lift} |
 | gate | beats the champion (re-scored on the same rows) by ≥ {min_gain}; no slice drops > {max_drop}{fairness} |
 
@@ -207,7 +207,7 @@ def _doc(pipeline: spec.Spec, runtime: str) -> str:
     return DOC.format(
         name=pipeline.name, description=pipeline.description, runtime=runtime,
         model=pipeline.registered_model, source=pipeline.data.source, target=pipeline.target.column,
-        positive=pipeline.target.positive_class, schedule=pipeline.schedule or "manual only",
+        positive=pipeline.target.positive_text, schedule=pipeline.schedule or "manual only",
         min_auc=pipeline.thresholds.min_roc_auc, min_lift=pipeline.thresholds.min_lift_over_baseline,
         min_gain=pipeline.thresholds.min_improvement_over_champion,
         max_drop=pipeline.thresholds.max_slice_roc_auc_drop, trials=pipeline.tuning.trials,
