@@ -74,7 +74,7 @@ def test_training_then_scoring_end_to_end(dag_run, airflow_home, pipeline_env, t
     mlflow_run = client.get_run(run.result("train")["mlflow_run_id"])
     assert mlflow_run.data.metrics["analysis_roc_auc"] == pytest.approx(analysis["roc_auc"])
     assert analysis["roc_auc"] >= run.spec.thresholds.min_roc_auc  # promoted: passed the spec's bar
-    assert analysis["roc_auc"] >= analysis["baseline_roc_auc"]
+    assert analysis["roc_auc"] - analysis["baseline_roc_auc"] >= run.spec.thresholds.min_lift_over_baseline
     assert run.options == {"data_uri": "", "force_promote": False, "notes": "integration test",
                            "skip_tuning": False, "tuning_trials": 0, "force_cpu": False}
     tuned = run.result("tune")
@@ -135,7 +135,7 @@ def _wrong_type(loans: pd.DataFrame) -> pd.DataFrame:
     [
         (lambda tmp, loans: (tmp / "missing.csv").as_uri(), "ingest_data", "missing.csv: no such file"),
         (lambda tmp, loans: _write(tmp, loans.drop(columns=["Class"])), "ingest_data",
-         "target column 'Class' (target.column) is not in the data"),
+         "target.column: 'Class' is not a column of file://"),
         (lambda tmp, loans: _write(tmp, loans.head(0)), "ingest_data", "has a header but no rows"),
         (lambda tmp, loans: (tmp / "empty.csv").write_text("") or (tmp / "empty.csv").as_uri(),
          "ingest_data", "the file is empty"),

@@ -14,7 +14,7 @@ from sklearn import metrics as skm
 from mlpipe import datasets, storage
 from mlpipe.features import labels, schema
 from mlpipe.model import TabularModel
-from mlpipe.runs import Run
+from mlpipe.runs import ERROR, Run
 from mlpipe.steps import StepError, run_step
 from mlpipe.steps import analyze as analyze_step
 from mlpipe.steps.analyze import choose_threshold, sensitivity
@@ -209,7 +209,7 @@ def test_bad_input_fails_clearly_and_leaves_no_output(analyzed_run, change, mess
                                   **change))
     with pytest.raises(StepError, match=message):
         run_step("analyze", uri)
-    assert not storage.exists(Run(uri).path("analyze"))  # the copied earlier result is gone too
+    assert storage.children(Run(uri).path("analyze")) == [ERROR]  # the copied earlier result is gone too
     mlflow_run = Run(uri).result("train")["mlflow_run_id"]
     assert MlflowClient().get_run(mlflow_run).data.metrics == {}
     assert MlflowClient().list_artifacts(mlflow_run) == []

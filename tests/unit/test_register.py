@@ -7,7 +7,7 @@ from mlflow import MlflowClient
 
 from mlpipe import audit, cli, lease, spec, storage
 from mlpipe.promotion import decide
-from mlpipe.runs import OPTIONS, Run, StepNotFinished
+from mlpipe.runs import ERROR, OPTIONS, Run, StepNotFinished
 from mlpipe.steps import StepError, run_step
 from mlpipe.tracking import DATA_VERSION_TAG, NOTES_TAG, RUN_URI_TAG
 from tests.conftest import SPEC_PATH
@@ -33,6 +33,12 @@ def aliases(name: str) -> dict[str, int]:
 
 
 # --- the promotion rule, a pure function -------------------------------------------------------
+
+def sane(metrics: dict) -> dict:
+    """A challenger's scorecard with ``metrics`` and figures that pass the gate's sanity check (not under test
+    here; see test_promotion_gate)."""
+    return {"trees": 100, "baseline_roc_auc": 0.5, "positive_rate": 0.05, "pr_auc": 0.3, "f1": 0.3, **metrics}
+
 
 @pytest.fixture(scope="module")
 def thresholds() -> spec.Spec:
@@ -60,7 +66,7 @@ def thresholds() -> spec.Spec:
     ],
 )
 def test_decide(thresholds, metrics, champion, promote, reasons):
-    decision = decide(thresholds, metrics, champion)
+    decision = decide(thresholds, sane(metrics), champion)
     assert decision.promote is promote
     assert len(decision.reasons) == len(reasons)
     for got, expected in zip(decision.reasons, reasons, strict=True):
@@ -68,19 +74,19 @@ def test_decide(thresholds, metrics, champion, promote, reasons):
 
 
 def test_force_keeps_the_reasons_it_overrides(thresholds):
-    failing = {"roc_auc": 0.6, "lift": 0.02}
+    failing = sane({"roc_auc": 0.6, "lift": 0.02})
     forced = decide(thresholds, failing, None, force=True)
     assert forced.promote is True
     assert forced.reasons == ["forced by the force_promote trigger option",
                               "analysis roc_auc 0.6000 < thresholds.min_roc_auc 0.7"]
-    passing = decide(thresholds, {"roc_auc": 0.9, "lift": 0.2}, None, force=True)
+    passing = decide(thresholds, sane({"roc_auc": 0.9, "lift": 0.2}), None, force=True)
     assert passing.reasons == ["forced by the force_promote trigger option"]
 
 
 def test_decide_is_pure(thresholds):
-    metrics, champion = {"roc_auc": 0.9, "lift": 0.2}, {"version": 1, "roc_auc": 0.8}
+    metrics, champion = sane({"roc_auc": 0.9, "lift": 0.2}), {"version": 1, "roc_auc": 0.8}
     assert decide(thresholds, metrics, champion) == decide(thresholds, metrics, champion)
-    assert metrics == {"roc_auc": 0.9, "lift": 0.2} and champion == {"version": 1, "roc_auc": 0.8}
+    assert metrics == sane({"roc_auc": 0.9, "lift": 0.2}) and champion == {"version": 1, "roc_auc": 0.8}
 
 
 # --- the step, against a real MLflow registry -------------------------------------------------
@@ -216,7 +222,7 @@ def test_register_before_analyze_fails_and_registers_nothing(analyzed_run):
     with pytest.raises(StepNotFinished, match="step 'analyze' has not finished"):
         run_step("register", uri)
     assert MlflowClient().search_registered_models("name = 'unanalyzed_model'") == []
-    assert not storage.exists(Run(uri).path("register"))
+    assert storage.children(Run(uri).path("register")) == [ERROR]  # how it failed, nothing else
 
 
 @pytest.mark.parametrize(("field", "override"), [("thresholds.fairness.column",
