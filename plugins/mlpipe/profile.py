@@ -124,6 +124,23 @@ def profile(frame: pd.DataFrame, spec: Spec, kinds: dict[str, str]) -> dict[str,
                        "positive_rate": rate}}
 
 
+def read_profile(uri: str | None, pipeline: str = "<name>") -> dict[str, Any]:
+    """The reference profile at ``uri`` (``validation.profile``); an empty one (no columns, no target rate)
+    without a profile. A profile that is missing or not a profile is refused, saying how to make it."""
+    from mlpipe.steps import StepError
+
+    if not uri:
+        return {"columns": {}}
+    make = f"make it with `mlpipe profile dags/pipelines/{pipeline}.yaml` (or `make run PIPELINE={pipeline}`)"
+    if not storage.exists(uri):
+        raise StepError(f"validation.profile: there is no reference profile at {uri}; {make}, then review and "
+                        "commit it")
+    reference = storage.read_json(uri)
+    if not isinstance(reference, dict) or not isinstance(reference.get("columns"), dict):
+        raise StepError(f"validation.profile {uri}: not an mlpipe profile (no 'columns' mapping); {make}")
+    return reference
+
+
 def check_feedback(spec: Spec) -> None:
     """Late outcomes (``monitoring.feedback.source``) must have the id columns and the target column."""
     from mlpipe import datasets

@@ -18,13 +18,12 @@ from mlpipe import datasets
 from mlpipe.columns import CATEGORICAL, check_named, feature_kinds
 from mlpipe.ids import UniqueIds
 from mlpipe.pii import mask_pii
+from mlpipe.profile import read_profile
 from mlpipe.runs import CATEGORICAL_RESULT, Run
 from mlpipe.steps import StepError
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from mlpipe.spec import Spec
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +55,6 @@ class DataVersion:
         return self.digest.hexdigest()[:16]
 
 
-def reference_columns(spec: Spec) -> dict[str, dict[str, Any]]:
-    """The column entries of the spec's reference profile (none without one); a profile the spec names
-    must exist."""
-    from mlpipe import storage
-
-    uri = spec.validation.profile
-    if not uri:
-        return {}
-    if not storage.exists(uri):
-        raise StepError(f"validation.profile: there is no reference profile at {uri}; make it with "
-                        f"`mlpipe profile dags/pipelines/{spec.name}.yaml` (or `make run PIPELINE={spec.name}`), "
-                        "then review and commit it")
-    return storage.read_json(uri).get("columns", {})
-
-
 def ingest(run: Run) -> dict[str, Any]:
     """Snapshot the source; first check the columns the spec names and resolve each feature's kind."""
     spec = run.spec
@@ -84,7 +68,8 @@ def ingest(run: Run) -> dict[str, Any]:
             ids.add(frame)
             pii = mask_pii(frame, spec.pii)
             if index == 0:  # the first batch decides: every batch has its columns and types (mlpipe.datasets)
-                kinds = feature_kinds(frame, spec, reference_columns(spec), spec.data.source)
+                kinds = feature_kinds(frame, spec, read_profile(spec.validation.profile, spec.name)["columns"],
+                                      spec.data.source)
             version.update(frame)
             snapshot.write(frame)
             columns = frame.shape[1]

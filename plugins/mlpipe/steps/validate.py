@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlpipe import datasets, storage
 from mlpipe.features import labels
+from mlpipe.profile import read_profile
 from mlpipe.runs import Run
 from mlpipe.spec import Spec, Validation
 from mlpipe.steps import StepError
@@ -139,20 +140,9 @@ def data_suite(spec: Spec, profiled: dict[str, dict[str, Any]], reference_rate: 
     return checks
 
 
-def reference_profile(uri: str | None) -> dict[str, Any]:
-    """The reference profile at ``uri``; an empty one (no columns, no target rate) without a profile."""
-    if not uri:
-        return {"columns": {}}
-    reference = storage.read_json(uri)
-    if not isinstance(reference, dict) or not isinstance(reference.get("columns"), dict):
-        raise StepError(f"validation.profile {uri}: not an mlpipe profile (no 'columns' mapping); "
-                        "make it with `python -m mlpipe profile <spec.yaml>`")
-    return reference
-
-
 def profiled_columns(uri: str | None) -> dict[str, dict[str, Any]]:
     """The column entries of the reference profile at ``uri``; none without a profile."""
-    return reference_profile(uri)["columns"]
+    return read_profile(uri)["columns"]
 
 
 def batch_frame(frame: pd.DataFrame, text_columns: list[str]) -> pd.DataFrame:
@@ -517,7 +507,7 @@ def snapshot_batches(run: Run, profiled: dict[str, dict[str, Any]]) -> Iterator[
 def validate_data(run: Run) -> dict[str, Any]:
     """Check every row of the ingested snapshot against the spec and the reference profile."""
     spec = run.spec
-    reference = reference_profile(spec.validation.profile)
+    reference = read_profile(spec.validation.profile, spec.name)
     profiled, rate = reference["columns"], reference.get("target", {}).get("positive_rate")
     summary = check(run, "validate", snapshot_batches(run, profiled), data_suite(spec, profiled, rate))
     return {**summary, "profile": spec.validation.profile, "data_version": run.result("ingest")["data_version"]}
