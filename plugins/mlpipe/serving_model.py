@@ -23,8 +23,8 @@ hints MLflow reads: import it only where MLflow is used anyway.
 
 from __future__ import annotations
 
+import importlib
 import tempfile
-from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 ARTIFACT = "tabular_model"
 OUTPUT = "score"
-# Distributions whose exact versions the served model needs (mlpipe itself is installed by the image).
+# Packages whose exact versions the served model needs (mlpipe itself is installed by the image).
 REQUIREMENTS = ("mlflow", "xgboost", "pandas", "numpy")
 
 
@@ -86,8 +86,12 @@ def as_inputs(frame: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
 
 
 def pip_requirements() -> list[str]:
-    """Pinned requirements from the installed versions, so logging never resolves an environment."""
-    return [f"{name}=={version(name)}" for name in REQUIREMENTS]
+    """Pinned requirements from the imported versions, so logging never resolves an environment.
+
+    Each package's own ``__version__``, not its distribution's: the CPU task image installs XGBoost as the
+    ``xgboost-cpu`` distribution, and a model trained there needs ``xgboost`` of that version all the same.
+    """
+    return [f"{name}=={importlib.import_module(name).__version__}" for name in REQUIREMENTS]
 
 
 def log_model(model: TabularModel, input_example: pd.DataFrame, name: str = "model") -> ModelInfo:

@@ -76,6 +76,7 @@ STEP = "train"
 TRAIN, VALIDATION = "train", "validation"
 DEVICE_ENV = "MLPIPE_DEVICE"
 DEVICES = ("cpu", "cuda")
+CUDA_FALLBACK = "device 'cuda' was requested but no usable GPU was found: training on cpu instead"
 ROUND_METRICS = ("logloss", "auc")
 RESERVED_PARAMS = {"device": "training.device (or $MLPIPE_DEVICE)",
                    "scale_pos_weight": "training.scale_pos_weight"}
@@ -125,7 +126,7 @@ def cuda_usable() -> bool:
 def resolve_device(requested: str) -> str:
     """The device to train on: ``requested``, or ``cpu`` (with one warning) when CUDA is not usable."""
     if requested == "cuda" and not cuda_usable():
-        log.warning("device 'cuda' was requested but no usable GPU was found: training on cpu instead")
+        log.warning(CUDA_FALLBACK)
         return "cpu"
     return requested
 
