@@ -28,10 +28,12 @@ export MLFLOW_TRACKING_URI := sqlite:///$(STATE)/mlflow/mlflow.db
 export MLPIPE_MLFLOW_ARTIFACTS := file://$(STATE)/mlflow/artifacts
 export MLPIPE_OPTUNA_DIR := $(STATE)/optuna
 export PATH := $(BIN):$(PATH)
+# Podman reads the project's settings for building images and playing pods (images/podman/containers.conf).
+export CONTAINERS_CONF ?= $(CURDIR)/images/podman/containers.conf
 # The PII hash key is a secret: generated once per machine into .state, never in code or git.
 PII_KEY = MLPIPE_PII_KEY="$$(cat $(STATE)/pii.key)"
 
-.PHONY: help venv init env run monitor synth ui test test-celery lint bench bench-scale bench-load lock clean
+.PHONY: help venv init env run monitor synth ui test test-celery test-containers images lint bench bench-scale bench-load lock clean
 
 help:
 	@echo "make run    create .venv, set up .state, run the $(PIPELINE) training DAG through Airflow, print a summary"
@@ -39,6 +41,8 @@ help:
 	@echo "make monitor  score the default batch with the champion, then run the monitoring DAG (after make run)"
 	@echo "make synth ROWS=1000000   write that many synthetic loans to .state/synth/<ROWS>/ (Parquet parts);"
 	@echo "            then  make run DATA_URI=file://$(STATE)/synth/<ROWS>  trains on them"
+	@echo "make images   build the task, task-gpu and airflow images with podman (or ENGINE=docker); print sizes"
+	@echo "make test-containers   every step of the three DAGs as its pod, played by podman (after make images)"
 	@echo "make test-celery   only the Celery stack tests (real Postgres, Redis, S3, MLflow server, Airflow)"
 	@echo "make ui     Airflow UI on http://localhost:8080 and MLflow UI on http://localhost:5000"
 	@echo "make bench  benchmarks: orchestration overhead, DAG parse time, training vs raw xgboost.train, serving,"
@@ -111,10 +115,17 @@ lint: venv
 	ruff check plugins dags tests
 	hadolint images/*/Dockerfile
 
+images:
+	images/build.sh
+
 # Test files run on TEST_WORKERS processes (a file's tests stay on one, sharing its fixtures); the 25
-# slowest tests are listed at the end.
-test: lint
+# slowest tests are listed at the end. The container tests need the images, so they are built first.
+test: lint images
 	pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
+
+# Every step of the three DAGs as the pod the kubernetes runtime builds, played by podman (tests/containers/).
+test-containers: venv images
+	pytest -q -m containers
 
 test-celery: venv
 	pytest -q -s -m celery
