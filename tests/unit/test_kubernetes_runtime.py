@@ -7,18 +7,17 @@ serialized as the API server would receive it, and validated against the Kuberne
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import kubernetes_validate
 import pytest
 import yaml
 from airflow.sdk.exceptions import AirflowFailException
-from kubernetes.client import ApiClient
 from kubernetes.client import models as k8s
 
 from mlpipe import spec
 from mlpipe.orchestration import factory, node_pools
 from mlpipe.orchestration.kubernetes import KubernetesStepOperator
+from tests import step_pods
 from tests.conftest import SPEC_PATH
 from tests.planted_secrets import SECRETS, hits
 
@@ -46,26 +45,11 @@ def spec_file(tmp_path: Path, **kubernetes) -> Path:
 
 def step_operators(spec_path: Path) -> list[KubernetesStepOperator]:
     """Every step task of the training and scoring DAGs, as the kubernetes runtime builds it (mapped: shard 0)."""
-    operators = []
-    for dag in (factory.training_dag(spec_path, "kubernetes"), factory.scoring_dag(spec_path, "kubernetes")):
-        for task in dag.tasks:
-            if task.task_id == "start_run":
-                continue
-            operator = task.unmap({"shard": 0}) if type(task).__name__ == "MappedOperator" else task
-            operator.arguments = [a if isinstance(a, str) else RUN_URI for a in operator.arguments]
-            operators.append(operator)
-    return operators
+    dags = (factory.training_dag(spec_path, "kubernetes"), factory.scoring_dag(spec_path, "kubernetes"))
+    return [op for dag in dags for op in step_pods.step_operators(dag, RUN_URI) if op.shard in (None, 0)]
 
 
-def context(operator: KubernetesStepOperator, **params) -> dict:
-    ti = SimpleNamespace(dag_id=operator.dag_id, task_id=operator.task_id, map_index=operator.shard or -1,
-                         try_number=1)
-    return {"ti": ti, "run_id": "manual__2026-11-23T10:00:00+00:00", "dag": operator.dag, "params": params}
-
-
-def pod_manifest(operator: KubernetesStepOperator) -> dict:
-    pod = operator.build_pod_request_obj(context(operator), dry_run=True)
-    return ApiClient().sanitize_for_serialization(pod)
+context, pod_manifest = step_pods.context, step_pods.pod_manifest
 
 
 def test_every_task_of_every_dag_is_a_step_pod(tmp_path):
