@@ -15,7 +15,7 @@ import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from mlpipe import audit
+from mlpipe import audit, lease
 from mlpipe.steps import StepError
 from mlpipe.steps.register import CHAMPION, PREVIOUS_CHAMPION, REPLACED_TAG, promotion_lease
 from mlpipe.tracking import PIPELINE_TAG
@@ -63,7 +63,7 @@ def rollback(model: str, reason: str = "manual rollback", actor: str | None = No
 
     client = MlflowClient()
     actor = actor or os.environ.get("USER") or "unknown"
-    with promotion_lease(model, f"rollback by {actor}"):  # never while a register decides
+    with promotion_lease(model, f"rollback by {actor}") as held:  # never while a register decides
         found = registered_model(client, model)
         champion, previous = found.aliases.get(CHAMPION), found.aliases.get(PREVIOUS_CHAMPION)
         if champion is None or previous is None:
@@ -72,6 +72,7 @@ def rollback(model: str, reason: str = "manual rollback", actor: str | None = No
         if expected_champion is not None and int(champion) != expected_champion:
             raise StepError(f"{model}'s champion is version {champion}, not {expected_champion}: "
                             "it moved on since, so it is left alone")
+        lease.confirm(held)  # a rollback that outlived its lease moves nothing (a register may hold it now)
         restore_previous(client, model, int(previous))
         client.set_model_version_tag(model, champion, ROLLED_BACK_TAG,
                                      f"{datetime.now(UTC).isoformat()} by {actor}: {reason}")

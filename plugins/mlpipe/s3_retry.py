@@ -62,6 +62,16 @@ def retry_reason(response: tuple[Any, dict] | None, caught_exception: Exception 
     return None
 
 
+def transient(error: Exception) -> bool:
+    """Whether a request that failed with ``error`` (after its retries) failed for a reason that may pass."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return status in TRANSIENT_STATUS or error.response.get("Error", {}).get("Code") in THROTTLING
+    return retry_reason(None, error) is not None
+
+
 def wait(attempt: int) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1, 2, ...): capped doubling, half of it jitter."""
     ceiling = min(MAX_WAIT, FIRST_WAIT * 2 ** (attempt - 1))

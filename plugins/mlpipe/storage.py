@@ -38,6 +38,11 @@ class StorageError(Exception):
     """A URI that cannot be read or written, with the URI named."""
 
 
+class StorageUnavailable(StorageError):
+    """The store did not answer within its retry deadline (``$MLPIPE_S3_RETRY_SECONDS``): no connection, a
+    transient 5xx or throttling. Unlike the other storage errors, a reason to try again later, not bad input."""
+
+
 def normalize(uri: str | os.PathLike[str]) -> str:
     """Return ``uri`` as ``file:///abs/path`` or ``s3://bucket/key``; plain paths become file URIs."""
     text = os.fspath(uri)
@@ -88,14 +93,25 @@ def _s3_errors(uri: str) -> Iterator[None]:
     """Raise a failed S3 request (after its retries) as a :class:`StorageError` naming ``uri``."""
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from mlpipe import s3_retry
+
     try:
         yield
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") in NOT_FOUND:
             raise StorageError(f"{uri}: no such object") from error
-        raise StorageError(f"{uri}: {error}") from error
+        raise _failed(uri, error, s3_retry.transient(error)) from error
     except BotoCoreError as error:
-        raise StorageError(f"{uri}: {error}") from error
+        raise _failed(uri, error, s3_retry.transient(error)) from error
+
+
+def _failed(uri: str, error: Exception, transient: bool) -> StorageError:
+    from mlpipe.s3_retry import RETRY_SECONDS_ENV
+
+    if transient:
+        return StorageUnavailable(f"{uri}: S3 is still unavailable at the retry deadline (${RETRY_SECONDS_ENV}): "
+                                  f"{error}")
+    return StorageError(f"{uri}: {error}")
 
 
 def encryption() -> dict[str, str]:
@@ -256,12 +272,13 @@ def create_exclusive(uri: str, data: bytes) -> bool:
     """
     if _is_s3(uri):
         bucket, key = _bucket_key(uri)
-        try:
-            _s3().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*", **encryption())
-        except _s3().exceptions.ClientError as error:
-            if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
-                return False
-            raise
+        with _s3_errors(uri):
+            try:
+                _s3().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*", **encryption())
+            except _s3().exceptions.ClientError as error:
+                if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
+                    return False
+                raise
         return True
     with _staged(local_path(uri), data) as staged:
         try:

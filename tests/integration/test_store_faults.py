@@ -1,4 +1,5 @@
-"""Faults of real step processes: an S3 outage in the middle of a step, and a step killed mid-write.
+"""Faults of real step processes: an S3 outage in the middle of a step, one that outlasts the retry deadline,
+and a step killed mid-write.
 
 The S3 endpoint is the real moto_server, reached by the step through :class:`tests.faults.CuttableProxy`
 (the test itself watches moto directly). Every step here is compared object by object (sha256) with an
@@ -21,8 +22,11 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from mlpipe import datasets, runs, spec, storage
+from mlpipe.cli import EXIT_UNAVAILABLE
+from mlpipe.orchestration.runtimes import LocalStepOperator
 from mlpipe.runs import RESULT, Run, StepNotFinished
 from mlpipe.steps import run_step
 from mlpipe.steps.train import load_baseline
@@ -164,3 +168,24 @@ def test_a_step_killed_mid_write_and_rerun_writes_what_an_uninterrupted_run_writ
         scores = [load_baseline(Run(uri)).scores(validation) for uri in (killed, reference)]
         np.testing.assert_array_equal(*scores)
     print(f"{step}: killed mid-write, rerun: {compared} objects equal")
+
+
+def test_a_step_whose_store_stays_down_past_the_retry_deadline_fails_its_task_for_a_retry(pipeline_env, s3_bucket,
+                                                                                          s3_endpoint, monkeypatch):
+    run_uri = runs.start(spec.load(SPEC_PATH), "outage", store=f"s3://{s3_bucket}/store")
+    moto = urlparse(s3_endpoint)
+    proxy = CuttableProxy((moto.hostname, moto.port))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    monkeypatch.setenv("MLPIPE_S3_RETRY_SECONDS", "2")
+    operator = LocalStepOperator(task_id="ingest_data", step="ingest", run_uri=run_uri)
+    try:
+        proxy.cut()
+        done = subprocess.run(step_command("ingest", run_uri), capture_output=True, text=True, timeout=300)
+        with pytest.raises(AirflowException) as failed:  # the runtime's view of the same step
+            operator.execute({"params": {}})
+    finally:
+        proxy.close()
+    assert done.returncode == EXIT_UNAVAILABLE, done.stderr  # 3: unavailable, not 2: refused input
+    assert "S3 is still unavailable at the retry deadline ($MLPIPE_S3_RETRY_SECONDS)" in done.stderr
+    assert not isinstance(failed.value, AirflowFailException)  # so Airflow retries the task
+    assert str(failed.value) == f"step ingest failed with exit status {EXIT_UNAVAILABLE}"

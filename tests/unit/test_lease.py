@@ -70,7 +70,7 @@ def test_a_busy_lease_fails_after_the_wait_naming_its_holder(folder):
         with pytest.raises(lease.LeaseBusy, match=rf"^lease {folder} is held by register of run A until "
                                                   r"\S+; gave up after waiting 0.6 s$"):
             lease.acquire(folder, "register of run B", ttl=60, wait=0.6)
-        assert 0.6 <= time.monotonic() - started < 3
+        assert time.monotonic() - started >= 0.6  # it did wait (no upper bound: a loaded machine is slow)
     assert lease.current(folder) == (2, {"state": "free", "owner": "register of run A",
                                          "released": lease.current(folder)[1]["released"]})
 

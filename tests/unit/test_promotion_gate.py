@@ -8,12 +8,14 @@ scored on the same analysis rows: the bundled spec's (``analyzed_run``), a weake
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from mlpipe import audit, cli, datasets, spec, storage
+from mlpipe import audit, cli, datasets, lease, spec, storage
+from mlpipe import rollback as rollback_module
 from mlpipe.promotion import (
     FORCED,
     MAX_ROC_AUC_BELOW_BASELINE,
@@ -371,6 +373,21 @@ def test_rollback_restores_previous_champions_one_by_one_and_audits_each(analyze
     assert rollback("rolled_model", actor="bob") == {"model": "rolled_model", "from_version": 2, "to_version": 1,
                                                       "audit": audit.history("loan_default")[-1]["uri"]}
     assert aliases("rolled_model") == {"champion": 1, "challenger": 3}
+
+
+def test_a_rollback_that_outlived_the_promotion_lease_moves_no_alias(analyzed_run, crippled_run, monkeypatch):
+    register(crippled_run, "l1", "lapsed_model")
+    register(analyzed_run, "l2", "lapsed_model")
+    before, events = aliases("lapsed_model"), len(audit.history("loan_default"))
+    assert before == {"champion": 2, "challenger": 2, "previous-champion": 1}
+    monkeypatch.setenv("MLPIPE_PROMOTION_LEASE_SECONDS", "0.05")
+    read = rollback_module.registered_model  # a registry slower than the lease: it expires while the rollback reads
+    monkeypatch.setattr(rollback_module, "registered_model", lambda *args: (time.sleep(0.1), read(*args))[1])
+    with pytest.raises(lease.LeaseLost, match=r"rollback by carol's hold expired at"):
+        rollback("lapsed_model", actor="carol")
+    assert aliases("lapsed_model") == before
+    assert len(audit.history("loan_default")) == events
+    assert ROLLED_BACK_TAG not in tags("lapsed_model", 2)
 
 
 def test_rollback_without_a_previous_champion_fails_clearly_and_changes_nothing(analyzed_run, capsys):

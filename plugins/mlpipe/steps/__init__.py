@@ -61,9 +61,11 @@ REFUSED, UNAVAILABLE, CRASH = "refused input", "unavailable", "crash"  # how a s
 def failure(error: Exception) -> tuple[str, str]:
     """How ``error`` ends a command: ``refused input`` (the user can fix it) or ``unavailable`` (retry
     later), with the message printed for it, or ``crash`` (a bug) with its traceback's last line."""
+    if isinstance(error, Unavailable | storage.StorageUnavailable):  # the store's outage too: retried, not refused
+        return UNAVAILABLE, str(error)
     if isinstance(error, StepError | SpecError | storage.StorageError | StepNotFinished):
         return REFUSED, str(error)
-    if (message := str(error) if isinstance(error, Unavailable) else tracking.unreachable(error)) is not None:
+    if (message := tracking.unreachable(error)) is not None:
         return UNAVAILABLE, message
     return CRASH, "".join(traceback.format_exception_only(error)).strip()
 
