@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mlpipe import runs, spec, storage
+from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_PATH = ROOT / "dags" / "pipelines" / "loan_default.yaml"
@@ -37,6 +38,14 @@ def loan_spec() -> spec.Spec:
     return spec.load(SPEC_PATH)
 
 
+@pytest.fixture(scope="module")
+def loans():
+    """The bundled loans as a DataFrame (one per test module: a module may change its copy)."""
+    import pandas as pd
+
+    return pd.read_csv(DATA_PATH)
+
+
 @pytest.fixture
 def start_run(pipeline_env, loan_spec):
     """Start a run of the bundled spec (optionally with overrides); returns the run URI."""
@@ -45,12 +54,6 @@ def start_run(pipeline_env, loan_spec):
         return runs.start(resolved, run_id)
 
     return start
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

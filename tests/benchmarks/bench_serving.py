@@ -37,6 +37,9 @@ from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests.services when run as a script
+from tests.services import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "dags" / "pipelines" / "loan_default.yaml"
 DATA = ROOT / "dags" / "pipelines" / "data" / "lending_club.csv"
@@ -65,14 +68,6 @@ def prepare(root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     record = {column: None if pd.isna(value) else (value.item() if hasattr(value, "item") else value)
               for column, value in row.items()}
     return record, mask_records([record], loaded.pii, hash_key(loaded.pii))[0]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start(command: list[str], url: str, log: Path) -> subprocess.Popen:

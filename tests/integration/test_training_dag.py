@@ -113,11 +113,6 @@ def _write(tmp_path, frame: pd.DataFrame, name: str = "loans.csv") -> str:
     return path.as_uri()
 
 
-@pytest.fixture(scope="module")
-def loans() -> pd.DataFrame:
-    return pd.read_csv(DATA_PATH)
-
-
 def _shifted(loans: pd.DataFrame) -> pd.DataFrame:
     bad = loans[loans["Class"] == "bad"]
     good = loans[loans["Class"] == "good"].sample(len(bad) * 7 // 3, random_state=0)

@@ -11,12 +11,6 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import ks_2samp
 
 from mlpipe.drift import FLOOR, categorical_drift, feature_drift, numeric_counts, numeric_drift, psi
-from tests.conftest import DATA_PATH
-
-
-@pytest.fixture(scope="module")
-def loans() -> pd.DataFrame:
-    return pd.read_csv(DATA_PATH)
 
 
 def test_psi_of_a_hand_computed_case():

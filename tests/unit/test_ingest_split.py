@@ -10,12 +10,6 @@ from mlpipe.pii import keyed_hash
 from mlpipe.runs import ERROR, Run
 from mlpipe.spec import SpecError
 from mlpipe.steps import StepError, run_step
-from tests.conftest import DATA_PATH
-
-
-@pytest.fixture(scope="module")
-def loans() -> pd.DataFrame:
-    return pd.read_csv(DATA_PATH)
 
 
 def test_ingest_masks_pii_and_versions_the_data(start_run, loans):

@@ -19,7 +19,6 @@ from mlpipe.monitor_report import (
     render_html,
 )
 from mlpipe.quality import quality
-from tests.conftest import DATA_PATH
 
 SCRIPT = "<script>alert(1)</script>"
 ODD_NAME = '<img src=x onerror="alert(2)">'
@@ -99,11 +98,6 @@ def monitoring_report(features: dict, score: dict | None, outcomes: dict | None)
             "features": features, "drifting_features": drifting,
             "drifting_share": len(drifting) / max(len(features), 1), "score": score, "quality": outcomes,
             "mlflow_run_id": "0f3c2a9e5d7b4c18", "report_html": "s3://mlpipe/loan_default/monitor/x/report.html"}
-
-
-@pytest.fixture(scope="module")
-def loans() -> pd.DataFrame:
-    return pd.read_csv(DATA_PATH)
 
 
 @pytest.fixture(scope="module")

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 import pytest
 
 from mlpipe import spec, storage
 from mlpipe.pii import keyed_hash
 from mlpipe.profile import write_profile
 from mlpipe.steps import StepError
-from tests.conftest import DATA_PATH, SPEC_PATH
+from tests.conftest import SPEC_PATH
 
 SHIPPED = SPEC_PATH.with_name("loan_default.profile.json")
-
-
-@pytest.fixture(scope="module")
-def loans() -> pd.DataFrame:
-    return pd.read_csv(DATA_PATH)
 
 
 @pytest.fixture

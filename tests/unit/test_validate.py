@@ -15,14 +15,8 @@ from mlpipe import datasets, storage
 from mlpipe.runs import RESULT, Run
 from mlpipe.spec import SpecError
 from mlpipe.steps import StepError, run_step
-from tests.conftest import DATA_PATH
 
 RATE = "positive rate (Class == 'bad')"
-
-
-@pytest.fixture(scope="module")
-def loans() -> pd.DataFrame:
-    return pd.read_csv(DATA_PATH)
 
 
 @pytest.fixture

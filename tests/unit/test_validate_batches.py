@@ -18,7 +18,6 @@ from mlpipe.features import labels
 from mlpipe.runs import Run
 from mlpipe.steps import StepError, run_step
 from mlpipe.steps import validate as steps_validate
-from tests.conftest import DATA_PATH
 
 BATCH_ROWS = 700
 
@@ -44,11 +43,6 @@ def clustered(loans: pd.DataFrame) -> pd.DataFrame:
     copy.loc[:29, "sub_grade"] = "Z9"  # 0.3% of all rows, 4.3% of the first batch
     copy.loc[:299, "revol_util"] = None  # 3% of all rows, 43% of the first batch
     return copy
-
-
-@pytest.fixture(scope="module")
-def loans() -> pd.DataFrame:
-    return pd.read_csv(DATA_PATH)
 
 
 @pytest.fixture
