@@ -125,24 +125,36 @@ def bound_http_retries() -> None:
 def unreachable(error: BaseException) -> str | None:
     """One line saying the MLflow tracking server did not answer, when that is what ``error`` comes from.
 
-    ``error`` or an error it was raised from (MLflow wraps them) must be a connection failure,
-    a timeout or exhausted retries of a request to ``$MLFLOW_TRACKING_URI``; else ``None``.
+    ``error`` or an error it was raised from (MLflow wraps them) must be a connection failure, an answer
+    broken off midway (the server died while answering), a timeout or exhausted retries of a request to
+    ``$MLFLOW_TRACKING_URI``; else ``None``.
     """
     import requests
 
     server = os.environ.get("MLFLOW_TRACKING_URI", "").rstrip("/")
     if not server.startswith(("http://", "https://")):
         return None
-    seen: set[int] = set()
-    cause: BaseException | None = error
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, requests.ConnectionError | requests.Timeout | requests.exceptions.RetryError):
-            url = getattr(cause.request, "url", None) or ""
-            if url.startswith(server):
+    failures = (requests.ConnectionError, requests.Timeout, requests.exceptions.RetryError,
+                requests.exceptions.ChunkedEncodingError)
+    chain = _chain(error)
+    for cause in chain:
+        if isinstance(cause, failures):
+            # A broken-off answer carries no request: MLflow's wrapping error names the URL instead.
+            urls = [getattr(cause.request, "url", None) or "",
+                    *(found.group(0) for link in chain if (found := re.search(re.escape(server) + r"\S*", str(link))))]
+            if url := next((url for url in urls if url.startswith(server)), None):
                 retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
                 return (f"MLflow tracking server {server} did not answer ({type(cause).__name__} on "
                         f"{urlparse(url).path} after {retries} retries, MLFLOW_HTTP_REQUEST_MAX_RETRIES); "
                         "retry once it is back")
-        cause = cause.__cause__ or cause.__context__
     return None
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """``error`` and the errors it was raised from, outermost first."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None and all(cause is not seen for seen in chain):
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return chain

@@ -123,8 +123,8 @@ def registry_state(model: str) -> tuple[list[int], dict[str, int]]:
 
 
 def unavailable_message(url: str, command: str = "step") -> str:
-    return (rf"mlpipe {command}: error: MLflow tracking server {re.escape(url)} did not answer \(ConnectionError on "
-            r"/\S+ after 3 retries, MLFLOW_HTTP_REQUEST_MAX_RETRIES\); "
+    return (rf"mlpipe {command}: error: MLflow tracking server {re.escape(url)} did not answer "
+            r"\((ConnectionError|ChunkedEncodingError) on /\S+ after 3 retries, MLFLOW_HTTP_REQUEST_MAX_RETRIES\); "
             r"retry once it is back")
 
 
