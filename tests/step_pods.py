@@ -21,13 +21,12 @@ def step_operators(dag: DAG, run_uri: str) -> list[KubernetesStepOperator]:
     """The step tasks of ``dag`` in run order, reading the run at ``run_uri``; a mapped task once per shard."""
     operators = []
     for task in dag.tasks:
-        if not hasattr(task, "step") and type(task).__name__ != "MappedOperator":
-            continue  # start_run and the Python tasks after a step
         if type(task).__name__ == "MappedOperator":
-            shards = task.expand_input.value["shard"]
-            unmapped = [task.unmap({"shard": shard}) for shard in shards]
-        else:
+            unmapped = [task.unmap({"shard": shard}) for shard in task.expand_input.value["shard"]]
+        elif hasattr(task, "step"):
             unmapped = [task]
+        else:
+            continue  # start_run and the Python tasks after a step
         for operator in unmapped:
             operator.arguments = [a if isinstance(a, str) else run_uri for a in operator.arguments]
             operator.run_uri = run_uri

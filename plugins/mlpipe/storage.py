@@ -93,22 +93,21 @@ def _s3_errors(uri: str) -> Iterator[None]:
     """Raise a failed S3 request (after its retries) as a :class:`StorageError` naming ``uri``."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from mlpipe import s3_retry
-
     try:
         yield
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") in NOT_FOUND:
             raise StorageError(f"{uri}: no such object") from error
-        raise _failed(uri, error, s3_retry.transient(error)) from error
+        raise _failed(uri, error) from error
     except BotoCoreError as error:
-        raise _failed(uri, error, s3_retry.transient(error)) from error
+        raise _failed(uri, error) from error
 
 
-def _failed(uri: str, error: Exception, transient: bool) -> StorageError:
-    from mlpipe.s3_retry import RETRY_SECONDS_ENV
+def _failed(uri: str, error: Exception) -> StorageError:
+    """``error`` of a request for ``uri`` as a :class:`StorageUnavailable` when it may pass, else a StorageError."""
+    from mlpipe.s3_retry import RETRY_SECONDS_ENV, transient
 
-    if transient:
+    if transient(error):
         return StorageUnavailable(f"{uri}: S3 is still unavailable at the retry deadline (${RETRY_SECONDS_ENV}): "
                                   f"{error}")
     return StorageError(f"{uri}: {error}")

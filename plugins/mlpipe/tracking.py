@@ -138,16 +138,24 @@ def unreachable(error: BaseException) -> str | None:
                 requests.exceptions.ChunkedEncodingError)
     chain = _chain(error)
     for cause in chain:
-        if isinstance(cause, failures):
-            # A broken-off answer carries no request: MLflow's wrapping error names the URL instead.
-            urls = [getattr(cause.request, "url", None) or "",
-                    *(found.group(0) for link in chain if (found := re.search(re.escape(server) + r"\S*", str(link))))]
-            if url := next((url for url in urls if url.startswith(server)), None):
-                retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
-                return (f"MLflow tracking server {server} did not answer ({type(cause).__name__} on "
-                        f"{urlparse(url).path} after {retries} retries, MLFLOW_HTTP_REQUEST_MAX_RETRIES); "
-                        "retry once it is back")
+        if isinstance(cause, failures) and (url := _request_url(cause, chain, server)):
+            retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
+            return (f"MLflow tracking server {server} did not answer ({type(cause).__name__} on "
+                    f"{urlparse(url).path} after {retries} retries, MLFLOW_HTTP_REQUEST_MAX_RETRIES); "
+                    "retry once it is back")
     return None
+
+
+def _request_url(cause: BaseException, chain: list[BaseException], server: str) -> str | None:
+    """The URL on ``server`` that the failed request ``cause`` asked for, else ``None``.
+
+    A broken-off answer carries no request: MLflow's wrapping error names the URL instead.
+    """
+    url = getattr(cause.request, "url", None) or ""
+    if url.startswith(server):
+        return url
+    return next((found.group(0) for link in chain if (found := re.search(re.escape(server) + r"\S*", str(link)))),
+                None)
 
 
 def _chain(error: BaseException) -> list[BaseException]:
