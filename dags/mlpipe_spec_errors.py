@@ -9,8 +9,8 @@ pipelines' DAGs keep running; it imports cleanly once every spec builds.
 
 from pathlib import Path
 
+from mlpipe.core.spec import SpecError
 from mlpipe.orchestration.factory import spec_errors
-from mlpipe.spec import SpecError
 
 if errors := spec_errors(Path(__file__).parent / "pipelines"):
     raise SpecError("\n".join(errors))

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mlpipe import runs, spec, storage
+from mlpipe.core import spec, uris
+from mlpipe.store import runs, storage
 from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,9 +24,9 @@ DATA_PATH = ROOT / "dags" / "pipelines" / "data" / "lending_club.csv"
 def pipeline_env(tmp_path, monkeypatch) -> dict[str, str]:
     """Point the artifact store and MLflow at fresh folders under tmp_path; set a PII key."""
     env = {
-        "MLPIPE_STORE": storage.normalize(tmp_path / "store"),
+        "MLPIPE_STORE": uris.normalize(tmp_path / "store"),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "MLPIPE_MLFLOW_ARTIFACTS": storage.normalize(tmp_path / "mlartifacts"),
+        "MLPIPE_MLFLOW_ARTIFACTS": uris.normalize(tmp_path / "mlartifacts"),
         "MLPIPE_PII_KEY": "test-key-not-a-secret",
     }
     for name, value in env.items():

@@ -21,10 +21,10 @@ import json
 import logging
 import sys
 
-from mlpipe import runs, spec, storage, tracking
-
-EXIT_USER_ERROR = 2
-EXIT_UNAVAILABLE = 3
+from mlpipe.core import spec, uris
+from mlpipe.core.errors import CRASH, exit_status, failure
+from mlpipe.registry import tracking
+from mlpipe.store import runs
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,17 +88,17 @@ def _command(args: argparse.Namespace) -> object:
     if args.command == "step":
         from mlpipe.steps import run_step
 
-        return run_step(args.name, storage.normalize(args.run), args.shard)
+        return run_step(args.name, uris.normalize(args.run), args.shard)
     if args.command == "start":
         resolved = spec.with_overrides(spec.load(args.spec), _overrides(args.set))
         return runs.start(resolved, args.run_id)
     if args.command == "profile":
-        from mlpipe.profile import ensure_profile, write_profile
+        from mlpipe.data.profile import ensure_profile, write_profile
 
         pipeline = spec.load(args.spec)
         return ensure_profile(pipeline) if args.keep and not args.output else write_profile(pipeline, args.output)
     if args.command == "rollback":
-        from mlpipe.rollback import rollback
+        from mlpipe.registry.rollback import rollback
 
         return rollback(args.model, reason=args.reason, actor=args.by)
     if args.command == "serve":
@@ -106,12 +106,12 @@ def _command(args: argparse.Namespace) -> object:
 
         return serve(spec.load(args.spec), host=args.host, port=args.port)
     if args.command == "synth":
-        from mlpipe.synth import synth
+        from mlpipe.data.synth import synth
 
         return synth(args.rows, args.output, seed=args.seed, part_rows=args.part_rows)
     from mlpipe.summary import summarize
 
-    return summarize(storage.normalize(args.run) if args.run else runs.latest(args.latest, kind=args.kind))
+    return summarize(uris.normalize(args.run) if args.run else runs.latest(args.latest, kind=args.kind))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,16 +119,13 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
     tracking.bound_http_retries()
-    from mlpipe.steps import CRASH, REFUSED, failure
-    from mlpipe.synth import SynthError
-
     try:
         output = _command(args)
     except Exception as error:  # one line for what the user can fix or retry (as a failed step records it)
-        kind, message = (REFUSED, str(error)) if isinstance(error, SynthError) else failure(error)
+        kind, message = failure(tracking.classified(error))
         if kind == CRASH:
             raise
         print(f"mlpipe {args.command}: error: {message}", file=sys.stderr)
-        return EXIT_USER_ERROR if kind == REFUSED else EXIT_UNAVAILABLE
+        return exit_status(kind)
     print(output if isinstance(output, str) else json.dumps(output, indent=2, default=str))
     return 0

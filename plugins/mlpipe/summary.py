@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mlpipe import runs, storage
-from mlpipe.runs import MONITORING, SCORING, TRAINING, Run, StepNotFinished
-from mlpipe.steps.split import PARTS
+from mlpipe.core import uris
+from mlpipe.core.names import PARTS
+from mlpipe.store import runs, storage
+from mlpipe.store.runs import MONITORING, SCORING, TRAINING, Run, StepNotFinished
 
 NOT_RUN = "not run"
 ERROR_LINES = 8  # of a failed step's error message (validate lists each failed check)
@@ -140,7 +141,7 @@ def _last_success(run: Run) -> str:
 def summarize(run_uri: str) -> str:
     """What the run at ``run_uri`` produced, one line per step; failed steps read "FAILED" with their error,
     unfinished ones "not run"; a failed run ends with a pointer to the last successful one."""
-    if not storage.exists(storage.join(run_uri, "spec.json")):
+    if not storage.exists(uris.join(run_uri, "spec.json")):
         raise storage.StorageError(f"{run_uri}: not a pipeline run folder (no spec.json)")
     run = Run(run_uri)
     lines = [f"run {run.uri} (pipeline {run.spec.name})"]

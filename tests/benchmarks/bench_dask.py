@@ -1,4 +1,4 @@
-"""Benchmark: XGBoost on 2 local Dask workers (``mlpipe.distributed``) against single-node ``fit_booster``.
+"""Benchmark: XGBoost on 2 local Dask workers (``mlpipe.compute.distributed``) against single-node ``fit_booster``.
 
     python tests/benchmarks/bench_dask.py [--rows 1000000] [--workers 2] [--rounds 500]
 
@@ -75,8 +75,8 @@ def single(params, shards, feature_schema, pipeline) -> tuple:
     """The single-node path: read every shard here, encode, fit. Booster, training and end-to-end seconds."""
     import pandas as pd
 
-    from mlpipe import storage
-    from mlpipe.steps.train import fit_booster, inputs
+    from mlpipe.model.booster import fit_booster, inputs
+    from mlpipe.store import storage
 
     started = time.perf_counter()
     parts = {part: pd.concat([storage.read_parquet(uri) for uri in uris], ignore_index=True)
@@ -88,7 +88,7 @@ def single(params, shards, feature_schema, pipeline) -> tuple:
 
 def on_dask(client, params, shards, feature_schema, pipeline) -> tuple:
     """The distributed path: the workers read their shards. Booster, training and end-to-end seconds."""
-    from mlpipe.distributed import train_on_dask
+    from mlpipe.compute.distributed import train_on_dask
 
     started = time.perf_counter()
     booster, _, seconds = train_on_dask(client, params, shards["train"], shards["validation"], feature_schema,
@@ -105,11 +105,11 @@ def main() -> None:
 
     from sklearn.metrics import roc_auc_score
 
-    from mlpipe import spec
-    from mlpipe.distributed import local_cluster, write_shards
-    from mlpipe.features import labels, schema
-    from mlpipe.model import TabularModel
-    from mlpipe.steps.train import booster_params, scale_pos_weight
+    from mlpipe.compute.distributed import local_cluster, write_shards
+    from mlpipe.core import spec
+    from mlpipe.data.features import labels, schema
+    from mlpipe.model.booster import booster_params, scale_pos_weight
+    from mlpipe.model.tabular import TabularModel
 
     pipeline = spec.with_overrides(spec.load(SPEC), {"training.num_boost_round": args.rounds,
                                                      "training.early_stopping_rounds": max(1, args.rounds // 10)})

@@ -49,7 +49,7 @@ def main() -> None:
     import pandas as pd
     from mlflow import MlflowClient
 
-    from mlpipe.spec import load as load_spec
+    from mlpipe.core.spec import load as load_spec
     from tests.unit.serving_fixtures import records
 
     with tempfile.TemporaryDirectory(prefix="bench-load-") as scratch:

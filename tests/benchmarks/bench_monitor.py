@@ -34,13 +34,14 @@ def peak():
 atexit.register(peak)
 """
 CLI = PEAK + """
+from mlpipe.core import uris
 from mlpipe.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 READ_INPUTS = PEAK + """
 import pandas as pd
-from mlpipe import storage
-frames = [storage.read_parquet(storage.join(sys.argv[1], name)) for name in storage.children(sys.argv[1])]
+from mlpipe.store import storage
+frames = [storage.read_parquet(uris.join(sys.argv[1], name)) for name in storage.children(sys.argv[1])]
 print(len(pd.concat(frames, ignore_index=True)), "rows")
 """
 
@@ -53,8 +54,8 @@ def run_peak(command: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 def monitored(pipeline, store: Path, batch, run_id: str) -> dict:
     """Score ``batch`` into a fresh store and monitor it there; the monitor's report."""
-    from mlpipe import runs, storage
     from mlpipe.steps import run_step
+    from mlpipe.store import runs, storage
 
     os.environ["MLPIPE_STORE"] = store.as_uri()
     store.parent.mkdir(parents=True, exist_ok=True)
@@ -92,8 +93,8 @@ def detection(pipeline, root: Path, seeds: int) -> None:
 
 
 def scale(pipeline, root: Path, rows: int, env: dict[str, str]) -> None:
-    from mlpipe import runs
     from mlpipe.steps import run_step
+    from mlpipe.store import runs
 
     store = root / "scale" / "store"
     env = {**env, "MLPIPE_STORE": store.as_uri()}
@@ -121,7 +122,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-monitor-") as folder:
         root = Path(folder)
         env = setup(root)
-        from mlpipe import spec
+        from mlpipe.core import spec
 
         pipeline = spec.load(SPEC)
         detection(pipeline, root, args.seeds)

@@ -38,13 +38,15 @@ TIME_AIM, MEMORY_AIM, TRAIN_AIM = 12.0, 2.5, 1.3
 RAW = PEAK + """
 import json, sys, time
 import xgboost as xgb
-from mlpipe import datasets, features, storage
-from mlpipe.runs import Run
-from mlpipe.steps.train import booster_params
+from mlpipe.core import uris
+from mlpipe.data import datasets, features
+from mlpipe.store import storage
+from mlpipe.store.runs import Run
+from mlpipe.model.booster import booster_params
 run = Run(sys.argv[1])
 trained, parts = run.result("train"), run.result("split")
 params = booster_params(run.spec.training, trained["scale_pos_weight"], trained["device"])
-schema = storage.read_json(storage.join(trained["model_folder"], "feature_schema.json"))
+schema = storage.read_json(uris.join(trained["model_folder"], "feature_schema.json"))
 frames = {part: datasets.read(parts[part]) for part in ("train", "validation")}
 dtrain = xgb.QuantileDMatrix(features.matrix(frames["train"], schema), label=features.labels(frames["train"], run.spec),
                              enable_categorical=True)
@@ -68,8 +70,9 @@ def environment(root: Path) -> dict[str, str]:
 
 def pipeline_at(rows: int, root: Path, env: dict[str, str], rounds: int) -> dict:
     """Synthesize ``rows`` loans and run the steps on them; seconds and MiB per step, and what came out."""
-    from mlpipe import runs, spec, storage
-    from mlpipe.runs import Run
+    from mlpipe.core import spec, uris
+    from mlpipe.store import runs, storage
+    from mlpipe.store.runs import Run
 
     data = root / "data" / str(rows)
     run_peak([sys.executable, "-c", CLI, "synth", "--rows", str(rows), "--output", data.as_uri(), "--seed", "7"], env)
@@ -81,7 +84,7 @@ def pipeline_at(rows: int, root: Path, env: dict[str, str], rounds: int) -> dict
     measured = {step: run_peak([sys.executable, "-c", CLI, "step", step, "--run", uri], env) for step in STEPS}
     run = Run(uri)
     model = run.result("train")["model_folder"]
-    columns = len(storage.read_json(storage.join(model, "feature_schema.json"))["columns"])
+    columns = len(storage.read_json(uris.join(model, "feature_schema.json"))["columns"])
     return {"rows": rows, "steps": measured, "uri": uri, "features": columns,
             "matrix_mib": rows * columns * 4 / 2**20, "roc_auc": run.result("analyze")["metrics"]["roc_auc"]}
 

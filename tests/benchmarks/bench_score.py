@@ -39,10 +39,10 @@ RATIO_AIM = 0.8
 RAW = """
 import json, sys, time
 import numpy as np, pyarrow.parquet as pq
-from mlpipe import spec
-from mlpipe.features import matrix
-from mlpipe.pii import mask_pii
-from mlpipe.serving_model import load_version
+from mlpipe.core import spec
+from mlpipe.data.features import matrix
+from mlpipe.data.pii import mask_pii
+from mlpipe.model.pyfunc import load_version
 model, rules = load_version(sys.argv[2], sys.argv[3]), spec.load(sys.argv[5]).pii
 tree_range = model.tree_range()
 seconds, rows, total = 0.0, 0, 0.0
@@ -65,7 +65,8 @@ def setup(root: Path) -> dict[str, str]:
            "MLPIPE_MLFLOW_ARTIFACTS": (root / "artifacts").as_uri(), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
            "PYTHONPATH": str(ROOT / "plugins")}
     os.environ.update(env)
-    from mlpipe import runs, spec
+    from mlpipe.core import spec
+    from mlpipe.store import runs
 
     uri = runs.start(spec.with_overrides(spec.load(SPEC), {"tuning.enabled": False}), "bench_score_training")
     for step in ("ingest", "split", "train", "analyze", "register"):
@@ -113,7 +114,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-score-") as folder:
         root = Path(folder)
         env = setup(root)
-        from mlpipe import runs, spec
+        from mlpipe.core import spec
+        from mlpipe.store import runs
 
         batch = root / "batch.parquet"
         make_batch(batch, args.rows)

@@ -46,8 +46,9 @@ def isolate(root: Path) -> None:
 
 def one_seed(spec_path: Path, seed: int, tuning: bool) -> dict[str, Any]:
     """Run the training steps on split ``seed`` in a fresh temporary environment; return its figures."""
-    from mlpipe import runs, spec
+    from mlpipe.core import spec
     from mlpipe.steps import run_step
+    from mlpipe.store import runs
 
     overrides: dict[str, Any] = {"split.seed": seed}
     if not tuning:

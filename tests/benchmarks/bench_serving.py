@@ -51,9 +51,10 @@ def prepare(root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     client sends it) and the same record with the spec's PII rules applied (as the model sees it)."""
     import pandas as pd
 
-    from mlpipe import runs, spec
-    from mlpipe.pii import hash_key, mask_records
+    from mlpipe.core import spec
+    from mlpipe.data.pii import hash_key, mask_records
     from mlpipe.steps import run_step
+    from mlpipe.store import runs
 
     os.environ.update({"MLPIPE_STORE": str(root / "store"), "MLPIPE_PII_KEY": "bench-key",
                        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
@@ -125,9 +126,9 @@ def in_process(record: dict[str, Any], masked: dict[str, Any], repeats: int = 20
     """Latencies of our in-process scoring path and of a bare inplace_predict on the encoded row."""
     from mlflow import MlflowClient
 
-    from mlpipe.pii import hash_key, mask_records
+    from mlpipe.core.spec import load as load_spec
+    from mlpipe.data.pii import hash_key, mask_records
     from mlpipe.serving.loader import load as load_model
-    from mlpipe.spec import load as load_spec
 
     pipeline = load_spec(SPEC)
     name, rules, key = pipeline.registered_model, pipeline.pii, hash_key(pipeline.pii)
@@ -169,7 +170,7 @@ def main() -> None:
         root = Path(scratch)
         print("training and registering a champion ...", flush=True)
         record, masked = prepare(root)
-        from mlpipe.spec import load as load_spec
+        from mlpipe.core.spec import load as load_spec
 
         name = load_spec(SPEC).registered_model
         ours_port, mlflow_port = free_port(), free_port()

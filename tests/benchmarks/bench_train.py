@@ -32,8 +32,9 @@ TARGET = 1.15
 
 def prepare(root: Path) -> str:
     """Point the store and MLflow into ``root`` and run ingest + split once; return the run URI."""
-    from mlpipe import runs, spec
+    from mlpipe.core import spec
     from mlpipe.steps import run_step
+    from mlpipe.store import runs
 
     os.environ.update({"MLPIPE_STORE": str(root / "store"), "MLPIPE_PII_KEY": "bench-key",
                        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
@@ -47,7 +48,7 @@ def prepare(root: Path) -> str:
 
 def ours(uri: str) -> tuple[int, float, float]:
     """Rounds trained, seconds in ``xgboost.train`` (as the step reports) and of the whole step."""
-    from mlpipe.model import TabularModel
+    from mlpipe.model.tabular import TabularModel
     from mlpipe.steps import run_step
 
     started = time.perf_counter()
@@ -61,9 +62,9 @@ def raw(uri: str) -> tuple[int, float, float]:
     """The same training with nothing around it: rounds, seconds of ``xgboost.train``, of the whole path."""
     import xgboost as xgb
 
-    from mlpipe import datasets, features
-    from mlpipe.runs import Run
-    from mlpipe.steps.train import booster_params, requested_device, resolve_device, scale_pos_weight
+    from mlpipe.data import datasets, features
+    from mlpipe.model.booster import booster_params, requested_device, resolve_device, scale_pos_weight
+    from mlpipe.store.runs import Run
 
     started = time.perf_counter()
     run = Run(uri)

@@ -40,11 +40,12 @@ from sklearn.metrics import roc_auc_score
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "plugins"))
 
-from mlpipe import datasets, runs, spec, storage  # noqa: E402
-from mlpipe.features import labels  # noqa: E402
-from mlpipe.runs import Run  # noqa: E402
+from mlpipe.core import spec, uris  # noqa: E402
+from mlpipe.data import datasets  # noqa: E402
+from mlpipe.data.features import labels  # noqa: E402
+from mlpipe.model.booster import tuned_training  # noqa: E402
 from mlpipe.steps import run_step  # noqa: E402
-from mlpipe.steps.train import fit_models, tuned_training  # noqa: E402
+from mlpipe.steps.train import fit_models  # noqa: E402
 from mlpipe.steps.tune import (  # noqa: E402
     Objective,
     fold_count,
@@ -54,13 +55,15 @@ from mlpipe.steps.tune import (  # noqa: E402
     sampler,
     spec_params,
 )
+from mlpipe.store import runs  # noqa: E402
+from mlpipe.store.runs import Run  # noqa: E402
 
 SPEC = ROOT / "dags" / "pipelines" / "loan_default.yaml"
 REPORTS, STORAGE_TRIALS = 150, 5
 
 
 def split_run(folder: Path) -> Run:
-    os.environ.update({"MLPIPE_STORE": storage.normalize(folder / "store"), "MLPIPE_PII_KEY": "bench-key",
+    os.environ.update({"MLPIPE_STORE": uris.normalize(folder / "store"), "MLPIPE_PII_KEY": "bench-key",
                        "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"})
     uri = runs.start(spec.load(SPEC), "bench_tune")
     for step in ("ingest", "split"):

@@ -29,10 +29,12 @@ import pytest
 import yaml
 from airflow.sdk.exceptions import AirflowFailException
 
-from mlpipe import datasets, runs, storage
-from mlpipe.orchestration import factory, node_pools
-from mlpipe.orchestration.runtimes import step_command
-from mlpipe.steps.train import CUDA_FALLBACK
+from mlpipe.compute import node_pools
+from mlpipe.data import datasets
+from mlpipe.model.booster import CUDA_FALLBACK
+from mlpipe.orchestration import factory
+from mlpipe.orchestration.protocol import step_command
+from mlpipe.store import runs, storage
 from tests import services, step_pods
 from tests.conftest import DATA_PATH, ROOT, SPEC_PATH, require_packages
 from tests.containers import podman
@@ -278,7 +280,7 @@ def test_both_task_images_pin_a_models_requirements_alike():
     """A model logged in the CPU image (xgboost-cpu installed) needs the same xgboost as one from the GPU image."""
     xgboost = next(line for line in (ROOT / "requirements.lock").read_text().splitlines()
                    if line.startswith("xgboost=="))
-    script = "import json; from mlpipe.serving_model import pip_requirements; print(json.dumps(pip_requirements()))"
+    script = "import json; from mlpipe.model.pyfunc import pip_requirements; print(json.dumps(pip_requirements()))"
     cpu, gpu = (json.loads(podman.podman("run", "--rm", "--entrypoint", "python", image, "-c", script)
                            .stdout.splitlines()[-1]) for image in images()[:2])
     assert cpu == gpu and xgboost in cpu

@@ -439,7 +439,7 @@ def test_every_values_key_is_documented():
 
 
 def test_changing_the_gpu_pool_in_the_values_changes_the_training_pod(chart, tmp_path, monkeypatch):
-    from mlpipe.orchestration.node_pools import POOLS_ENV
+    from mlpipe.compute.node_pools import POOLS_ENV
     from tests.conftest import SPEC_PATH
     from tests.unit.test_kubernetes_runtime import pod_manifest, step_operators
 

@@ -28,8 +28,8 @@ import boto3
 import psutil
 import pytest
 
-from mlpipe import runs
-from mlpipe.tracking import RUN_URI_TAG
+from mlpipe.registry.tracking import RUN_URI_TAG
+from mlpipe.store import runs
 from tests import services
 from tests.conftest import DATA_PATH
 

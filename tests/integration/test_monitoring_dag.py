@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipe import runs, storage, urls
-from mlpipe.runs import Run
+from mlpipe.core import uris, urls
 from mlpipe.steps import run_step
+from mlpipe.store import runs, storage
+from mlpipe.store.runs import Run
 from tests.conftest import DATA_PATH, airflow_env
 from tests.unit.analysis_fixtures import TRAINED, module_env_fixture, run_steps, start  # noqa: F401
 from tests.unit.test_alerts import HttpReceiver
@@ -50,7 +51,7 @@ def airflow(tmp_path_factory, module_env, receiver):
 @pytest.fixture(scope="module")
 def champion(module_env) -> str:
     uri = run_steps(start("champion", **{"tuning.enabled": False}), TRAINED)
-    storage.write_json(storage.join(uri, runs.OPTIONS), {"force_promote": True})
+    storage.write_json(uris.join(uri, runs.OPTIONS), {"force_promote": True})
     assert run_step("register", uri)["promoted"]
     return uri
 

@@ -27,7 +27,8 @@ import pandas as pd
 import pytest
 import requests
 
-from mlpipe import audit, runs, storage
+from mlpipe.core import uris
+from mlpipe.store import audit, runs
 from tests import services
 from tests.conftest import DATA_PATH, ROOT, airflow_env
 
@@ -66,8 +67,8 @@ def deployment(tmp_path_factory):
     (home / "passwords.json").write_text(json.dumps(passwords))
     env = airflow_env(
         home,
-        MLPIPE_STORE=storage.normalize(tmp / "store"), MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}",
-        MLPIPE_MLFLOW_ARTIFACTS=storage.normalize(tmp / "mlartifacts"), MLPIPE_PII_KEY="test-key-not-a-secret",
+        MLPIPE_STORE=uris.normalize(tmp / "store"), MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}",
+        MLPIPE_MLFLOW_ARTIFACTS=uris.normalize(tmp / "mlartifacts"), MLPIPE_PII_KEY="test-key-not-a-secret",
         MLPIPE_MLFLOW_UI=MLFLOW_UI, MLPIPE_RUNTIME="local",
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=",".join(f"{u}:{r}" for u, r in USERS.items()),
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(home / "passwords.json"),

@@ -20,11 +20,13 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from mlpipe import audit, runs, storage
 from mlpipe.cli import EXIT_UNAVAILABLE
-from mlpipe.runs import OPTIONS, RESULT, Run
-from mlpipe.steps.register import AUDIT_TAG, DECISIONS
-from mlpipe.tracking import RUN_URI_TAG
+from mlpipe.core import uris
+from mlpipe.registry.names import AUDIT_TAG
+from mlpipe.registry.tracking import RUN_URI_TAG
+from mlpipe.steps.register import DECISIONS
+from mlpipe.store import audit, runs, storage
+from mlpipe.store.runs import OPTIONS, RESULT, Run
 from tests import services
 from tests.unit.analysis_fixtures import TRAINED, clone, start
 
@@ -60,7 +62,7 @@ class Registry:
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory) -> Iterator[Registry]:
     folder = tmp_path_factory.mktemp("registry")
-    backend, artifacts = f"sqlite:///{folder / 'mlflow.db'}", storage.normalize(folder / "mlartifacts")
+    backend, artifacts = f"sqlite:///{folder / 'mlflow.db'}", uris.normalize(folder / "mlartifacts")
     server = Registry(backend, artifacts, folder, services.start_mlflow(backend, artifacts, folder,
                                                                         services.clean_env()))
     try:
@@ -72,7 +74,7 @@ def registry(tmp_path_factory) -> Iterator[Registry]:
 @pytest.fixture(scope="module")
 def env(registry, tmp_path_factory) -> Iterator[dict[str, str]]:
     """The environment of this module and of its step processes: a fresh store, the MLflow server."""
-    settings = {"MLPIPE_STORE": storage.normalize(tmp_path_factory.mktemp("store")),
+    settings = {"MLPIPE_STORE": uris.normalize(tmp_path_factory.mktemp("store")),
                 "MLFLOW_TRACKING_URI": registry.url, "MLPIPE_PII_KEY": "test-key-not-a-secret"}
     with pytest.MonkeyPatch.context() as patch:
         for name, value in settings.items():
@@ -130,7 +132,7 @@ def unavailable_message(url: str, command: str = "step") -> str:
 
 def test_runs_trained_at_once_never_mix(trained):
     store = runs.store_uri()
-    assert {"alpha", "beta"} <= set(storage.children(storage.join(store, "loan_default", "runs")))
+    assert {"alpha", "beta"} <= set(storage.children(uris.join(store, "loan_default", "runs")))
     mlflow_runs = set()
     for uri in trained:
         run = Run(uri)
@@ -151,7 +153,7 @@ def test_runs_trained_at_once_never_mix(trained):
 
 def test_two_registers_at_once_decide_one_after_the_other(trained, env, tmp_path):
     for uri in trained:  # both are promoted whatever they score: the test is about the order of decisions
-        storage.write_json(storage.join(uri, OPTIONS), {"force_promote": True})
+        storage.write_json(uris.join(uri, OPTIONS), {"force_promote": True})
     go = tmp_path / "go"
     code = ("import sys, time, pathlib; import mlflow, mlpipe.steps.register; from mlpipe.cli import main; "
             "pathlib.Path(sys.argv[3]).touch(); go = pathlib.Path(sys.argv[2])\n"

@@ -24,12 +24,14 @@ import numpy as np
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from mlpipe import datasets, runs, spec, storage
-from mlpipe.cli import EXIT_UNAVAILABLE
+from mlpipe.core import spec, uris
+from mlpipe.core.errors import EXIT_UNAVAILABLE
+from mlpipe.data import datasets
+from mlpipe.model.baseline import load_baseline
 from mlpipe.orchestration.runtimes import LocalStepOperator
-from mlpipe.runs import RESULT, Run, StepNotFinished
 from mlpipe.steps import run_step
-from mlpipe.steps.train import load_baseline
+from mlpipe.store import runs, storage
+from mlpipe.store.runs import RESULT, Run, StepNotFinished
 from tests.conftest import SPEC_PATH
 from tests.faults import CuttableProxy
 
@@ -47,7 +49,7 @@ def tree_hashes(uri: str) -> dict[str, str]:
     """sha256 of every object under the folder ``uri`` (but result.json), by path relative to it."""
     hashes = {}
     for name in storage.children(uri):
-        child = storage.join(uri, name)
+        child = uris.join(uri, name)
         if inner := tree_hashes(child):
             hashes.update({f"{name}/{path}": digest for path, digest in inner.items()})
         elif name != RESULT:
@@ -155,7 +157,7 @@ def test_a_step_killed_mid_write_and_rerun_writes_what_an_uninterrupted_run_writ
         assert process.wait() == -signal.SIGKILL
     with pytest.raises(StepNotFinished, match=f"step '{step}' has not finished"):
         Run(killed).result(step)
-    folder = storage.local_path(Run(killed).path(step))
+    folder = uris.local_path(Run(killed).path(step))
     leftover = folder / ".part-00000.parquet.killed"  # what a write cut between its temp file and rename leaves
     leftover.parent.mkdir(parents=True, exist_ok=True)
     leftover.write_bytes(b"half a part")

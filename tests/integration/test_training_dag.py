@@ -14,9 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlpipe import runs, storage
+from mlpipe.core import uris
+from mlpipe.registry.tracking import NOTES_TAG
+from mlpipe.store import runs, storage
 from mlpipe.summary import summarize
-from mlpipe.tracking import NOTES_TAG
 from tests.conftest import DATA_PATH, airflow_env
 from tests.planted_secrets import SECRETS, files_under, hits
 
@@ -95,11 +96,11 @@ def test_training_then_scoring_end_to_end(dag_run, airflow_home, pipeline_env, t
     assert code == 0, scoring_log[-5000:]
     scored = runs.Run(scoring_uri).result("score")
     assert (scored["rows"], scored["model_version"], scored["source"]) == (1000, 1, batch.as_uri())
-    predictions = pd.concat(pd.read_parquet(storage.local_path(storage.join(scored["predictions"], name)))
+    predictions = pd.concat(pd.read_parquet(uris.local_path(uris.join(scored["predictions"], name)))
                             for name in storage.children(scored["predictions"]))
     assert len(predictions) == 1000 and predictions["model_version"].eq(1).all()
 
-    files = files_under(airflow_home, *(storage.local_path(pipeline_env[name])
+    files = files_under(airflow_home, *(uris.local_path(pipeline_env[name])
                                         for name in ("MLPIPE_STORE", "MLPIPE_MLFLOW_ARTIFACTS")),
                         Path(pipeline_env["MLFLOW_TRACKING_URI"].removeprefix("sqlite:///")))
     assert {"airflow.db", "mlflow.db"} <= {path.name for path in files} and len(files) > 50

@@ -15,9 +15,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from mlpipe.runs import Run
 from mlpipe.steps import run_step
 from mlpipe.steps.tune import SHARD_ATTR, STORAGE_ENV, open_storage
+from mlpipe.store.runs import Run
 from tests.unit.analysis_fixtures import (
     module_env_fixture,  # noqa: F401  (the module_env fixture)
     run_steps,

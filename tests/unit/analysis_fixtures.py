@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from mlpipe import runs, spec, storage
-from mlpipe.runs import RESULT, Run
+from mlpipe.core import spec, uris
 from mlpipe.steps import run_step
+from mlpipe.store import runs, storage
+from mlpipe.store.runs import RESULT, Run
 from tests.conftest import SPEC_PATH
 
 # Fewer, faster boosting rounds than the production spec; still a real, early-stopped model.
@@ -42,9 +43,9 @@ def module_env_fixture(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pipeline")
     database = folder / "mlflow.db"
     database.write_bytes(_empty_mlflow_db(tmp_path_factory.getbasetemp()))
-    env = {"MLPIPE_STORE": storage.normalize(folder / "store"),
+    env = {"MLPIPE_STORE": uris.normalize(folder / "store"),
            "MLFLOW_TRACKING_URI": f"sqlite:///{database}",
-           "MLPIPE_MLFLOW_ARTIFACTS": storage.normalize(folder / "mlartifacts"),
+           "MLPIPE_MLFLOW_ARTIFACTS": uris.normalize(folder / "mlartifacts"),
            "MLPIPE_PII_KEY": "test-key-not-a-secret"}
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
@@ -68,7 +69,7 @@ def clone(source: str, run_id: str, steps: tuple[str, ...], **overrides) -> str:
     """A new run with ``source``'s spec (plus overrides) and copies of its ``steps`` folders."""
     uri = start(run_id, Run(source).spec, **overrides)
     for step in steps:
-        shutil.copytree(storage.local_path(Run(source).path(step)), storage.local_path(Run(uri).path(step)))
+        shutil.copytree(uris.local_path(Run(source).path(step)), uris.local_path(Run(uri).path(step)))
     return uri
 
 

@@ -20,14 +20,14 @@ import pytest
 import uvicorn
 from mlflow import MlflowClient
 
-from mlpipe import storage
-from mlpipe.pii import keyed_hash
-from mlpipe.runs import Run
+from mlpipe.core import uris
+from mlpipe.data.pii import keyed_hash
+from mlpipe.registry.names import CHAMPION, THRESHOLD_TAG
 from mlpipe.serving.app import create_app
 from mlpipe.serving.capture import Capture
 from mlpipe.serving.loader import ServedModel, load
 from mlpipe.steps import run_step
-from mlpipe.steps.register import CHAMPION, THRESHOLD_TAG
+from mlpipe.store.runs import Run
 from tests.conftest import DATA_PATH, free_port
 from tests.unit.analysis_fixtures import TRAINED, clone, replace_result
 
@@ -110,7 +110,7 @@ def wait_ready(url: str, headers: dict[str, str] | None = None) -> None:
 @pytest.fixture(scope="module", name="server")
 def server_fixture(registry, tmp_path_factory) -> Iterator[str]:
     """A server of the champion (no A/B, no shadow), capturing nothing."""
-    capture = Capture(storage.normalize(tmp_path_factory.mktemp("unused-capture")), 0.0)
+    capture = Capture(uris.normalize(tmp_path_factory.mktemp("unused-capture")), 0.0)
     with running(create_app(registry["spec"], poll_seconds=3600, token="", capture=capture)) as url:
         wait_ready(url)
         yield url

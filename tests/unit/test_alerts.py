@@ -20,8 +20,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from airflow.sdk import Connection
 
-from mlpipe import alerts, runs, spec, storage, urls
-from mlpipe.orchestration import alerting, factory
+from mlpipe.core import spec, urls
+from mlpipe.orchestration import alerts, callbacks, factory
+from mlpipe.store import runs, storage
 from tests.conftest import SPEC_PATH, free_port
 
 RUN_ID = "manual__2026-11-23T17:59:31.734240+00:00"
@@ -142,7 +143,7 @@ def test_task_failure_alert_names_pipeline_dag_task_run_try_error_and_links(pipe
     error = RuntimeError("step analyze refused its input:\nanalysis set has no positives\n"
                          + "\n".join(f"detail {i}" for i in range(40)))
     ti = failed_ti("analyze_model", try_number=3)
-    alert = alerting.task_failure_alert("loan_default", runs.TRAINING, {"ti": ti, "run_id": RUN_ID,
+    alert = callbacks.task_failure_alert("loan_default", runs.TRAINING, {"ti": ti, "run_id": RUN_ID,
                                                                         "exception": error})
     assert alert.title == "loan_default_training: task analyze_model failed"
     assert alert.fields == {"Pipeline": "loan_default", "DAG": "loan_default_training", "Task": "analyze_model",
@@ -160,7 +161,7 @@ def test_task_failure_alert_names_pipeline_dag_task_run_try_error_and_links(pipe
 def test_mapped_task_link_and_no_mlflow_link_before_training(pipeline_env, connections):
     runs.start(spec.load(SPEC_PATH), RUN_ID)  # nothing trained yet
     ti = failed_ti("tune_trials", try_number=2, map_index=1)
-    alert = alerting.task_failure_alert("loan_default", runs.TRAINING, {"ti": ti, "exception": None})
+    alert = callbacks.task_failure_alert("loan_default", runs.TRAINING, {"ti": ti, "exception": None})
     assert alert.fields["Task"] == "tune_trials[1]"
     assert alert.links == {"Task log": ti.log_url}
     assert alert.links["Task log"].endswith("/tasks/tune_trials/mapped/1?try_number=2")
@@ -170,7 +171,7 @@ def test_mapped_task_link_and_no_mlflow_link_before_training(pipeline_env, conne
 def test_ui_links_default_to_localhost(pipeline_env, monkeypatch):
     monkeypatch.delenv("AIRFLOW__API__BASE_URL", raising=False)
     monkeypatch.delenv(urls.MLFLOW_UI_ENV, raising=False)
-    assert alerting.airflow_ui_base() == "http://localhost:8080"
+    assert callbacks.airflow_ui_base() == "http://localhost:8080"
     assert urls.mlflow_run_url("abc") == "http://localhost:5000/#/runs/abc"
     assert alerts.dag_run_url("http://localhost:8080/", "d", "r 1") == "http://localhost:8080/dags/d/runs/r%201"
 
@@ -179,7 +180,7 @@ def test_run_failure_alert_from_a_dag_callback_context(pipeline_env, connections
     training_run_with_mlflow("feedbeef")
     dag = factory.training_dag(SPEC_PATH)
     context = {"dag": dag, "run_id": RUN_ID, "reason": "task_failure", "ti": failed_ti("register_model", 1)}
-    alert = alerting.run_failure_alert("loan_default", runs.TRAINING, context)
+    alert = callbacks.run_failure_alert("loan_default", runs.TRAINING, context)
     assert alert.title == f"loan_default_training: run {RUN_ID} failed"
     assert alert.fields["Reason"] == "task_failure" and alert.fields["Task"] == "register_model"
     assert alert.links["DAG run"].startswith("https://airflow.example.com/dags/loan_default_training/runs/manual__")
@@ -246,7 +247,7 @@ def test_deliver_posts_to_the_webhook_and_emails_the_recipients(connections, rec
 def test_receiver_answering_500_is_logged_not_raised(connections, smtp, settings, caplog, monkeypatch):
     with HttpReceiver(status=500) as failing:
         monkeypatch.setenv("AIRFLOW_CONN_MLPIPE_ALERTS_WEBHOOK", failing.url)
-        with caplog.at_level(logging.ERROR, logger="mlpipe.alerts"):
+        with caplog.at_level(logging.ERROR, logger="mlpipe.orchestration.alerts"):
             outcome = alerts.deliver(alerts.Alert(title="t"), settings)
         assert len(failing.requests) == 1
     assert outcome == {"webhook": "failed: HTTP 500", "email": "sent"}  # one channel failing spares the other
@@ -257,7 +258,7 @@ def test_receivers_down_are_logged_not_raised(monkeypatch, settings, caplog):
     monkeypatch.setenv("AIRFLOW_CONN_MLPIPE_ALERTS_WEBHOOK", f"http://127.0.0.1:{free_port()}/hook")
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", f"smtp://127.0.0.1:{free_port()}?disable_tls=true"
                                                     "&disable_ssl=true&timeout=5")
-    with caplog.at_level(logging.ERROR, logger="mlpipe.alerts"):
+    with caplog.at_level(logging.ERROR, logger="mlpipe.orchestration.alerts"):
         outcome = alerts.deliver(alerts.Alert(title="t"), settings)
     assert outcome["webhook"].startswith("failed:") and outcome["email"].startswith("failed:")
     assert "webhook 'mlpipe_alerts_webhook' failed" in caplog.text
@@ -267,7 +268,7 @@ def test_receivers_down_are_logged_not_raised(monkeypatch, settings, caplog):
 def test_undefined_connections_and_no_recipients_skip_their_channel(monkeypatch, caplog, smtp):
     monkeypatch.delenv("AIRFLOW_CONN_MLPIPE_ALERTS_WEBHOOK", raising=False)
     monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)
-    with caplog.at_level(logging.INFO, logger="mlpipe.alerts"):
+    with caplog.at_level(logging.INFO, logger="mlpipe.orchestration.alerts"):
         outcome = alerts.deliver(alerts.Alert(title="t"), spec.Alerts(email_to=["a@example.com"]))
     assert outcome == {"webhook": "skipped: connection 'mlpipe_alerts_webhook' is not defined",
                        "email": "skipped: connection 'smtp_default' is not defined"}
@@ -284,7 +285,7 @@ def test_undefined_connections_and_no_recipients_skip_their_channel(monkeypatch,
 # --- the Airflow side --------------------------------------------------------------------------------
 
 def test_notifier_delivers_a_task_failure(pipeline_env, connections, receiver, smtp, settings):
-    notifier = alerting.PipelineAlertNotifier("loan_default", runs.TRAINING, settings, "task")
+    notifier = callbacks.PipelineAlertNotifier("loan_default", runs.TRAINING, settings, "task")
     notifier({"ti": failed_ti(), "run_id": RUN_ID, "exception": ValueError("missing.csv: no such file")})
     [text] = receiver.texts()
     assert text.startswith("loan_default_training: task ingest_data failed\n")
@@ -294,7 +295,7 @@ def test_notifier_delivers_a_task_failure(pipeline_env, connections, receiver, s
 
 
 def test_notifier_never_raises(connections, receiver, settings, caplog):
-    notifier = alerting.PipelineAlertNotifier("loan_default", runs.TRAINING, settings, "task")
+    notifier = callbacks.PipelineAlertNotifier("loan_default", runs.TRAINING, settings, "task")
     notifier({"run_id": RUN_ID})  # no "ti": the message cannot be built
     assert receiver.requests == []
     assert "could not alert on a task failure of loan_default" in caplog.text
@@ -302,7 +303,7 @@ def test_notifier_never_raises(connections, receiver, settings, caplog):
 
 def test_send_alert_for_monitoring(connections, receiver, smtp):
     pipeline = spec.with_overrides(spec.load(SPEC_PATH), {"alerts.email_to": ["risk@example.com"]})
-    outcome = alerting.send_alert(pipeline, "loan_default: drift breach", "PSI 0.41 on int_rate",
+    outcome = callbacks.send_alert(pipeline, "loan_default: drift breach", "PSI 0.41 on int_rate",
                                   {"Report": "file:///store/monitoring/r1/report.html"})
     assert outcome == {"webhook": "sent", "email": "sent"}
     [text] = receiver.texts()
@@ -320,19 +321,19 @@ def test_every_dag_alerts_on_failures_and_carries_its_deadline():
         [deadline] = dag.deadline
         assert deadline.interval == timedelta(minutes=getattr(pipeline.alerts.deadline_minutes, kind))
         assert type(deadline.reference).__name__ == "DagRunQueuedAtDeadline"
-        assert deadline.callback.path == "mlpipe.orchestration.alerting.deadline_missed"
-        assert isinstance(dag.on_failure_callback, alerting.PipelineAlertNotifier)
+        assert deadline.callback.path == "mlpipe.orchestration.callbacks.deadline_missed"
+        assert isinstance(dag.on_failure_callback, callbacks.PipelineAlertNotifier)
         assert dag.on_failure_callback.scope == "run"
         for task in dag.tasks:
             [callback] = task.on_failure_callback
-            assert isinstance(callback, alerting.PipelineAlertNotifier) and callback.scope == "task", task.task_id
+            assert isinstance(callback, callbacks.PipelineAlertNotifier) and callback.scope == "task", task.task_id
     assert dags["loan_default_training"].deadline[0].interval == timedelta(minutes=240)
 
 
 def test_no_deadline_when_its_minutes_are_unset():
     pipeline = spec.with_overrides(spec.load(SPEC_PATH), {"alerts.deadline_minutes.scoring": None})
-    assert alerting.deadline_for(pipeline, "scoring", runs.SCORING) is None
-    assert alerting.dag_alerting(pipeline, "scoring", runs.SCORING)["deadline"] is None
+    assert callbacks.deadline_for(pipeline, "scoring", runs.SCORING) is None
+    assert callbacks.dag_alerting(pipeline, "scoring", runs.SCORING)["deadline"] is None
 
 
 def test_deadline_callback_run_as_the_triggerer_runs_it(pipeline_env, connections, receiver, smtp, tmp_path):
@@ -342,7 +343,7 @@ def test_deadline_callback_run_as_the_triggerer_runs_it(pipeline_env, connection
     from airflow.triggers.callback import CallbackTrigger
 
     pipeline = spec.with_overrides(spec.load(SPEC_PATH), {"alerts.email_to": ["oncall@example.com"]})
-    deadline = alerting.deadline_for(pipeline, "training", runs.TRAINING)
+    deadline = callbacks.deadline_for(pipeline, "training", runs.TRAINING)
     queued = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
     context = {"dag_run": {"dag_id": "loan_default_training", "dag_run_id": RUN_ID, "state": "running",
                            "queued_at": queued.isoformat()},

@@ -11,14 +11,17 @@ from matplotlib.image import imread
 from mlflow import MlflowClient
 from sklearn import metrics as skm
 
-from mlpipe import datasets, storage
-from mlpipe.features import labels, schema
-from mlpipe.model import TabularModel
-from mlpipe.runs import ERROR, Run
-from mlpipe.steps import StepError, run_step
+from mlpipe.core import uris
+from mlpipe.core.errors import Refused
+from mlpipe.data import datasets
+from mlpipe.data.features import labels, schema
+from mlpipe.model.baseline import load_baseline
+from mlpipe.model.tabular import TabularModel
 from mlpipe.steps import analyze as analyze_step
+from mlpipe.steps import run_step
 from mlpipe.steps.analyze import choose_threshold, sensitivity
-from mlpipe.steps.train import load_baseline
+from mlpipe.store import storage
+from mlpipe.store.runs import ERROR, Run
 from tests.unit.analysis_fixtures import (  # noqa: F401 (the pytest fixtures analyzed_run, module_env)
     analyzed_run_fixture,
     clone,
@@ -176,7 +179,7 @@ def test_plots_are_png_images(analyzed_run):
     for name, uri in plots.items():
         assert uri == Run(analyzed_run).path("analyze", "plots", f"{name}.png")
         assert storage.read_bytes(uri).startswith(PNG_SIGNATURE)
-        height, width, _ = imread(storage.local_path(uri)).shape
+        height, width, _ = imread(uris.local_path(uri)).shape
         assert height >= 300 and width >= 400
 
 
@@ -207,7 +210,7 @@ def test_metrics_and_plots_are_logged_to_the_training_mlflow_run(analyzed_run):
 def test_bad_input_fails_clearly_and_leaves_no_output(analyzed_run, change, message, request):
     uri = detach_mlflow_run(clone(analyzed_run, request.node.name, ("ingest", "split", "train", "analyze"),
                                   **change))
-    with pytest.raises(StepError, match=message):
+    with pytest.raises(Refused, match=message):
         run_step("analyze", uri)
     assert storage.children(Run(uri).path("analyze")) == [ERROR]  # the copied earlier result is gone too
     mlflow_run = Run(uri).result("train")["mlflow_run_id"]

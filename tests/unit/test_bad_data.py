@@ -7,9 +7,11 @@ import json
 import pandas as pd
 import pytest
 
-from mlpipe import storage
-from mlpipe.runs import ERROR, Run, StepNotFinished
-from mlpipe.steps import StepError, run_step
+from mlpipe.core import uris
+from mlpipe.core.errors import Refused
+from mlpipe.steps import run_step
+from mlpipe.store import storage
+from mlpipe.store.runs import ERROR, Run, StepNotFinished
 from tests.conftest import DATA_PATH
 
 BAD_LINE = 11  # the header is line 1
@@ -32,7 +34,7 @@ def test_a_malformed_csv_line_is_refused_by_ingest_naming_the_line(start_run, tm
     source = tmp_path / "loans.csv"
     source.write_text(with_line(lines, change(lines[BAD_LINE - 1])))
     run = start_run(**{"data.source": source.as_uri()})
-    with pytest.raises(StepError, match=message):
+    with pytest.raises(Refused, match=message):
         run_step("ingest", run)
     assert storage.children(Run(run).path("ingest")) == [ERROR]  # how it failed, nothing else
     with pytest.raises(StepNotFinished):
@@ -51,7 +53,7 @@ def test_a_bad_value_is_refused_by_validate_naming_the_column(start_run, tmp_pat
     loans.to_csv(source, index=False)
     run = start_run(**{"data.source": source.as_uri()})
     run_step("ingest", run)
-    with pytest.raises(StepError, match=expectation):
+    with pytest.raises(Refused, match=expectation):
         run_step("validate", run)
     assert not storage.exists(Run(run).path("validate", "result.json"))  # the DAG's later tasks never start
 
@@ -75,7 +77,7 @@ def test_text_in_a_numeric_column_lists_the_text_not_the_numbers(start_run, tmp_
                                                                     40: "unknown"}),
                        "data.batch_rows": 1000})
     run_step("ingest", run)
-    with pytest.raises(StepError) as refused:
+    with pytest.raises(Refused) as refused:
         run_step("validate", run)
     lines = str(refused.value).splitlines()[1:]
     assert lines == [
@@ -85,8 +87,8 @@ def test_text_in_a_numeric_column_lists_the_text_not_the_numbers(start_run, tmp_
         "e.g. ['unknown' (3 rows), '?' (1 row)] / expected: type_list=numeric)"]
     assert not any(internal in str(refused.value) for internal in GX_INTERNALS)
     folder = Run(run).path("validate")
-    assert not storage.exists(storage.join(folder, "result.json"))
-    saved = storage.read_json(storage.join(folder, "validation.json"))  # the full GX result, its error included
+    assert not storage.exists(uris.join(folder, "result.json"))
+    saved = storage.read_json(uris.join(folder, "validation.json"))  # the full GX result, its error included
     errors = [item["exception_info"] for item in saved["results"]
               if item["expectation_config"]["type"] == "expect_column_values_to_be_between"
               and item["expectation_config"]["kwargs"]["column"] == "annual_inc"]
@@ -97,7 +99,7 @@ def test_many_texts_in_a_numeric_column_are_listed_within_bounds(start_run, tmp_
     values = {row: f"text {row} " + "x" * (row * 100) for row in range(1, 31)}  # 30 values, up to 3,000 characters
     run = start_run(**{"data.source": text_in_annual_inc(tmp_path, values)})
     run_step("ingest", run)
-    with pytest.raises(StepError) as refused:
+    with pytest.raises(Refused) as refused:
         run_step("validate", run)
     [line] = [line for line in str(refused.value).splitlines() if "in_type_list" in line]
     assert line.startswith("annual_inc: expect_column_values_to_be_in_type_list (observed: 0.30% of rows "
@@ -135,7 +137,7 @@ def test_repeated_or_missing_ids_are_refused_by_ingest_naming_the_rows(start_run
     source = tmp_path / "loans.csv"
     loans.to_csv(source, index=False)
     run = start_run(**{"data.source": source.as_uri(), "data.batch_rows": 1000, "id_columns": ["loan_id"]})
-    with pytest.raises(StepError, match=rf"id_columns \['loan_id'\]: {message}") as refused:
+    with pytest.raises(Refused, match=rf"id_columns \['loan_id'\]: {message}") as refused:
         run_step("ingest", run)
     assert "L0" not in str(refused.value)  # rows are named by position, never by id
     assert storage.children(Run(run).path("ingest")) == [ERROR]  # how it failed, nothing else

@@ -1,4 +1,4 @@
-"""The baseline a careful analyst fits (:mod:`mlpipe.baseline`), with real scikit-learn.
+"""The baseline a careful analyst fits (:mod:`mlpipe.model.baseline`), with real scikit-learn.
 
 Synthetic books (seeded, a few thousand rows, ~5% positives) where class weighting hurts or helps,
 where regularization matters or not, where missingness carries the signal; and the bundled loans
@@ -15,10 +15,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 
-from mlpipe import datasets, features, storage
-from mlpipe.baseline import C_GRID, Baseline, fit_baseline, preprocessing
-from mlpipe.runs import Run
+from mlpipe.core import uris
+from mlpipe.data import datasets, features
+from mlpipe.model.baseline import C_GRID, Baseline, fit_baseline, preprocessing
 from mlpipe.steps import run_step
+from mlpipe.store.runs import Run
 
 SEED = 0
 ROWS = 3000
@@ -129,7 +130,7 @@ def test_a_column_with_nulls_gets_a_missing_indicator_which_carries_its_signal(t
     assert roc_auc_score(validation[1], baseline.scores(validation[0])) > 0.7  # median imputation alone: ~0.5
     # Saved and loaded, it scores the same; unseen levels and nulls in a column without nulls in training
     # (no indicator for it) are scored too.
-    loaded = Baseline.load(baseline.save(storage.normalize(tmp_path / "baseline")))
+    loaded = Baseline.load(baseline.save(uris.normalize(tmp_path / "baseline")))
     odd = validation[0].head(3).assign(region=pd.Categorical([None] * 3, categories=REGIONS), x1=np.nan)
     np.testing.assert_array_equal(loaded.scores(validation[0]), baseline.scores(validation[0]))
     assert np.isfinite(loaded.scores(odd)).all()

@@ -10,12 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipe import columns, spec, storage
-from mlpipe.features import labels
-from mlpipe.model import TabularModel
-from mlpipe.profile import write_profile
-from mlpipe.runs import ERROR, Run
+from mlpipe.core import spec, uris
+from mlpipe.data import columns
+from mlpipe.data.features import labels
+from mlpipe.data.profile import write_profile
+from mlpipe.model.tabular import TabularModel
 from mlpipe.steps import run_step
+from mlpipe.store import storage
+from mlpipe.store.runs import ERROR, Run
 
 FAST = {"training.num_boost_round": 40, "training.early_stopping_rounds": 10, "tuning.enabled": False}
 
@@ -48,7 +50,7 @@ def minimal(source: str, **overrides) -> spec.Spec:
 def newcomer_csv(tmp_path) -> str:
     path = tmp_path / "applicants.csv"
     applicants().to_csv(path, index=False)
-    return storage.normalize(path)
+    return uris.normalize(path)
 
 
 def kinds_of(frame: pd.DataFrame, **overrides) -> dict[str, str]:
@@ -126,9 +128,9 @@ def test_every_column_a_spec_names_is_checked_by_profile_and_ingest_before_anyth
     output = tmp_path / "profile.json"
     pattern = rf"{named} is not a column of {newcomer_csv}(.|\n)*\(the columns of .*: applicant_id, income"
     with pytest.raises(spec.SpecError, match=pattern):
-        write_profile(broken, storage.normalize(output))
+        write_profile(broken, uris.normalize(output))
     assert not output.exists()
-    from mlpipe import runs
+    from mlpipe.store import runs
 
     run = runs.start(broken, "broken")
     with pytest.raises(spec.SpecError, match=pattern):
@@ -138,9 +140,9 @@ def test_every_column_a_spec_names_is_checked_by_profile_and_ingest_before_anyth
 
 def test_a_missing_reference_profile_fails_ingest_with_the_command_that_makes_it(pipeline_env, newcomer_csv,
                                                                                   tmp_path):
-    from mlpipe import runs
+    from mlpipe.store import runs
 
-    absent = storage.normalize(tmp_path / "newcomer.profile.json")
+    absent = uris.normalize(tmp_path / "newcomer.profile.json")
     run = runs.start(minimal(newcomer_csv, **{"validation.profile": absent}), "no_profile")
     with pytest.raises(Exception, match=rf"validation\.profile: there is no reference profile at {absent}; make "
                                         r"it with `mlpipe profile dags/pipelines/newcomer\.yaml`"):
@@ -149,9 +151,9 @@ def test_a_missing_reference_profile_fails_ingest_with_the_command_that_makes_it
 
 def test_text_columns_nobody_listed_train_through_the_real_steps(pipeline_env, newcomer_csv, tmp_path):
     """Before: train crashed with "Unable to parse string 'freelance'" after validation had passed."""
-    from mlpipe import runs
+    from mlpipe.store import runs
 
-    profile = storage.normalize(tmp_path / "newcomer.profile.json")
+    profile = uris.normalize(tmp_path / "newcomer.profile.json")
     newcomer = minimal(newcomer_csv, **{"validation.profile": profile})
     written = storage.read_json(write_profile(newcomer))
     assert {name: entry["kind"] for name, entry in written["columns"].items()} == {
@@ -187,8 +189,8 @@ def test_a_minimal_spec_gets_defaults_that_suit_the_data(tmp_path):
     path.write_text("name: first\ndata:\n  source: data/mine.csv\ntarget:\n  column: churned\n"
                     "  positive_class: 'yes'\n")
     first = spec.load(path)
-    assert first.validation.profile == storage.normalize(tmp_path / "first.profile.json")
-    assert first.data.source == storage.normalize(tmp_path / "data" / "mine.csv")
+    assert first.validation.profile == uris.normalize(tmp_path / "first.profile.json")
+    assert first.data.source == uris.normalize(tmp_path / "data" / "mine.csv")
     assert first.training.params["objective"] == "binary:logistic" and "eta" in first.tuning.search_space
     assert first.thresholds.fairness is None and first.slices == []
     assert first.validation.positive_rate_band(0.2) == (0.1, 0.3)
@@ -217,12 +219,12 @@ def test_make_runs_profile_writes_a_missing_profile_once_and_lists_the_feature_k
                     "  positive_class: defaulted\nid_columns: [applicant_id]\n")
     assert cli.main(["profile", "--keep", str(path)]) == 0
     wrote = capsys.readouterr().out
-    assert f"reference profile: wrote {storage.normalize(tmp_path / 'newcomer.profile.json')}" in wrote
+    assert f"reference profile: wrote {uris.normalize(tmp_path / 'newcomer.profile.json')}" in wrote
     assert "features: categorical has_phone, housing, purpose; numeric grade, income" in wrote
     before = (tmp_path / "newcomer.profile.json").read_bytes()
     assert cli.main(["profile", "--keep", str(path)]) == 0
     assert capsys.readouterr().out.strip() == (
-        f"reference profile: {storage.normalize(tmp_path / 'newcomer.profile.json')}")  # kept, not rewritten
+        f"reference profile: {uris.normalize(tmp_path / 'newcomer.profile.json')}")  # kept, not rewritten
     assert (tmp_path / "newcomer.profile.json").read_bytes() == before
 
 

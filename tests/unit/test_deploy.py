@@ -20,11 +20,13 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from mlflow import MlflowClient
 
-from mlpipe import audit, datasets, storage
-from mlpipe.model import TabularModel
-from mlpipe.runs import Run
-from mlpipe.steps import StepError, run_step
+from mlpipe.core.errors import Refused
+from mlpipe.data import datasets
+from mlpipe.model.tabular import TabularModel
+from mlpipe.steps import run_step
 from mlpipe.steps.deploy import SERVER_ENV, SMOKE_ROWS, TOKEN_ENV, records
+from mlpipe.store import audit, storage
+from mlpipe.store.runs import Run
 from tests.conftest import free_port
 from tests.unit.analysis_fixtures import (  # noqa: F401 (the pytest fixtures analyzed_run, module_env)
     analyzed_run_fixture,
@@ -125,7 +127,7 @@ def test_without_the_token_the_server_refuses_and_the_deploy_rolls_back(analyzed
         uri = register(analyzed_run, "tokenless_2", "tokenless_model")["run"]
         monkeypatch.setenv(SERVER_ENV, url)
         monkeypatch.delenv(TOKEN_ENV, raising=False)
-        with pytest.raises(StepError, match=r"POST /reload: HTTPStatusError: Client error '401 Unauthorized'"):
+        with pytest.raises(Refused, match=r"POST /reload: HTTPStatusError: Client error '401 Unauthorized'"):
             run_step("deploy", uri)
     assert aliases("tokenless_model") == {"champion": 1, "challenger": 2}
 
@@ -141,7 +143,7 @@ def test_a_server_that_does_not_serve_the_new_champion_is_rolled_back(analyzed_r
     with serving(tiny_app(model, fault=fault)) as url:
         uri = register(analyzed_run, f"{fault}_2", model)["run"]
         monkeypatch.setenv(SERVER_ENV, url)
-        with pytest.raises(StepError) as failure:
+        with pytest.raises(Refused) as failure:
             run_step("deploy", uri)
     assert str(failure.value) == (f"deploy of {model} version 2 to {url} failed: {problem}; "
                                   "the champion alias was rolled back to version 1")
@@ -156,7 +158,7 @@ def test_a_server_that_does_not_serve_the_new_champion_is_rolled_back(analyzed_r
 def test_a_server_that_is_down_fails_the_deploy_and_rolls_back(analyzed_run, monkeypatch):
     uri = promoted_twice(analyzed_run, "down_model")
     monkeypatch.setenv(SERVER_ENV, f"http://127.0.0.1:{free_port()}")
-    with pytest.raises(StepError, match=r"failed: POST /reload: ConnectError: .*rolled back to version 1$"):
+    with pytest.raises(Refused, match=r"failed: POST /reload: ConnectError: .*rolled back to version 1$"):
         run_step("deploy", uri)
     assert aliases("down_model") == {"champion": 1, "challenger": 2}
 
@@ -164,7 +166,7 @@ def test_a_server_that_is_down_fails_the_deploy_and_rolls_back(analyzed_run, mon
 def test_a_failed_first_deploy_has_nothing_to_roll_back_to_and_says_so(analyzed_run, monkeypatch):
     uri = register(analyzed_run, "first_deploy", "first_deploy_model")["run"]
     monkeypatch.setenv(SERVER_ENV, f"http://127.0.0.1:{free_port()}")
-    with pytest.raises(StepError, match="the champion alias was not rolled back: first_deploy_model has no "
+    with pytest.raises(Refused, match="the champion alias was not rolled back: first_deploy_model has no "
                                         "previous-champion version"):
         run_step("deploy", uri)
     assert aliases("first_deploy_model") == {"champion": 1, "challenger": 1}

@@ -19,8 +19,8 @@ import pytest
 from distributed import get_task_stream
 from sklearn.metrics import roc_auc_score
 
-from mlpipe import spec, storage
-from mlpipe.distributed import (
+from mlpipe.compute import node_pools
+from mlpipe.compute.distributed import (
     LABEL,
     TMP,
     cluster_spec,
@@ -33,10 +33,11 @@ from mlpipe.distributed import (
     train_on_dask,
     write_shards,
 )
-from mlpipe.features import labels, schema
-from mlpipe.model import TabularModel
-from mlpipe.orchestration import node_pools
-from mlpipe.steps.train import booster_params, fit_booster, inputs, scale_pos_weight
+from mlpipe.core import spec, uris
+from mlpipe.data.features import labels, schema
+from mlpipe.model.booster import booster_params, fit_booster, inputs, scale_pos_weight
+from mlpipe.model.tabular import TabularModel
+from mlpipe.store import storage
 from tests.conftest import DATA_PATH, SPEC_PATH
 
 K8S_VERSION = "1.31"
@@ -139,7 +140,7 @@ def test_booster_is_a_plain_model(pipeline, frames, setup, trained, tmp_path):
     best = booster.best_iteration
     assert booster.num_boosted_rounds() == best + 1 + pipeline.training.early_stopping_rounds
     assert max(history["auc"]) == history["auc"][best]
-    model = TabularModel.load(TabularModel(booster, feature_schema).save(storage.normalize(tmp_path / "m")))
+    model = TabularModel.load(TabularModel(booster, feature_schema).save(uris.normalize(tmp_path / "m")))
     assert model.tree_range() == (0, best + 1)
     holdout = frames["holdout"]
     assert model.scores(holdout) == pytest.approx(TabularModel(booster, feature_schema).scores(holdout))
@@ -147,7 +148,7 @@ def test_booster_is_a_plain_model(pipeline, frames, setup, trained, tmp_path):
 
 
 def test_workers_read_shards_from_s3(client, pipeline, frames, setup, s3_bucket):
-    """Shards on S3 are read by the workers through mlpipe.storage (their env points at the same endpoint)."""
+    """Shards on S3 are read by the workers through mlpipe.store.storage (their env points at the same endpoint)."""
     feature_schema, params, _ = setup
     aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
     client.run(lambda: os.environ.update(aws))  # a closure: it runs on each worker, on the worker's os.environ
@@ -224,7 +225,7 @@ def test_module_is_import_light():
     import subprocess
     import sys
 
-    code = ("import sys, mlpipe.distributed; "
+    code = ("import sys, mlpipe.compute.distributed; "
             "print([m for m in ('dask', 'distributed', 'xgboost', 'pandas') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parent)
@@ -235,26 +236,26 @@ def test_fit_distributed_shards_a_split_of_few_parts_and_trains_on_a_running_sch
                                                                                       setup, tmp_path):
     feature_schema, params, _ = setup
     short = pipeline.model_copy(update={"training": pipeline.training.model_copy(update={"num_boost_round": 3})})
-    parts = {part: storage.write_parquet(frames[part], storage.normalize(tmp_path / f"{part}.parquet"))
+    parts = {part: storage.write_parquet(frames[part], uris.normalize(tmp_path / f"{part}.parquet"))
              for part in ("train", "validation")}  # one part each: fewer than 2 workers x 2 shards
-    folder = storage.normalize(tmp_path / "run" / "train" / "shards")
+    folder = uris.normalize(tmp_path / "run" / "train" / "shards")
     booster, history, _ = fit_distributed(short, params, parts, feature_schema, folder, workers=2,
                                           scheduler_address=client.scheduler.address)
     assert booster.num_boosted_rounds() == 3 and len(history["logloss"]) == 3
-    assert storage.children(storage.join(folder, "train")) == [f"part-{i:05d}.parquet" for i in range(4)]
-    assert len(storage.children(storage.join(folder, "validation"))) == 4
+    assert storage.children(uris.join(folder, "train")) == [f"part-{i:05d}.parquet" for i in range(4)]
+    assert len(storage.children(uris.join(folder, "validation"))) == 4
 
 
 def test_a_split_of_enough_parts_is_its_own_shards(pipeline, frames, tmp_path):
-    folder = storage.normalize(tmp_path / "split")
+    folder = uris.normalize(tmp_path / "split")
     written = write_shards(frames["train"], folder, 5)
-    assert shards_of(folder, storage.normalize(tmp_path / "shards"), 4) == written
+    assert shards_of(folder, uris.normalize(tmp_path / "shards"), 4) == written
     assert not (tmp_path / "shards").exists()
 
 
 def test_the_train_step_goes_to_dask_above_a_row_count(client, start_run):
-    from mlpipe.runs import Run
     from mlpipe.steps import run_step
+    from mlpipe.store.runs import Run
 
     options = {"training.num_boost_round": 5, "training.distributed.scheduler_address": client.scheduler.address}
     small = start_run("below", **options, **{"training.distributed.above_rows": 10_000})
@@ -267,8 +268,8 @@ def test_the_train_step_goes_to_dask_above_a_row_count(client, start_run):
 
 
 def test_the_train_step_trains_on_dask_when_the_spec_says_so(client, start_run):
-    from mlpipe.runs import Run
     from mlpipe.steps import run_step
+    from mlpipe.store.runs import Run
 
     uri = start_run("dask_run", **{"training.distributed.enabled": True, "training.num_boost_round": 20,
                                    "training.distributed.scheduler_address": client.scheduler.address})

@@ -10,7 +10,7 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import ks_2samp
 
-from mlpipe.drift import FLOOR, categorical_drift, feature_drift, numeric_counts, numeric_drift, psi
+from mlpipe.monitoring.drift import FLOOR, categorical_drift, feature_drift, numeric_counts, numeric_drift, psi
 
 
 def test_psi_of_a_hand_computed_case():
@@ -69,8 +69,8 @@ def test_feature_drift_covers_every_reference_column_and_names_missing_ones(loan
 
 
 def test_a_feature_missing_in_every_current_row_drifts_by_its_missing_rate(loans):
-    from mlpipe.monitoring import why_drifting
-    from mlpipe.spec import Drift
+    from mlpipe.core.spec import Drift
+    from mlpipe.monitoring.judge import why_drifting
 
     gone = numeric_drift(loans["int_rate"], pd.Series([np.nan] * 500))
     assert (gone["ks"], gone["ks_pvalue"], gone["missing_current"]) == (None, None, 1.0)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mlpipe import datasets, storage
-from mlpipe.pii import keyed_hash
-from mlpipe.runs import ERROR, Run
-from mlpipe.spec import SpecError
-from mlpipe.steps import StepError, run_step
+from mlpipe.core.errors import Refused
+from mlpipe.core.spec import SpecError
+from mlpipe.data import datasets
+from mlpipe.data.pii import keyed_hash
+from mlpipe.steps import run_step
+from mlpipe.store import storage
+from mlpipe.store.runs import ERROR, Run
 
 
 def test_ingest_masks_pii_and_versions_the_data(start_run, loans):
@@ -66,7 +68,7 @@ def test_bad_source_is_refused_and_nothing_is_written(start_run, tmp_path, conte
     if content is not None:
         source.write_text(content)
     run = start_run(**{"data.source": source.as_uri()})
-    with pytest.raises((StepError, SpecError, storage.StorageError), match=pattern):
+    with pytest.raises((Refused, SpecError, storage.StorageError), match=pattern):
         run_step("ingest", run)
     assert storage.children(Run(run).path("ingest")) == [ERROR]  # how it failed, nothing else
 
@@ -74,7 +76,7 @@ def test_bad_source_is_refused_and_nothing_is_written(start_run, tmp_path, conte
 def test_hash_rule_without_key_is_refused(start_run, monkeypatch):
     run = start_run()
     monkeypatch.delenv("MLPIPE_PII_KEY")
-    with pytest.raises(StepError, match=r"needs the secret \$MLPIPE_PII_KEY"):
+    with pytest.raises(Refused, match=r"needs the secret \$MLPIPE_PII_KEY"):
         run_step("ingest", run)
 
 
@@ -129,7 +131,7 @@ def test_a_bad_part_after_good_ones_leaves_no_snapshot(start_run, loans, tmp_pat
     loans.iloc[:5_000].to_parquet(tmp_path / "part-00000.parquet")
     loans.iloc[5_000:].astype({"int_rate": str}).assign(int_rate="high").to_parquet(tmp_path / "part-00001.parquet")
     run = start_run(**{"data.source": tmp_path.as_uri(), "data.batch_rows": 1_000})
-    with pytest.raises(StepError, match=r"part-00001.parquet: column 'int_rate' is (string|large_string) here "
+    with pytest.raises(Refused, match=r"part-00001.parquet: column 'int_rate' is (string|large_string) here "
                                         r"but double in the first part"):
         run_step("ingest", run)
     assert storage.children(Run(run).path("ingest")) == [ERROR]  # the 5 parts written before are gone
@@ -138,13 +140,13 @@ def test_a_bad_part_after_good_ones_leaves_no_snapshot(start_run, loans, tmp_pat
 def test_a_short_csv_row_names_the_file_and_the_problem(start_run, loans, tmp_path):
     source = tmp_path / "loans.csv"
     source.write_text(loans.to_csv(index=False) + "1,2,3\n")
-    with pytest.raises(StepError, match=r"loans.csv: cannot be read as csv: line 9859 has 3 fields, "
+    with pytest.raises(Refused, match=r"loans.csv: cannot be read as csv: line 9859 has 3 fields, "
                                         r"the header 23: '1,2,3'$"):  # 9,857 rows after the header
         run_step("ingest", start_run(**{"data.source": source.as_uri()}))
 
 
 def test_split_before_ingest_is_a_clear_error(start_run):
-    from mlpipe.runs import StepNotFinished
+    from mlpipe.store.runs import StepNotFinished
 
     with pytest.raises(StepNotFinished, match="step 'ingest' has not finished"):
         run_step("split", start_run())

@@ -14,8 +14,9 @@ import yaml
 from airflow.sdk.exceptions import AirflowFailException
 from kubernetes.client import models as k8s
 
-from mlpipe import spec
-from mlpipe.orchestration import factory, node_pools
+from mlpipe.compute import node_pools
+from mlpipe.core import spec
+from mlpipe.orchestration import factory
 from mlpipe.orchestration.kubernetes import KubernetesStepOperator
 from tests import step_pods
 from tests.conftest import SPEC_PATH

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from mlpipe import lease, storage
+from mlpipe.core import uris
+from mlpipe.store import lease, storage
 
 
 def warnings_of(caplog) -> list[str]:
@@ -24,12 +25,12 @@ def warnings_of(caplog) -> list[str]:
 def folder(request, tmp_path) -> str:
     """A fresh lease folder: local, or in a bucket of the local S3 endpoint."""
     if request.param == "file":
-        return storage.normalize(tmp_path / "leases" / "model")
+        return uris.normalize(tmp_path / "leases" / "model")
     return f"s3://{request.getfixturevalue('s3_bucket')}/leases/model"
 
 
 def test_create_exclusive_creates_once_and_keeps_the_first_content(folder):
-    uri = storage.join(folder, "object.json")
+    uri = uris.join(folder, "object.json")
     assert storage.create_exclusive(uri, b"first") is True
     assert storage.create_exclusive(uri, b"second") is False
     assert storage.read_bytes(uri) == b"first"
@@ -78,7 +79,7 @@ def test_a_busy_lease_fails_after_the_wait_naming_its_holder(folder):
 def test_an_expired_hold_is_taken_over_and_its_late_release_frees_nothing(folder, caplog):
     crashed = lease.acquire(folder, "crashed holder", ttl=0.5, wait=1)
     time.sleep(0.6)
-    with caplog.at_level(logging.WARNING, logger="mlpipe.lease"):
+    with caplog.at_level(logging.WARNING, logger="mlpipe.store.lease"):
         taker = lease.acquire(folder, "next holder", ttl=60, wait=1)
         lease.release(crashed)  # it comes back late: the lease is not its own any more
     assert taker.generation == crashed.generation + 1
@@ -94,7 +95,7 @@ def test_an_expired_hold_is_taken_over_and_its_late_release_frees_nothing(folder
 
 def test_the_same_owner_takes_over_the_hold_an_earlier_attempt_left(folder, caplog):
     lease.acquire(folder, "register step of run A", ttl=600, wait=0)  # its process died holding it
-    with caplog.at_level(logging.WARNING, logger="mlpipe.lease"):
+    with caplog.at_level(logging.WARNING, logger="mlpipe.store.lease"):
         retry = lease.acquire(folder, "register step of run A", ttl=600, wait=0)
     assert retry.generation == 2
     process = f"host {socket.gethostname()}, pid {os.getpid()}"

@@ -13,11 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipe import cli, runs, storage
-from mlpipe.runs import Run
-from mlpipe.serving.capture import Capture, folder
-from mlpipe.steps import StepError, run_step
+from mlpipe import cli
+from mlpipe.core import uris
+from mlpipe.core.errors import Refused
+from mlpipe.serving.capture import Capture
+from mlpipe.steps import run_step
 from mlpipe.steps.monitor import LAST_MONITORING_TAG, NOTHING
+from mlpipe.store import runs, storage
+from mlpipe.store.runs import Run, captured_folder
 from tests.conftest import DATA_PATH
 from tests.unit.analysis_fixtures import TRAINED, module_env_fixture, run_steps, start  # noqa: F401
 
@@ -41,7 +44,7 @@ def champion(module_env, loans, tmp_path_factory) -> str:
                                "monitoring.feedback.source": (data / "outcomes").as_uri(),
                                "monitoring.feedback.min_labels": 300})
     run_steps(uri, TRAINED)
-    storage.write_json(storage.join(uri, runs.OPTIONS), {"force_promote": True})
+    storage.write_json(uris.join(uri, runs.OPTIONS), {"force_promote": True})
     assert run_step("register", uri)["promoted"]
     return uri
 
@@ -49,7 +52,7 @@ def champion(module_env, loans, tmp_path_factory) -> str:
 @pytest.fixture
 def store(champion, tmp_path, monkeypatch) -> str:
     """A fresh artifact store for this test's scoring and monitoring runs."""
-    uri = storage.normalize(tmp_path / "store")
+    uri = uris.normalize(tmp_path / "store")
     monkeypatch.setenv("MLPIPE_STORE", uri)
     storage.remove_tree(outcomes_folder(champion))
     return uri
@@ -146,7 +149,7 @@ def test_served_requests_count_as_current_data(champion, store, loans, tmp_path)
 
     columns = [c for c in loans.columns if c not in ("loan_id", "Class")]
     records = resample(loans, 6, 600)[columns]
-    capture = Capture(folder("loan_default"), fraction=1.0)
+    capture = Capture(captured_folder("loan_default"), fraction=1.0)
     version = MlflowClient().get_model_version_by_alias("loan_default", "champion").version
     for record in json.loads(records.to_json(orient="records")):
         capture.add([{"time": pd.Timestamp.now(tz="UTC").isoformat(), "endpoint": "predict", "request_id": "r",
@@ -159,7 +162,7 @@ def test_served_requests_count_as_current_data(champion, store, loans, tmp_path)
 
 
 def write_outcomes(champion: str, frame: pd.DataFrame) -> None:
-    path = storage.local_path(outcomes_folder(champion))
+    path = uris.local_path(outcomes_folder(champion))
     path.mkdir(parents=True, exist_ok=True)
     frame[["loan_id", "Class"]].to_csv(path / "outcomes.csv", index=False)
 
@@ -189,8 +192,8 @@ def test_too_few_outcomes_are_not_judged(champion, store, loans, tmp_path):
 
 def test_feedback_without_the_target_names_the_columns(champion, store, loans, tmp_path):
     score(champion, tmp_path, resample(loans, 9), "scored")
-    path = storage.local_path(outcomes_folder(champion))
+    path = uris.local_path(outcomes_folder(champion))
     path.mkdir(parents=True, exist_ok=True)
     loans[["loan_id"]].to_csv(path / "outcomes.csv", index=False)
-    with pytest.raises(StepError, match=r"outcomes.csv: the feedback lacks the columns \['Class'\]"):
+    with pytest.raises(Refused, match=r"outcomes.csv: the feedback lacks the columns \['Class'\]"):
         monitor(champion)

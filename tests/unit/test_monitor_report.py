@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipe.drift import feature_drift, numeric_drift
-from mlpipe.monitor_report import (
+from mlpipe.monitoring.drift import feature_drift, numeric_drift
+from mlpipe.monitoring.quality import quality
+from mlpipe.monitoring.report import (
     MAX_FEATURE_PLOTS,
     TOP_CATEGORIES,
     bin_labels,
@@ -18,7 +19,6 @@ from mlpipe.monitor_report import (
     nice_ticks,
     render_html,
 )
-from mlpipe.quality import quality
 
 SCRIPT = "<script>alert(1)</script>"
 ODD_NAME = '<img src=x onerror="alert(2)">'

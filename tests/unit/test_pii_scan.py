@@ -27,11 +27,12 @@ import httpx
 import pandas as pd
 import pytest
 
-from mlpipe import runs, spec, storage
-from mlpipe.pii import pseudonym
+from mlpipe.core import spec, uris
+from mlpipe.data.pii import pseudonym
 from mlpipe.serving.app import create_app
 from mlpipe.serving.capture import Capture
 from mlpipe.steps import run_step
+from mlpipe.store import runs
 from tests.conftest import DATA_PATH
 from tests.planted_secrets import files_under, hits
 from tests.unit.analysis_fixtures import module_env_fixture, start  # noqa: F401 (pytest fixture)
@@ -85,7 +86,7 @@ def test_no_planted_pii_value_nor_the_key_in_any_artifact_or_log(module_env, pla
     scoring = runs.start(runs.Run(training[0]).spec, "pii_scan_score", options={"input_uri": planted.as_uri()},
                          kind=runs.SCORING)
     assert run_step("score", scoring)["rows"] == 9857
-    files = files_under(*(storage.local_path(module_env[name]) for name in ("MLPIPE_STORE", "MLPIPE_MLFLOW_ARTIFACTS")),
+    files = files_under(*(uris.local_path(module_env[name]) for name in ("MLPIPE_STORE", "MLPIPE_MLFLOW_ARTIFACTS")),
                         Path(module_env["MLFLOW_TRACKING_URI"].removeprefix("sqlite:///")))
     assert len(files) > 50  # snapshots, splits, models, reports, plots, MLflow's copies, predictions...
     assert hits((MARK, module_env["MLPIPE_PII_KEY"]), files, log=training[1] + caplog.text) == []
@@ -97,7 +98,7 @@ def test_server_requests_with_planted_pii_are_captured_without_it(module_env, pl
     loans = pd.read_csv(planted).head(100)
     features = served.feature_columns(list(loans.columns))  # the model's: no target, no applicant_name
     rows = records(loans, features)
-    app = create_app(served, poll_seconds=3600, token="", capture=Capture(storage.normalize(tmp_path), 1.0))
+    app = create_app(served, poll_seconds=3600, token="", capture=Capture(uris.normalize(tmp_path), 1.0))
     with running(app) as url:
         wait_ready(url)
         answers = [httpx.post(f"{url}/predict", json={"records": rows[start:start + 10]}, timeout=30)

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from mlpipe import spec, storage
-from mlpipe.pii import keyed_hash
-from mlpipe.profile import write_profile
-from mlpipe.steps import StepError
+from mlpipe.core import spec, uris
+from mlpipe.core.errors import Refused
+from mlpipe.data.pii import keyed_hash
+from mlpipe.data.profile import write_profile
+from mlpipe.store import storage
 from tests.conftest import SPEC_PATH
 
 SHIPPED = SPEC_PATH.with_name("loan_default.profile.json")
@@ -59,7 +60,7 @@ def test_shipped_profile_matches_the_bundled_data(profile_bytes):
 
 def test_profile_goes_to_the_spec_path_by_default(loan_spec, tmp_path, monkeypatch):
     monkeypatch.setenv("MLPIPE_PII_KEY", "key")
-    target = storage.normalize(tmp_path / "ref.json")
+    target = uris.normalize(tmp_path / "ref.json")
     written = write_profile(spec.with_overrides(loan_spec, {"validation.profile": target}))
     assert written == target and json.loads(storage.read_bytes(written))["rows"] == 9857
 
@@ -76,7 +77,7 @@ def test_dropped_pii_column_is_left_out(loan_spec, tmp_path, monkeypatch):
 def test_profile_errors_name_what_is_missing(loan_spec, tmp_path, monkeypatch):
     monkeypatch.delenv("MLPIPE_PII_KEY", raising=False)
     output = tmp_path / "p.json"
-    with pytest.raises(StepError, match=r"addr_state.*MLPIPE_PII_KEY"):
+    with pytest.raises(Refused, match=r"addr_state.*MLPIPE_PII_KEY"):
         write_profile(loan_spec, str(output))
     with pytest.raises(spec.SpecError, match=r"validation\.profile is not set"):
         write_profile(spec.with_overrides(loan_spec, {"validation.profile": None}))

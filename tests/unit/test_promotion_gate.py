@@ -14,9 +14,13 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from mlpipe import audit, cli, datasets, lease, spec, storage
-from mlpipe import rollback as rollback_module
-from mlpipe.promotion import (
+from mlpipe import cli
+from mlpipe.core import spec, uris
+from mlpipe.core.errors import Refused
+from mlpipe.data import datasets
+from mlpipe.registry import rollback as rollback_module
+from mlpipe.registry.names import AUDIT_TAG, COMPARED_TAG, COMPARISON_TAG, FORCED_TAG, REPLACED_TAG
+from mlpipe.registry.promotion import (
     FORCED,
     MAX_ROC_AUC_BELOW_BASELINE,
     MIN_SLICE_CLASS_ROWS,
@@ -26,10 +30,10 @@ from mlpipe.promotion import (
     disparate_impact,
     side_by_side,
 )
-from mlpipe.rollback import ROLLED_BACK_TAG, rollback
-from mlpipe.runs import OPTIONS, Run
-from mlpipe.steps import StepError, run_step
-from mlpipe.steps.register import AUDIT_TAG, COMPARED_TAG, COMPARISON_TAG, FORCED_TAG, REPLACED_TAG
+from mlpipe.registry.rollback import ROLLED_BACK_TAG, rollback
+from mlpipe.steps import run_step
+from mlpipe.store import audit, lease, storage
+from mlpipe.store.runs import OPTIONS, Run
 from tests.conftest import SPEC_PATH
 from tests.unit.analysis_fixtures import (  # noqa: F401 (the pytest fixtures analyzed_run, module_env)
     TRAINED,
@@ -57,7 +61,7 @@ def register(source: str, run_id: str, model: str, options: dict | None = None, 
     """Register a clone of the trained run ``source`` as a version of ``model``; the step's result."""
     uri = clone(source, run_id, TRAINED, model_name=model, **{**LENIENT, **overrides})
     if options:
-        storage.write_json(storage.join(uri, OPTIONS), options)
+        storage.write_json(uris.join(uri, OPTIONS), options)
     return run_step("register", uri)
 
 
@@ -187,7 +191,7 @@ def test_audit_events_are_never_rewritten_and_come_back_in_order(module_env):
     event = {"action": "promoted", "model": "m", "version": 1}
     first, second = audit.record("audited", event), audit.record("audited", event)
     assert first != second
-    assert Path(storage.local_path(first)).name.endswith("-m-v1-promoted.json")
+    assert Path(uris.local_path(first)).name.endswith("-m-v1-promoted.json")
     assert [entry["uri"] for entry in audit.history("audited")] == [first, second]
     assert audit.history("audited")[0] == {**event, "pipeline": "audited", "time": audit.history("audited")[0]["time"],
                                            "uri": first}
@@ -282,7 +286,7 @@ def test_the_gate_decides_the_same_whatever_the_batch_size(analyzed_run, cripple
 
 
 def test_a_fairness_column_missing_from_the_analysis_set_fails_clearly(analyzed_run):
-    with pytest.raises(StepError, match=r"thresholds\.fairness\.column: column 'nope' is not in the analysis set"):
+    with pytest.raises(Refused, match=r"thresholds\.fairness\.column: column 'nope' is not in the analysis set"):
         register(analyzed_run, "no_column", "no_column_model", **{"thresholds.fairness": {"column": "nope"}})
 
 
@@ -290,8 +294,8 @@ def own_model_run(source: str, run_id: str, model: str) -> tuple[str, Path]:
     """A clone with its own MLflow model (what gets registered and served); the run and the model's booster file."""
     import mlflow
 
-    from mlpipe.model import TabularModel
-    from mlpipe.serving_model import log_model
+    from mlpipe.model.pyfunc import log_model
+    from mlpipe.model.tabular import TabularModel
 
     uri = detach_mlflow_run(clone(source, run_id, TRAINED, model_name=model, **LENIENT))
     run = Run(uri)
@@ -299,7 +303,7 @@ def own_model_run(source: str, run_id: str, model: str) -> tuple[str, Path]:
         info = log_model(TabularModel.load(run.result("train")["model_folder"]),
                          next(datasets.batches(run.result("split")["analysis"], 3)))
     replace_result(uri, "train", model_uri=f"runs:/{info.run_id}/model")
-    folder = storage.local_path(MlflowClient().get_logged_model(info.model_id).artifact_location)
+    folder = uris.local_path(MlflowClient().get_logged_model(info.model_id).artifact_location)
     [booster] = folder.rglob("model.ubj")
     return uri, booster
 
@@ -307,7 +311,7 @@ def own_model_run(source: str, run_id: str, model: str) -> tuple[str, Path]:
 def test_a_challenger_that_fails_the_infra_check_is_not_promoted_even_when_forced(analyzed_run):
     uri, booster = own_model_run(analyzed_run, "broken", "broken_model")
     booster.write_bytes(b"not a booster")
-    storage.write_json(storage.join(uri, OPTIONS), {"force_promote": True})
+    storage.write_json(uris.join(uri, OPTIONS), {"force_promote": True})
     result = run_step("register", uri)
     assert result["promoted"] is False and aliases("broken_model") == {"challenger": 1}
     assert result["reasons"][0].startswith("infra check failed: models:/broken_model/1 could not load and score "
@@ -322,7 +326,7 @@ def test_a_champion_that_cannot_be_rescored_fails_the_step_and_changes_nothing(a
     booster.write_bytes(b"truncated")  # the champion's files went bad after it was promoted
     events = len(audit.history("loan_default"))
     second = clone(analyzed_run, "decayed_2", TRAINED, model_name="decayed_model", **LENIENT)
-    with pytest.raises(StepError, match=r"cannot re-score champion decayed_model version 1 to compare with it "
+    with pytest.raises(Refused, match=r"cannot re-score champion decayed_model version 1 to compare with it "
                                         r"\(XGBoostError: [^\n]*\); repair it or roll it back "
                                         r"\(mlpipe rollback decayed_model\)$"):
         run_step("register", second)
@@ -398,5 +402,5 @@ def test_rollback_without_a_previous_champion_fails_clearly_and_changes_nothing(
     assert aliases("lonely_model") == before == {"champion": 1, "challenger": 1}
     assert len(audit.history("loan_default")) == events
     assert ROLLED_BACK_TAG not in tags("lonely_model", 1)
-    with pytest.raises(StepError, match="no registered model 'no_such_model'"):
+    with pytest.raises(Refused, match="no registered model 'no_such_model'"):
         rollback("no_such_model")

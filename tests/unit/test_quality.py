@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from mlpipe.quality import (
+from mlpipe.monitoring.quality import (
     breach_bound,
     calibration_table,
     expected_calibration_error,

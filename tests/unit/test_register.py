@@ -5,11 +5,14 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
-from mlpipe import audit, cli, lease, spec, storage
-from mlpipe.promotion import decide
-from mlpipe.runs import ERROR, OPTIONS, Run, StepNotFinished
-from mlpipe.steps import StepError, run_step
-from mlpipe.tracking import DATA_VERSION_TAG, NOTES_TAG, RUN_URI_TAG
+from mlpipe import cli
+from mlpipe.core import spec, uris
+from mlpipe.core.errors import Refused
+from mlpipe.registry.promotion import decide
+from mlpipe.registry.tracking import DATA_VERSION_TAG, NOTES_TAG, RUN_URI_TAG
+from mlpipe.steps import run_step
+from mlpipe.store import audit, lease, storage
+from mlpipe.store.runs import ERROR, OPTIONS, Run, StepNotFinished
 from tests.conftest import SPEC_PATH
 from tests.unit.analysis_fixtures import (  # noqa: F401 (the pytest fixtures analyzed_run, module_env)
     TRAINED,
@@ -172,7 +175,7 @@ def test_failing_thresholds_register_a_challenger_that_is_not_champion(analyzed_
 
 def test_force_promote_overrides_failing_thresholds_and_is_recorded(analyzed_run):
     uri = clone(analyzed_run, "forced", TRAINED, model_name="forced_model", **{"thresholds.min_roc_auc": 0.99})
-    storage.write_json(storage.join(uri, OPTIONS), {"force_promote": True, "notes": "regulator asked"})
+    storage.write_json(uris.join(uri, OPTIONS), {"force_promote": True, "notes": "regulator asked"})
     result = run_step("register", uri)
     assert (result["promoted"], result["aliases"]) == (True, ["challenger", "champion"])
     assert result["reasons"][0] == "forced by the force_promote trigger option"
@@ -231,7 +234,7 @@ def test_register_before_analyze_fails_and_registers_nothing(analyzed_run):
 def test_a_column_the_gate_needs_and_the_data_lacks_registers_nothing(analyzed_run, field, override):
     # as if the spec changed after analyze: ingest refuses such a spec, register must not half-do it either
     uri = clone(analyzed_run, f"lacking_{field}", TRAINED, model_name="lacking_model", **override)
-    with pytest.raises(StepError, match=rf"{field}: column 'emp_title' is not in the analysis set"):
+    with pytest.raises(Refused, match=rf"{field}: column 'emp_title' is not in the analysis set"):
         run_step("register", uri)
     assert MlflowClient().search_registered_models("name = 'lacking_model'") == []
 
@@ -243,10 +246,10 @@ def test_a_register_refused_inside_the_gate_deletes_the_version_it_created(analy
     run_step("register", clone(analyzed_run, "kept_first", TRAINED, model_name="refused_model", **LENIENT))
 
     def refused(*args, **kwargs):  # a refused input found only once the version exists
-        raise StepError("the analysis set cannot be scored")
+        raise Refused("the analysis set cannot be scored")
 
     monkeypatch.setattr(register_step, "gate", refused)
-    with pytest.raises(StepError, match="the analysis set cannot be scored"):
+    with pytest.raises(Refused, match="the analysis set cannot be scored"):
         run_step("register", uri)
     assert versions("refused_model") == [1] and aliases("refused_model") == {"challenger": 1, "champion": 1}
     monkeypatch.undo()

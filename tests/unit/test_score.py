@@ -6,11 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipe import datasets, runs, storage
-from mlpipe.model import TabularModel
-from mlpipe.pii import keyed_hash
-from mlpipe.runs import Run
-from mlpipe.steps import StepError, run_step
+from mlpipe.core import uris
+from mlpipe.core.errors import Refused
+from mlpipe.data import datasets
+from mlpipe.data.pii import keyed_hash
+from mlpipe.model.tabular import TabularModel
+from mlpipe.steps import run_step
+from mlpipe.store import runs, storage
+from mlpipe.store.runs import Run
 from tests.conftest import DATA_PATH
 from tests.unit.analysis_fixtures import (  # noqa: F401 (the pytest fixtures analyzed_run, module_env)
     analyzed_run_fixture,
@@ -21,7 +24,7 @@ from tests.unit.analysis_fixtures import (  # noqa: F401 (the pytest fixtures an
 @pytest.fixture(scope="module")
 def champion_run(analyzed_run) -> str:
     """The analyzed run, registered and made champion (forced: the fast test model may miss the thresholds)."""
-    storage.write_json(storage.join(analyzed_run, runs.OPTIONS), {"force_promote": True})
+    storage.write_json(uris.join(analyzed_run, runs.OPTIONS), {"force_promote": True})
     assert run_step("register", analyzed_run)["promoted"]
     return analyzed_run
 
@@ -32,7 +35,7 @@ def batch() -> pd.DataFrame:
 
 
 def scoring_run(champion_run: str, run_id: str, source: str, **spec_changes) -> str:
-    from mlpipe import spec
+    from mlpipe.core import spec
 
     resolved = spec.with_overrides(Run(champion_run).spec, spec_changes) if spec_changes else Run(champion_run).spec
     return runs.start(resolved, run_id, options={"input_uri": source}, kind=runs.SCORING)
@@ -45,7 +48,7 @@ def write(tmp_path, frame: pd.DataFrame, name: str) -> str:
 
 
 def parts(folder: str) -> pd.DataFrame:
-    return pd.concat([storage.read_parquet(storage.join(folder, name)) for name in storage.children(folder)],
+    return pd.concat([storage.read_parquet(uris.join(folder, name)) for name in storage.children(folder)],
                      ignore_index=True)
 
 
@@ -75,7 +78,7 @@ def test_scores_in_chunks_equal_the_models_scores(champion_run, batch, tmp_path,
 
 
 def test_a_folder_of_parquet_parts_is_scored_every_row_once(champion_run, batch, tmp_path):
-    folder = storage.normalize(tmp_path / "parts")
+    folder = uris.normalize(tmp_path / "parts")
     with datasets.PartWriter(folder) as writer:
         for start in (0, 1000, 2000):  # parts of 1000, 1000 and 500 rows
             writer.write(batch.iloc[start:start + 1000].reset_index(drop=True))
@@ -107,14 +110,14 @@ def test_unexpected_values_are_counted_not_fatal(champion_run, batch, tmp_path):
 )
 def test_schema_violation_fails_naming_the_column(champion_run, batch, tmp_path, change, message):
     uri = scoring_run(champion_run, f"bad_{message[:8]}", write(tmp_path, change(batch.head(50)), "bad.csv"))
-    with pytest.raises(StepError, match=f"does not match the training schema:\n.*{message}"):
+    with pytest.raises(Refused, match=f"does not match the training schema:\n.*{message}"):
         run_step("score", uri)
     assert not storage.exists(Run(uri).path("score", "result.json"))
 
 
 def test_no_champion_is_a_clear_error(champion_run, batch, tmp_path):
     uri = scoring_run(champion_run, "nobody", write(tmp_path, batch.head(5), "b.csv"), model_name="never_trained")
-    with pytest.raises(StepError, match="'never_trained' has no 'champion' version"):
+    with pytest.raises(Refused, match="'never_trained' has no 'champion' version"):
         run_step("score", uri)
 
 
@@ -123,6 +126,6 @@ def test_a_batch_repeating_an_id_is_refused_naming_the_rows(champion_run, batch,
     loans.loc[2400, "loan_id"] = "L5"  # the last chunk repeats an id of the first
     uri = scoring_run(champion_run, "repeated_ids", write(tmp_path, loans, "ids.csv"),
                       id_columns=["loan_id"], **{"scoring.chunk_rows": 1000})
-    with pytest.raises(StepError, match=r"id_columns \['loan_id'\]: rows 6 and 2401 of .*ids.csv have the same id"):
+    with pytest.raises(Refused, match=r"id_columns \['loan_id'\]: rows 6 and 2401 of .*ids.csv have the same id"):
         run_step("score", uri)
     assert not storage.exists(Run(uri).path("score", "result.json"))

@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from mlpipe import spec, storage
-from mlpipe.features import matrix
-from mlpipe.runs import Run
+from mlpipe.core import spec, uris
+from mlpipe.data.features import matrix
+from mlpipe.registry.names import CHALLENGER, CHAMPION, THRESHOLD_TAG
 from mlpipe.serving.app import VERSION_HEADER, create_app
 from mlpipe.serving.capture import Capture
-from mlpipe.steps.register import CHALLENGER, CHAMPION, THRESHOLD_TAG
+from mlpipe.store.runs import Run
 from tests.unit.analysis_fixtures import analyzed_run_fixture, module_env_fixture  # noqa: F401 (pytest fixtures)
 from tests.unit.serving_fixtures import (  # noqa: F401 (the pytest fixtures registry, frame, masked, champion, server)
     CHALLENGER_THRESHOLD,
@@ -250,7 +250,7 @@ def test_ab_routes_the_challenger_fraction(registry, champion, frame, masked, tm
 
 def test_shadow_scores_and_capture_writes_batches(registry, champion, frame, masked, tmp_path):
     shadow = spec.with_overrides(registry["spec"], {"serving.shadow": True})
-    root = storage.normalize(tmp_path / "captured")
+    root = uris.normalize(tmp_path / "captured")
     rows = records(frame.head(6), champion.model.schema["columns"])
     with running(create_app(shadow, poll_seconds=3600, token="", capture=Capture(root, 1.0, batch_rows=4))) as url:
         wait_ready(url)
@@ -275,7 +275,7 @@ def test_shadow_scores_and_capture_writes_batches(registry, champion, frame, mas
 
 
 def test_explanations_are_captured_too(registry, champion, frame, masked, tmp_path):
-    root = storage.normalize(tmp_path / "captured")
+    root = uris.normalize(tmp_path / "captured")
     rows = records(frame.head(3), champion.model.schema["columns"])
     with running(create_app(registry["spec"], poll_seconds=3600, token="", capture=Capture(root, 1.0))) as url:
         wait_ready(url)
@@ -290,7 +290,7 @@ def test_explanations_are_captured_too(registry, champion, frame, masked, tmp_pa
 
 def test_capture_samples_its_fraction(tmp_path):
     draws = iter([0.1, 0.9, 0.29])
-    capture = Capture(storage.normalize(tmp_path), 0.3, sample=lambda: next(draws))
+    capture = Capture(uris.normalize(tmp_path), 0.3, sample=lambda: next(draws))
     assert [capture.wanted() for _ in range(3)] == [True, False, True]
-    assert Capture(storage.normalize(tmp_path), 0.0).wanted() is False
+    assert Capture(uris.normalize(tmp_path), 0.0).wanted() is False
     assert capture.flush() is None and list(tmp_path.iterdir()) == []

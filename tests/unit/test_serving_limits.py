@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mlpipe import spec, storage
+from mlpipe.core import spec, uris
 from mlpipe.serving.app import create_app
 from mlpipe.serving.capture import Capture
 from tests.unit.analysis_fixtures import analyzed_run_fixture, module_env_fixture  # noqa: F401 (pytest fixtures)
@@ -49,7 +49,7 @@ def max_body_bytes(rows) -> int:
 @pytest.fixture(scope="module")
 def limited(registry, max_body_bytes, tmp_path_factory) -> Iterator[str]:
     """A server with the small limits (capturing nothing)."""
-    capture = Capture(storage.normalize(tmp_path_factory.mktemp("unused-capture")), 0.0)
+    capture = Capture(uris.normalize(tmp_path_factory.mktemp("unused-capture")), 0.0)
     with running(create_app(small_limits(registry["spec"], max_body_bytes), poll_seconds=3600, token="",
                             capture=capture)) as url:
         wait_ready(url)
@@ -136,7 +136,7 @@ def test_a_declared_length_past_the_limit_is_refused_before_the_body_is_sent(lim
 
 def test_refused_requests_are_not_captured(registry, rows, max_body_bytes, tmp_path):
     app = create_app(small_limits(registry["spec"], max_body_bytes), poll_seconds=3600, token="",
-                     capture=Capture(storage.normalize(tmp_path), 1.0))
+                     capture=Capture(uris.normalize(tmp_path), 1.0))
     with running(app) as url:
         wait_ready(url)
         statuses = [post(url + "/predict", body(rows)).status_code,

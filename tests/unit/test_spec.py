@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from mlpipe import spec
+from mlpipe.core import spec
 from tests.conftest import DATA_PATH, SPEC_PATH
 
 

@@ -18,7 +18,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlpipe import cli, spec
+from mlpipe import cli
+from mlpipe.core import spec
 from tests.conftest import SPEC_PATH
 
 SOURCE = "fuzz.yaml"

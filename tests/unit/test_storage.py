@@ -9,19 +9,20 @@ from urllib.parse import urlparse
 import pandas as pd
 import pytest
 
-from mlpipe import s3_retry, storage
+from mlpipe.core import uris
+from mlpipe.store import s3_retry, storage
 from tests.faults import CuttableProxy
 
 
 def test_normalize_makes_file_uris(tmp_path):
-    assert storage.normalize(tmp_path / "a") == (tmp_path / "a").as_uri()
-    assert storage.normalize("s3://bucket/key/") == "s3://bucket/key"
+    assert uris.normalize(tmp_path / "a") == (tmp_path / "a").as_uri()
+    assert uris.normalize("s3://bucket/key/") == "s3://bucket/key"
     with pytest.raises(storage.StorageError, match="unsupported URI scheme 'ftp'"):
-        storage.normalize("ftp://host/file.csv")
+        uris.normalize("ftp://host/file.csv")
 
 
 def test_atomic_write_leaves_no_temporary_files(tmp_path):
-    uri = storage.normalize(tmp_path / "deep" / "folder" / "x.json")
+    uri = uris.normalize(tmp_path / "deep" / "folder" / "x.json")
     storage.write_json(uri, {"a": 1})
     storage.write_json(uri, {"a": 2})
     assert storage.read_json(uri) == {"a": 2}
@@ -29,26 +30,26 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path):
 
 
 def test_missing_file_is_named(tmp_path):
-    uri = storage.normalize(tmp_path / "missing.csv")
+    uri = uris.normalize(tmp_path / "missing.csv")
     with pytest.raises(storage.StorageError, match=f"{uri}: no such file"):
         storage.read_bytes(uri)
 
 
 def _roundtrip(base: str) -> None:
     frame = pd.DataFrame({"x": [1.5, 2.5], "y": ["a", "b"]})
-    uri = storage.write_parquet(frame, storage.join(base, "step", "out.parquet"))
-    storage.write_bytes(storage.join(base, "step", "sub", "b.txt"), b"b")
+    uri = storage.write_parquet(frame, uris.join(base, "step", "out.parquet"))
+    storage.write_bytes(uris.join(base, "step", "sub", "b.txt"), b"b")
     pd.testing.assert_frame_equal(storage.read_parquet(uri), frame)
     assert storage.exists(uri)
-    assert storage.children(storage.join(base, "step")) == ["out.parquet", "sub"]
+    assert storage.children(uris.join(base, "step")) == ["out.parquet", "sub"]
     assert storage.modified(uri) > 0
-    storage.remove_tree(storage.join(base, "step"))
+    storage.remove_tree(uris.join(base, "step"))
     assert not storage.exists(uri)
-    assert storage.children(storage.join(base, "step")) == []
+    assert storage.children(uris.join(base, "step")) == []
 
 
 def test_local_roundtrip(tmp_path):
-    _roundtrip(storage.normalize(tmp_path))
+    _roundtrip(uris.normalize(tmp_path))
 
 
 def test_s3_roundtrip(s3_bucket):
@@ -88,7 +89,7 @@ def test_s3_errors_that_may_pass_are_retried(s3_proxy, s3_bucket, status, code, 
     s3_proxy.fail_next((status, code), (status, code))
     uri = storage.write_bytes(f"s3://{s3_bucket}/retried", b"data")
     assert storage.read_bytes(uri) == b"data"
-    retries = [r.getMessage() for r in caplog.records if r.name == "mlpipe.s3_retry"]
+    retries = [r.getMessage() for r in caplog.records if r.name == "mlpipe.store.s3_retry"]
     assert [m.split(" (")[0] for m in retries] == ["S3 PutObject attempt 1 failed", "S3 PutObject attempt 2 failed"]
     assert f"(HTTP {status} {code}); retrying in " in retries[0]
 
@@ -106,7 +107,7 @@ def test_s3_errors_that_cannot_pass_fail_at_once_naming_the_uri(s3_proxy, s3_buc
     with pytest.raises(storage.StorageError, match=f"^{uri}: {message}") as refused:
         access(uri)
     assert not isinstance(refused.value, storage.StorageUnavailable)  # refused: a step exits 2, not retried
-    assert not [r for r in caplog.records if r.name == "mlpipe.s3_retry"]  # failed at once
+    assert not [r for r in caplog.records if r.name == "mlpipe.store.s3_retry"]  # failed at once
     assert not storage.exists(uri)
 
 
@@ -129,7 +130,7 @@ def test_s3_outage_is_retried_until_the_deadline_then_fails_naming_the_uri(s3_pr
     with pytest.raises(storage.StorageUnavailable, match=rf"^{uri}: S3 is still unavailable at the retry deadline "
                                                           r"\(\$MLPIPE_S3_RETRY_SECONDS\): Could not connect"):
         storage.write_bytes(uri, b"data")
-    retries = [r for r in caplog.records if r.name == "mlpipe.s3_retry"]
+    retries = [r for r in caplog.records if r.name == "mlpipe.store.s3_retry"]
     assert len(retries) >= 4  # waits of ~0.2, 0.4, 0.8, then up to the deadline
     assert retries[-1].getMessage().startswith("S3 PutObject failed after")
     assert "(until 2s after the first failure)" in retries[0].getMessage()

@@ -11,9 +11,11 @@ from datetime import datetime
 import pandas as pd
 import pytest
 
-from mlpipe import cli, runs, spec, storage
-from mlpipe.runs import ERROR, RESULT, Run, StepNotFinished
+from mlpipe import cli
+from mlpipe.core import spec
 from mlpipe.steps import run_step
+from mlpipe.store import runs, storage
+from mlpipe.store.runs import ERROR, RESULT, Run, StepNotFinished
 from tests.conftest import DATA_PATH, SPEC_PATH
 from tests.unit.analysis_fixtures import FAST_TRAINING, module_env_fixture  # noqa: F401 (the pytest fixture)
 

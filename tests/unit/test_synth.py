@@ -8,7 +8,9 @@ import json
 import pandas as pd
 import pytest
 
-from mlpipe import cli, storage, synth
+from mlpipe import cli
+from mlpipe.data import synth
+from mlpipe.store import storage
 from tests.conftest import DATA_PATH
 
 CATEGORICAL = ["term", "sub_grade", "addr_state", "verification_status", "emp_length"]

@@ -8,7 +8,7 @@ import threading
 import pytest
 from mlflow import MlflowClient
 
-from mlpipe import tracking
+from mlpipe.registry import tracking
 from mlpipe.steps import UNAVAILABLE, failure
 
 

@@ -22,20 +22,18 @@ import xgboost as xgb
 from mlflow import MlflowClient
 from sklearn.metrics import roc_auc_score
 
-from mlpipe import datasets, runs, spec, storage, tracking
-from mlpipe.features import count_levels, labels, matrix, ordered_levels, schema
-from mlpipe.model import TabularModel
-from mlpipe.runs import Run
-from mlpipe.steps import StepError, run_step
-from mlpipe.steps.train import (
-    booster_params,
-    cuda_usable,
-    fit_models,
-    load_baseline,
-    requested_device,
-    resolve_device,
-    scale_pos_weight,
-)
+from mlpipe.core import spec
+from mlpipe.core.errors import Refused
+from mlpipe.data import datasets
+from mlpipe.data.features import count_levels, labels, matrix, ordered_levels, schema
+from mlpipe.model.baseline import load_baseline
+from mlpipe.model.booster import booster_params, cuda_usable, requested_device, resolve_device, scale_pos_weight
+from mlpipe.model.tabular import TabularModel
+from mlpipe.registry import tracking
+from mlpipe.steps import run_step
+from mlpipe.steps.train import fit_models
+from mlpipe.store import runs, storage
+from mlpipe.store.runs import Run
 
 SPEC = Path(__file__).resolve().parents[2] / "dags" / "pipelines" / "loan_default.yaml"
 FALLBACK = "no usable GPU"
@@ -102,7 +100,7 @@ def test_result_lists_the_outputs(trained):
 
 
 def test_the_drift_reference_is_the_train_split_with_the_models_scores(trained):
-    from mlpipe import reference
+    from mlpipe.model import reference
 
     kept = reference.load(trained.run.uri)
     model = TabularModel.load(trained.result["model_folder"])
@@ -173,8 +171,8 @@ def test_pyfunc_model_loads_and_predicts_in_a_fresh_process(trained, tmp_path):
     out = tmp_path / "scores.json"
     script = f"""
 import json, mlflow.pyfunc
-from mlpipe import datasets
-from mlpipe.serving_model import as_inputs
+from mlpipe.data import datasets
+from mlpipe.model.pyfunc import as_inputs
 loaded = mlflow.pyfunc.load_model({trained.result['model_uri']!r})
 model = loaded.unwrap_python_model().model
 frame = datasets.read({trained.run.result('split')['analysis']!r})
@@ -232,7 +230,7 @@ def test_single_class_training_split_fails_cleanly(trained):
     storage.write_json(run.path("split", runs.RESULT), split)
     experiment = tracking.experiment_id(run.spec.name)
     before = len(MlflowClient().search_runs([experiment]))
-    with pytest.raises(StepError, match=r"the train split needs both classes of target.column 'Class': "
+    with pytest.raises(Refused, match=r"the train split needs both classes of target.column 'Class': "
                                         r"0 of its \d+ rows are the positive class 'bad'"):
         run_step("train", uri)
     assert storage.children(run.path("train")) == [runs.ERROR]  # how it failed, nothing else
@@ -256,7 +254,7 @@ def test_device_env_overrides_the_spec_and_is_checked(monkeypatch):
     monkeypatch.setenv("MLPIPE_DEVICE", "cuda")
     assert requested_device(loaded) == "cuda"
     monkeypatch.setenv("MLPIPE_DEVICE", "tpu")
-    with pytest.raises(StepError, match=r"\$MLPIPE_DEVICE='tpu': expected one of cpu, cuda"):
+    with pytest.raises(Refused, match=r"\$MLPIPE_DEVICE='tpu': expected one of cpu, cuda"):
         requested_device(loaded)
 
 
@@ -281,7 +279,7 @@ def test_booster_params_add_round_metrics_weight_and_device():
     ({"tree_method": "exact"}, "training.params.tree_method: only 'hist' is supported"),
 ])
 def test_booster_params_reject_settings_that_belong_elsewhere(params, message):
-    with pytest.raises(StepError, match=message):
+    with pytest.raises(Refused, match=message):
         booster_params(_training(params=params), 1.0, "cpu")
 
 

@@ -26,12 +26,14 @@ from optuna.trial import TrialState
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from mlpipe import datasets, runs, storage, tracking
-from mlpipe.features import labels, matrix, schema
-from mlpipe.runs import Run
-from mlpipe.steps import StepError, run_step
+from mlpipe.core.errors import Refused
+from mlpipe.data import datasets
+from mlpipe.data.features import labels, matrix, schema
+from mlpipe.model.booster import booster_params, scale_pos_weight, tuned_training
+from mlpipe.registry import tracking
+from mlpipe.steps import run_step
 from mlpipe.steps import tune as tune_module
-from mlpipe.steps.train import booster_params, scale_pos_weight, tuned_training, tuning_result
+from mlpipe.steps.train import tuning_result
 from mlpipe.steps.tune import (
     DIR_ENV,
     PARENT_TAG,
@@ -44,6 +46,8 @@ from mlpipe.steps.tune import (
     storage_url,
     trials_budget,
 )
+from mlpipe.store import runs, storage
+from mlpipe.store.runs import Run
 from tests.unit.analysis_fixtures import (
     clone,
     module_env_fixture,  # noqa: F401  (the module_env fixture)
@@ -206,7 +210,7 @@ def test_too_many_folds_for_the_rare_class_is_rejected_naming_the_field(split_ru
         storage.write_parquet(pd.concat([frame[positive].head(keep), frame[~positive]]), smaller)
         replace_result(uri, "split", **{part: smaller})
     run_step("tune_prepare", uri)
-    with pytest.raises(StepError, match=r"tuning\.cv_folds: 5 stratified folds need at least 5 rows of each "
+    with pytest.raises(Refused, match=r"tuning\.cv_folds: 5 stratified folds need at least 5 rows of each "
                                         r"class in train \+ validation; the rarer class has 4"):
         run_step("tune_trials", uri, shard=0)
 
@@ -290,7 +294,7 @@ def test_the_trial_budget_option_zero_means_the_specs(split_run, option, budget)
 @pytest.mark.parametrize("trials", [-3, "many", 2.5, True])
 def test_bad_trial_budget_option_is_rejected_before_anything_is_made(split_run, trials):
     uri = tuning_run(split_run, runs.safe_run_id(f"bad_budget_{trials}"), options={"tuning_trials": trials})
-    with pytest.raises(StepError, match=f"trigger option tuning_trials: expected a whole number >= 0 "
+    with pytest.raises(Refused, match=f"trigger option tuning_trials: expected a whole number >= 0 "
                                         rf"\(0: the spec's tuning.trials\), got {trials!r}"):
         run_step("tune_prepare", uri)
     assert f"loan_default-{Run(uri).run_id}" not in optuna.get_all_study_names(open_storage(storage_url()))
@@ -299,7 +303,7 @@ def test_bad_trial_budget_option_is_rejected_before_anything_is_made(split_run, 
 
 def test_search_space_over_a_reserved_param_is_rejected(split_run):
     uri = tuning_run(split_run, "bad_space", **{"tuning.search_space.scale_pos_weight": {"low": 1, "high": 9}})
-    with pytest.raises(StepError, match=r"tuning\.search_space: training\.params\.scale_pos_weight: set it with"):
+    with pytest.raises(Refused, match=r"tuning\.search_space: training\.params\.scale_pos_weight: set it with"):
         run_step("tune_prepare", uri)
     assert "loan_default-bad_space" not in optuna.get_all_study_names(open_storage(storage_url()))
 
@@ -309,7 +313,7 @@ def test_the_time_budget_is_one_deadline_and_no_complete_trial_fails_selection(s
     run_step("tune_prepare", uri)
     time.sleep(0.05)
     assert run_step("tune_trials", uri, shard=1)["trials_run"] == 0
-    with pytest.raises(StepError, match="no trial completed"):
+    with pytest.raises(Refused, match="no trial completed"):
         run_step("tune", uri)
     assert not storage.exists(Run(uri).path("tune", runs.RESULT))
 
@@ -317,7 +321,7 @@ def test_the_time_budget_is_one_deadline_and_no_complete_trial_fails_selection(s
 def test_a_shard_outside_the_workers_is_rejected(split_run):
     uri = tuning_run(split_run, "bad_shard", **{"tuning.workers": 2})
     run_step("tune_prepare", uri)
-    with pytest.raises(StepError, match="shard 2 is not one of the 2 workers"):
+    with pytest.raises(Refused, match="shard 2 is not one of the 2 workers"):
         run_step("tune_trials", uri, shard=2)
     assert study_trials(uri) == []  # no trial was claimed
 

@@ -14,7 +14,8 @@ from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleA
 from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 from fastapi.testclient import TestClient
 
-from mlpipe import audit, storage
+from mlpipe.core import uris
+from mlpipe.store import audit
 from mlpipe.ui import access, overview
 from mlpipe.ui.app import create_app
 from tests.conftest import SPEC_PATH
@@ -28,7 +29,7 @@ def env(tmp_path_factory):
     """A store, an MLflow registry with versions 1 and 2 of loan_default (2 the champion) and a specs folder."""
     tmp = tmp_path_factory.mktemp("ops")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLPIPE_STORE", storage.normalize(tmp / "store"))
+        patch.setenv("MLPIPE_STORE", uris.normalize(tmp / "store"))
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
         specs = tmp / "pipelines"
         specs.mkdir()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlpipe import storage
+from mlpipe.core import uris
 from mlpipe.ui import artifacts
 
 
@@ -15,7 +15,7 @@ def store(tmp_path):
     report.parent.mkdir(parents=True)
     report.write_text("<html>report</html>")
     (tmp_path / "secret.html").write_text("not yours")
-    return storage.normalize(root)
+    return uris.normalize(root)
 
 
 def test_a_report_under_the_store_is_served_with_its_pipeline(store):
@@ -37,7 +37,7 @@ def test_climbing_out_of_the_store_is_refused(store, tail):
 
 
 def test_other_places_and_kinds_are_refused(store, tmp_path):
-    for uri in (storage.normalize(tmp_path / "secret.html"), "s3://bucket/loan_default/x.html",
+    for uri in (uris.normalize(tmp_path / "secret.html"), "s3://bucket/loan_default/x.html",
                 "http://example.com/loan_default/x.html", f"{store}-other/loan_default/r.html",
                 f"{store}/report.html", f"{store}/loan_default/runs/r1/ingest/snapshot.parquet",
                 f"{store}/loan_default/runs/r1/spec.py", ""):
@@ -46,7 +46,7 @@ def test_other_places_and_kinds_are_refused(store, tmp_path):
 
 
 def test_a_symlink_out_of_the_store_is_refused(store, tmp_path):
-    link = storage.local_path(store) / "loan_default" / "leak.html"
+    link = uris.local_path(store) / "loan_default" / "leak.html"
     link.symlink_to(tmp_path / "secret.html")
     with pytest.raises(artifacts.ArtifactRefused, match="leads out"):
         artifacts.resolve(f"{store}/loan_default/leak.html", store)

@@ -7,9 +7,9 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from mlpipe import urls
+from mlpipe.core import urls
+from mlpipe.orchestration import links
 from mlpipe.orchestration.runtimes import LocalStepOperator
-from mlpipe.ui import links
 
 TRAIN = {"step": "train", "mlflow_run_id": "3fbc851a22c34740be01bd9ca4a2fcb0", "model_uri": "runs:/3fbc/model"}
 VALIDATE = {"step": "validate", "success": True, "report": "file:///s/loan_default/runs/r1/validate/report.html",
@@ -22,7 +22,7 @@ TUNE = {"step": "tune", "tuning_run_id": "tuned1", "best_params": {}}
 @pytest.fixture(autouse=True)
 def ui_urls(monkeypatch):
     monkeypatch.setenv(urls.MLFLOW_UI_ENV, "http://mlflow.example:5000/")
-    monkeypatch.setattr(urls, "airflow_base", lambda: "http://airflow.example:8080")
+    monkeypatch.setattr(links, "airflow_base", lambda: "http://airflow.example:8080")
 
 
 @pytest.fixture
@@ -95,8 +95,9 @@ def test_names_in_links_are_quoted(xcom):
 
 
 def test_artifact_links_are_relative_without_a_base_url(monkeypatch):
-    monkeypatch.setattr(urls, "airflow_base", lambda: "")
-    assert urls.artifact_url("file:///s/p/r.html") == "/mlpipe/artifact?uri=file%3A%2F%2F%2Fs%2Fp%2Fr.html"
+    monkeypatch.setattr(links, "airflow_base", lambda: "")
+    found = links.report_link(("monitor",), "report", "monitor", {"report": "file:///s/p/r.html"})
+    assert found == "/mlpipe/artifact?uri=file%3A%2F%2F%2Fs%2Fp%2Fr.html"
 
 
 def test_both_step_operators_carry_the_links():

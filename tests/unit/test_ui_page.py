@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from mlpipe import audit, runs, storage
-from mlpipe.drift import feature_drift
+from mlpipe.core import uris
+from mlpipe.monitoring.drift import feature_drift
+from mlpipe.store import audit, runs, storage
 from mlpipe.ui import overview, render
 from mlpipe.ui.overview import Pipeline, Registry, Version
 from tests.conftest import DATA_PATH
@@ -116,10 +117,10 @@ def test_no_monitoring_run_yet_and_no_history(pipeline_env):
 
 def test_latest_monitoring_report_drift_table_sorted_by_psi(pipeline_env, loan_spec, report):
     older = runs.start(loan_spec, "scheduled__1", kind=runs.MONITORING)
-    storage.write_json(storage.join(older, "monitor", "report.json"), {**report, "status": "ok"})
+    storage.write_json(uris.join(older, "monitor", "report.json"), {**report, "status": "ok"})
     latest = runs.start(loan_spec, "scheduled__2", kind=runs.MONITORING)
-    os.utime(storage.local_path(storage.join(older, "spec.json")), (1, 1))  # the older run started first
-    storage.write_json(storage.join(latest, "monitor", "report.json"), report)
+    os.utime(uris.local_path(uris.join(older, "spec.json")), (1, 1))  # the older run started first
+    storage.write_json(uris.join(latest, "monitor", "report.json"), report)
     shown = overview.monitoring("loan_default")
     assert shown["status"] == "breach" and shown["run_uri"] == latest
     rows = overview.drift_rows(shown)

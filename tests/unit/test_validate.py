@@ -1,6 +1,6 @@
 """validate and validate_split: real Great Expectations suites on the bundled loans and broken copies of them.
 
-Every failing case checks the exact set of failed expectations named in the StepError
+Every failing case checks the exact set of failed expectations named in the Refused
 message, and that the failed step left its GX result and report but no result.json.
 """
 
@@ -11,10 +11,13 @@ import os
 import pandas as pd
 import pytest
 
-from mlpipe import datasets, storage
-from mlpipe.runs import RESULT, Run
-from mlpipe.spec import SpecError
-from mlpipe.steps import StepError, run_step
+from mlpipe.core import uris
+from mlpipe.core.errors import Refused
+from mlpipe.core.spec import SpecError
+from mlpipe.data import datasets
+from mlpipe.steps import run_step
+from mlpipe.store import storage
+from mlpipe.store.runs import RESULT, Run
 
 RATE = "positive rate (Class == 'bad')"
 
@@ -36,13 +39,13 @@ def ingested(start_run, tmp_path):
 
 def failures(run: str, step: str) -> set[tuple[str, str]]:
     """Run a step that must fail; check what it left; return its failed (subject, expectation) pairs."""
-    with pytest.raises(StepError) as caught:
+    with pytest.raises(Refused) as caught:
         run_step(step, run)
     folder = Run(run).path(step)
-    assert storage.read_json(storage.join(folder, "validation.json"))["success"] is False
-    report = storage.read_bytes(storage.join(folder, "report.html")).decode()
+    assert storage.read_json(uris.join(folder, "validation.json"))["success"] is False
+    report = storage.read_bytes(uris.join(folder, "report.html")).decode()
     assert '<i class="fas fa-times text-danger" aria-hidden="true"></i> Failed' in report
-    assert not storage.exists(storage.join(folder, RESULT))
+    assert not storage.exists(uris.join(folder, RESULT))
     header, *lines = str(caught.value).splitlines()
     failed = int(header.removeprefix(f"{step}: ").split(" ")[0])
     assert failed >= len(lines) > 0  # checks on a missing column are summed up by one line
@@ -147,11 +150,11 @@ def test_bad_data_fails_naming_each_failed_expectation(ingested, loans, mutate, 
 
 
 def test_failure_message_shows_observed_and_expected_values(ingested, loans):
-    with pytest.raises(StepError) as caught:
+    with pytest.raises(Refused) as caught:
         run_step("validate", ingested(resampled(loans, 0.3)))
     assert (f"{RATE} of the snapshot: expect_column_mean_to_be_between "
             "(observed: 0.3 / expected: max_value=0.08, min_value=0.03)") in str(caught.value)
-    with pytest.raises(StepError) as caught:
+    with pytest.raises(Refused) as caught:
         run_step("validate", ingested(_numeric_as_text(loans), run_id="text"))
     assert "int_rate: expect_column_values_to_be_in_type_list (observed: 100.00% of rows unexpected, " \
            "e.g. ['13.99%'" in str(caught.value)
@@ -180,8 +183,8 @@ def test_spec_columns_are_required_without_a_profile(ingested, loans):
         ingested(loans.drop(columns=["term"]), **{"validation.profile": None})
     run = ingested(loans.drop(columns=["term"]), run_id="older",
                    **{"validation.profile": None, "slices": ["verification_status"]})
-    storage.write_json(storage.join(run, "spec.json"),
-                       {**storage.read_json(storage.join(run, "spec.json")), "slices": ["term"]})
+    storage.write_json(uris.join(run, "spec.json"),
+                       {**storage.read_json(uris.join(run, "spec.json")), "slices": ["term"]})
     assert failures(run, "validate") == {("term", "expect_column_to_exist")}
 
 

@@ -13,11 +13,15 @@ import math
 import pandas as pd
 import pytest
 
-from mlpipe import datasets, storage
-from mlpipe.features import labels
-from mlpipe.runs import Run
-from mlpipe.steps import StepError, run_step
+from mlpipe.core.errors import Refused
+from mlpipe.core.names import PARTS
+from mlpipe.data import datasets
+from mlpipe.data.features import labels
+from mlpipe.steps import run_step
 from mlpipe.steps import validate as steps_validate
+from mlpipe.store import storage
+from mlpipe.store.runs import Run
+from mlpipe.validation import failures, merge, suites
 
 BATCH_ROWS = 700
 
@@ -61,9 +65,9 @@ def batched_run(start_run, tmp_path, loans):
 def whole_snapshot_result(run: Run, profiled: dict):
     """The reference: one GX run of the validate suite on the whole snapshot, read at once."""
     snapshot = datasets.read(run.result("ingest")["snapshot"])
-    frame = steps_validate.batch_frame(snapshot, [name for name, entry in profiled.items() if "categories" in entry])
-    frame[steps_validate.LABEL] = labels(snapshot, run.spec)
-    return steps_validate.run_suite("whole", frame, steps_validate.data_suite(run.spec, profiled))
+    frame = suites.batch_frame(snapshot, [name for name, entry in profiled.items() if "categories" in entry])
+    frame[suites.LABEL] = labels(snapshot, run.spec)
+    return suites.run_suite("whole", frame, suites.data_suite(run.spec, profiled))
 
 
 def by_expectation(result) -> dict[str, dict]:
@@ -88,38 +92,38 @@ def assert_same(merged, whole) -> None:
                 expected["result"].pop("observed_value"), abs=1e-9), key
         assert found == expected, key
     assert (merged.success, merged.statistics) == (whole.success, whole.statistics)
-    assert steps_validate.failures(merged) == steps_validate.failures(whole)
+    assert failures.failures(merged) == failures.failures(whole)
 
 
 @pytest.mark.parametrize(("mutate", "failed"), [(None, 0), (clustered, 0), (broken, 7)],
                          ids=["bundled", "clustered-problems", "broken"])
 def test_merged_batches_equal_one_run_on_the_whole_snapshot(batched_run, mutate, failed):
     run = Run(batched_run(mutate))
-    profiled = steps_validate.profiled_columns(run.spec.validation.profile)
-    checks = steps_validate.data_suite(run.spec, profiled)
+    profiled = suites.profiled_columns(run.spec.validation.profile)
+    checks = suites.data_suite(run.spec, profiled)
     batches = list(steps_validate.snapshot_batches(run, profiled))
     assert [len(frame) for frame in batches] == [BATCH_ROWS] * 14 + [57]
-    merged = steps_validate.run_batches("whole", batches, checks)
+    merged = merge.run_batches("whole", batches, checks)
     whole = whole_snapshot_result(run, profiled)
     assert whole.statistics["unsuccessful_expectations"] == failed
     assert_same(merged, whole)
     if mutate is broken:  # the type check saw different dtypes in different batches
         assert {frame["delinq_2yrs"].dtype.name for frame in batches} == {"int64", "float64"}
     if mutate is clustered:  # each of these failed in the first batch alone
-        first = steps_validate.run_suite("first", batches[0], checks).statistics
+        first = suites.run_suite("first", batches[0], checks).statistics
         assert first["unsuccessful_expectations"] >= 3
 
 
 def test_validate_step_reports_the_whole_snapshot_result(batched_run):
     run = batched_run(broken)
-    with pytest.raises(StepError) as caught:
+    with pytest.raises(Refused) as caught:
         run_step("validate", run)
-    profiled = steps_validate.profiled_columns(Run(run).spec.validation.profile)
+    profiled = suites.profiled_columns(Run(run).spec.validation.profile)
     whole = whole_snapshot_result(Run(run), profiled)
-    steps_validate.render_html(whole)  # as the step does before listing failures: values as plain JSON
-    text = steps_validate.TextInNumbers(steps_validate.data_suite(Run(run).spec, profiled))
+    suites.render_html(whole)  # as the step does before listing failures: values as plain JSON
+    text = failures.TextInNumbers(suites.data_suite(Run(run).spec, profiled))
     list(text.counted([datasets.read(Run(run).result("ingest")["snapshot"])]))  # in the whole snapshot at once
-    assert str(caught.value).splitlines()[1:] == steps_validate.failures(whole, text)
+    assert str(caught.value).splitlines()[1:] == failures.failures(whole, text)
     assert "int_rate: expect_column_values_to_be_in_type_list (observed: 0.01% of rows unexpected, " \
            "e.g. ['13%' (1 row)] / expected: type_list=numeric)" in str(caught.value)
     saved = storage.read_json(Run(run).path("validate", "validation.json"))
@@ -136,14 +140,14 @@ def test_split_rates_are_those_of_the_whole_parts(batched_run):
     assert result["positive_rate"] == round(rate, 6)
     observed = {item["expectation_config"]["meta"]["subject"].rsplit(" ", 1)[1]: item["result"]["observed_value"]
                 for item in storage.read_json(result["result"])["results"]}
-    for part in steps_validate.PARTS:
+    for part in PARTS:
         rows = datasets.read(split[part])
         assert math.ceil(len(rows) / BATCH_ROWS) > 1  # several batches per part
         assert observed[part] == pytest.approx(labels(rows, Run(run).spec).mean(), abs=1e-9)
 
 
 def test_checks_the_merge_does_not_know_are_refused():
-    gxe = steps_validate._expectations()
+    gxe = suites.expectations()
     checks = [gxe.ExpectColumnMaxToBeBetween(column="x", max_value=1)]
-    with pytest.raises(StepError, match="expect_column_max_to_be_between cannot be merged"):
-        steps_validate.run_batches("suite", [pd.DataFrame({"x": [0]})], checks)
+    with pytest.raises(Refused, match="expect_column_max_to_be_between cannot be merged"):
+        merge.run_batches("suite", [pd.DataFrame({"x": [0]})], checks)

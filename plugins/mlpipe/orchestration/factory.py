@@ -8,16 +8,18 @@ steps' small JSON results.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Param, get_current_context, task
+from airflow.sdk import DAG, BaseOperator, Param, get_current_context, task
 
-from mlpipe import runs, spec, storage
-from mlpipe.orchestration import alerting
-from mlpipe.orchestration.runtimes import step_operator_class
+from mlpipe.core import spec, uris
+from mlpipe.orchestration import callbacks
+from mlpipe.orchestration.runtimes import LocalStepOperator
+from mlpipe.store import runs
 
 # (step, task id) in run order.
 TRAINING_STEPS = (
@@ -242,7 +244,7 @@ def start_run(spec_path: str, params: dict[str, Any], run_id: str, kind: str = r
     """
     pipeline = spec.load(spec_path)
     if params.get("data_uri"):
-        pipeline = spec.with_overrides(pipeline, {"data.source": storage.normalize(params["data_uri"])})
+        pipeline = spec.with_overrides(pipeline, {"data.source": uris.normalize(params["data_uri"])})
     return runs.start(pipeline, run_id, options=dict(params), kind=kind)
 
 
@@ -258,15 +260,15 @@ def _pipeline_dag(pipeline: spec.Spec, spec_path: str | Path, kind: str, steps: 
     ``then(pipeline, last_task)``, when given, adds tasks after the last step (inside the DAG).
     """
     suffix = dag_args.pop("suffix")
-    with alerting.PipelineDAG(
+    with callbacks.PipelineDAG(
         dag_id=f"{pipeline.name}_{suffix}",
         start_date=_start_date(pipeline.start_date),
         catchup=False,
         max_active_runs=1,
         dagrun_timeout=timedelta(hours=6),
         auto_register=False,  # a DAG file exports the DAGs it means (spec_errors builds them only to check)
-        default_args={**DEFAULT_ARGS, "owner": pipeline.owner, **alerting.task_alerting(pipeline, kind)},
-        **alerting.dag_alerting(pipeline, suffix, kind),
+        default_args={**DEFAULT_ARGS, "owner": pipeline.owner, **callbacks.task_alerting(pipeline, kind)},
+        **callbacks.dag_alerting(pipeline, suffix, kind),
         **dag_args,
     ) as dag:
         run_uri = task(task_id="start_run")(_start_run_task)(spec_path=str(spec_path), kind=kind)
@@ -313,8 +315,8 @@ def breach_notes(result: dict[str, Any]) -> str:
 
 def alert_breach(result: dict[str, Any]) -> dict[str, str]:
     """Tell the pipeline's people (its ``alerts`` section) why the monitor breached; the channels' outcomes."""
-    from mlpipe import urls
-    from mlpipe.orchestration.alerting import airflow_ui_base, send_alert
+    from mlpipe.core import urls
+    from mlpipe.orchestration.callbacks import airflow_ui_base, send_alert
 
     pipeline = runs.Run(result["run"]).spec
     links = {"Monitoring report": urls.artifact_url(result["report_html"], base=airflow_ui_base())}
@@ -385,3 +387,19 @@ def pipeline_dags(folder: str | Path) -> dict[str, DAG]:
 def spec_errors(folder: str | Path) -> list[str]:
     """One message per spec file in ``folder`` whose DAGs do not build, naming the file and the field."""
     return _load(folder)[1]
+
+RUNTIMES = ("local", "kubernetes")
+
+
+def step_operator_class(runtime: str | None = None) -> type[BaseOperator]:
+    """The operator class of the configured runtime (``$MLPIPE_RUNTIME``, default ``local``)."""
+    name = runtime or os.environ.get(RUNTIME_ENV, "local")
+    if name not in RUNTIMES:
+        raise ValueError(f"{RUNTIME_ENV}={name!r} is not a runtime; choose one of: {', '.join(RUNTIMES)}")
+    if name == "kubernetes":
+        from mlpipe.orchestration.kubernetes import KubernetesStepOperator
+
+        return KubernetesStepOperator
+    return LocalStepOperator
+
+RUNTIME_ENV = "MLPIPE_RUNTIME"

@@ -1,7 +1,7 @@
 """The ``kubernetes`` runtime: each step is a KubernetesPodOperator pod on its node pool.
 
 The pod runs the same command as every runtime, ``python -m mlpipe step <step> --run <uri>``,
-from its pool's image (:mod:`mlpipe.orchestration.node_pools`), and the task hands back the
+from its pool's image (:mod:`mlpipe.compute.node_pools`), and the task hands back the
 step's ``result.json`` from the artifact store as its XCom.
 
 How this design keeps KubernetesPodOperator's known failure modes from hanging or leaking a run:
@@ -38,12 +38,12 @@ from airflow.providers.common.compat.sdk import XCOM_RETURN_KEY
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from kubernetes.client import models as k8s
 
-from mlpipe.cli import EXIT_USER_ERROR
-from mlpipe.orchestration import node_pools
-from mlpipe.orchestration.runtimes import user_error
-from mlpipe.runs import Run
-from mlpipe.spec import Spec
-from mlpipe.ui.links import STEP_LINKS
+from mlpipe.compute import node_pools
+from mlpipe.core.errors import EXIT_REFUSED
+from mlpipe.core.spec import Spec
+from mlpipe.orchestration.links import STEP_LINKS
+from mlpipe.orchestration.protocol import user_error
+from mlpipe.store.runs import Run
 
 CONTAINER = "base"
 DEFAULT_TIMEOUT = timedelta(hours=2)
@@ -144,7 +144,7 @@ class KubernetesStepOperator(KubernetesPodOperator):
     def refusal(self, pod: k8s.V1Pod | None) -> AirflowFailException | None:
         """The task's final failure when ``pod``'s step refused its input (exit status 2), else ``None``."""
         ended = terminated(pod)
-        if ended is None or ended.exit_code != EXIT_USER_ERROR:
+        if ended is None or ended.exit_code != EXIT_REFUSED:
             return None
         return AirflowFailException(f"step {self.step} refused its input:\n"
                                     f"{user_error((ended.message or '').splitlines())}")

@@ -17,37 +17,21 @@ import collections
 import os
 import signal
 import subprocess
-import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from mlpipe.cli import EXIT_USER_ERROR
-from mlpipe.runs import Run
-from mlpipe.ui.links import STEP_LINKS
+from mlpipe.core.errors import EXIT_REFUSED
+from mlpipe.orchestration.links import STEP_LINKS
+from mlpipe.orchestration.protocol import step_command, user_error
+from mlpipe.store.runs import Run
 
 if TYPE_CHECKING:
-    from mlpipe.spec import Spec
+    from mlpipe.core.spec import Spec
 
-RUNTIME_ENV = "MLPIPE_RUNTIME"
 DEVICE_ENV = "MLPIPE_DEVICE"  # read by the train and tune steps (mlpipe.steps.train)
-ERROR_MARK = "error: "
-
-
-def step_command(step: str, run_uri: str, shard: int | None = None) -> list[str]:
-    """The command line that runs ``step`` (or one shard of it) of the run at ``run_uri``."""
-    command = [sys.executable, "-m", "mlpipe", "step", step, "--run", run_uri]
-    return command if shard is None else [*command, "--shard", str(shard)]
-
-
-def user_error(lines: list[str]) -> str:
-    """The CLI's user-error message (from the ``mlpipe step: error:`` line to the end of the output)."""
-    for index, line in enumerate(lines):
-        if line.startswith("mlpipe step: " + ERROR_MARK):
-            return "\n".join([line.removeprefix("mlpipe step: " + ERROR_MARK), *lines[index + 1 :]])
-    return "\n".join(lines[-5:])
 
 
 class LocalStepOperator(BaseOperator):
@@ -83,7 +67,7 @@ class LocalStepOperator(BaseOperator):
             tail.append(line.rstrip())
         code = self._process.wait()
         elapsed = round(time.perf_counter() - started, 3)
-        if code == EXIT_USER_ERROR:
+        if code == EXIT_REFUSED:
             raise AirflowFailException(f"step {self.step} refused its input:\n{user_error(list(tail))}")
         if code != 0:
             raise AirflowException(f"step {self.step} failed with exit status {code}")
@@ -94,16 +78,3 @@ class LocalStepOperator(BaseOperator):
             os.killpg(self._process.pid, signal.SIGTERM)
 
 
-RUNTIMES = ("local", "kubernetes")
-
-
-def step_operator_class(runtime: str | None = None) -> type[BaseOperator]:
-    """The operator class of the configured runtime (``$MLPIPE_RUNTIME``, default ``local``)."""
-    name = runtime or os.environ.get(RUNTIME_ENV, "local")
-    if name not in RUNTIMES:
-        raise ValueError(f"{RUNTIME_ENV}={name!r} is not a runtime; choose one of: {', '.join(RUNTIMES)}")
-    if name == "kubernetes":
-        from mlpipe.orchestration.kubernetes import KubernetesStepOperator
-
-        return KubernetesStepOperator
-    return LocalStepOperator

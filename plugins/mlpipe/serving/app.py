@@ -46,12 +46,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from pydantic import TypeAdapter, ValidationError
 from starlette.background import BackgroundTask
 
-from mlpipe.pii import hash_key, mask_records
-from mlpipe.serving.capture import Capture, folder
+from mlpipe.core.spec import Spec
+from mlpipe.data.pii import hash_key, mask_records
+from mlpipe.serving.capture import Capture
 from mlpipe.serving.limits import BodyLimitMiddleware
 from mlpipe.serving.loader import ModelSet, Served, ServedModel
 from mlpipe.serving.openapi import AUTH_ERRORS, BODY_ERRORS, NO_CHAMPION, openapi, problem
-from mlpipe.spec import Spec
+from mlpipe.store.runs import captured_folder
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +329,7 @@ def create_app(spec: Spec, *, poll_seconds: float | None = None, token: str | No
     ``$MLPIPE_SERVE_TOKEN`` (none), capture under the artifact store at ``spec.serving.capture_fraction``."""
     server = Server(spec, poll_seconds if poll_seconds is not None else
                     env_seconds("MLPIPE_SERVE_POLL_SECONDS", DEFAULT_POLL_SECONDS),
-                    capture or Capture(folder(spec.name), spec.serving.capture_fraction))
+                    capture or Capture(captured_folder(spec.name), spec.serving.capture_fraction))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -21,12 +21,8 @@ from datetime import UTC, datetime
 from itertools import count
 from typing import Any
 
-from mlpipe import runs, storage
-
-
-def folder(pipeline: str, store: str | None = None) -> str:
-    """Where a pipeline's captured requests go."""
-    return storage.join(store or runs.store_uri(), pipeline, "serving", "captured")
+from mlpipe.core import uris
+from mlpipe.store import storage
 
 
 class Capture:
@@ -60,6 +56,6 @@ class Capture:
             return None
         now = datetime.now(UTC)
         name = f"{now:%H%M%S.%f}-{os.getpid()}-{next(self._files)}.jsonl"
-        uri = storage.join(self.root, f"{now:%Y-%m-%d}", name)
+        uri = uris.join(self.root, f"{now:%Y-%m-%d}", name)
         body = "".join(json.dumps(row, separators=(",", ":"), default=str) + "\n" for row in rows)
         return storage.write_bytes(uri, body.encode())

@@ -1,12 +1,12 @@
 """The model versions a server answers with, loaded from the MLflow registry and swapped atomically.
 
 A :class:`ServedModel` is one registered version, ready for requests: its
-:class:`~mlpipe.model.TabularModel`, the decision threshold and data version from
+:class:`~mlpipe.model.tabular.TabularModel`, the decision threshold and data version from
 its tags, a pydantic validator built from its feature schema, and an encoder that
 turns validated records into the model's input array. Records are encoded straight
 into a float32 array (categorical levels as codes of the training levels, unseen
 levels and nulls as missing) for ``Booster.inplace_predict``: exactly what
-:func:`mlpipe.features.matrix` yields, without building a DataFrame per request
+:func:`mlpipe.data.features.matrix` yields, without building a DataFrame per request
 (the tests hold the two equal, score for score).
 
 :class:`ModelSet` holds the ``champion`` and ``challenger`` currently served as
@@ -33,11 +33,11 @@ from mlflow.exceptions import MlflowException
 from pydantic import ConfigDict, Field, Strict, TypeAdapter, create_model
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
-from mlpipe.model import TabularModel
-from mlpipe.serving_model import load_version
-from mlpipe.spec import Serving
-from mlpipe.steps.register import CHALLENGER, CHAMPION, THRESHOLD_TAG
-from mlpipe.tracking import DATA_VERSION_TAG, RUN_URI_TAG
+from mlpipe.core.spec import Serving
+from mlpipe.model.pyfunc import load_version
+from mlpipe.model.tabular import TabularModel
+from mlpipe.registry.names import CHALLENGER, CHAMPION, THRESHOLD_TAG
+from mlpipe.registry.tracking import DATA_VERSION_TAG, RUN_URI_TAG
 
 log = logging.getLogger(__name__)
 

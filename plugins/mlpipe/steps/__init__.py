@@ -6,7 +6,7 @@ hence by every runtime): it empties the step's folder, runs the function, and
 writes the small JSON result last, so a retry starts clean and a half-finished
 step is never mistaken for a finished one. A step whose MLflow tracking server did not
 answer fails with a one-line message naming the server, and an exit status the runtimes retry
-(:func:`mlpipe.cli.main`, :func:`mlpipe.tracking.unreachable`). A step that fails leaves
+(:func:`mlpipe.cli.main`, :func:`mlpipe.registry.tracking.unreachable`). A step that fails leaves
 ``error.json`` in its folder instead of a result: how it failed (:func:`failure`) and when, so that
 ``mlpipe summary`` can name it; its retry empties the folder like any run.
 """
@@ -16,58 +16,34 @@ from __future__ import annotations
 import importlib
 import logging
 import time
-import traceback
 from datetime import UTC, datetime
 from typing import Any
 
-from mlpipe import storage, tracking
-from mlpipe.runs import ERROR, RESULT, Run, StepNotFinished, shard_folder
-from mlpipe.spec import SpecError
+from mlpipe.core import uris
+from mlpipe.core.errors import Refused, failure
+from mlpipe.core.names import Step
+from mlpipe.registry import tracking
+from mlpipe.store import storage
+from mlpipe.store.runs import ERROR, RESULT, Run, shard_folder
 
 log = logging.getLogger(__name__)
 
-# step name -> "module:function"; modules are imported only when their step runs.
-STEPS: dict[str, str] = {
-    "ingest": "mlpipe.steps.ingest:ingest",
-    "validate": "mlpipe.steps.validate:validate_data",
-    "split": "mlpipe.steps.split:split",
-    "validate_split": "mlpipe.steps.validate:validate_split",
-    "tune_prepare": "mlpipe.steps.tune:tune_prepare",
-    "tune_trials": "mlpipe.steps.tune:tune_trials",
-    "tune": "mlpipe.steps.tune:tune_select",
-    "train": "mlpipe.steps.train:train",
-    "analyze": "mlpipe.steps.analyze:analyze",
-    "register": "mlpipe.steps.register:register",
-    "deploy": "mlpipe.steps.deploy:deploy",
-    "score": "mlpipe.steps.score:score",
-    "monitor": "mlpipe.steps.monitor:monitor",
+# step -> "module:function"; modules are imported only when their step runs.
+STEPS: dict[Step, str] = {
+    Step.INGEST: "mlpipe.steps.ingest:ingest",
+    Step.VALIDATE: "mlpipe.steps.validate:validate_data",
+    Step.SPLIT: "mlpipe.steps.split:split",
+    Step.VALIDATE_SPLIT: "mlpipe.steps.validate:validate_split",
+    Step.TUNE_PREPARE: "mlpipe.steps.tune:tune_prepare",
+    Step.TUNE_TRIALS: "mlpipe.steps.tune:tune_trials",
+    Step.TUNE: "mlpipe.steps.tune:tune_select",
+    Step.TRAIN: "mlpipe.steps.train:train",
+    Step.ANALYZE: "mlpipe.steps.analyze:analyze",
+    Step.REGISTER: "mlpipe.steps.register:register",
+    Step.DEPLOY: "mlpipe.steps.deploy:deploy",
+    Step.SCORE: "mlpipe.steps.score:score",
+    Step.MONITOR: "mlpipe.steps.monitor:monitor",
 }
-
-
-class StepError(Exception):
-    """A failure the user can act on (bad data, failed checks); reported as its message, no traceback."""
-
-
-class Unavailable(Exception):
-    """Something the step needs is unavailable for now (the MLflow server is down, a lease stays held).
-
-    Reported as its message, no traceback, with an exit status that the runtimes retry.
-    """
-
-
-REFUSED, UNAVAILABLE, CRASH = "refused input", "unavailable", "crash"  # how a step fails
-
-
-def failure(error: Exception) -> tuple[str, str]:
-    """How ``error`` ends a command: ``refused input`` (the user can fix it) or ``unavailable`` (retry
-    later), with the message printed for it, or ``crash`` (a bug) with its traceback's last line."""
-    if isinstance(error, Unavailable | storage.StorageUnavailable):  # the store's outage too: retried, not refused
-        return UNAVAILABLE, str(error)
-    if isinstance(error, StepError | SpecError | storage.StorageError | StepNotFinished):
-        return REFUSED, str(error)
-    if (message := tracking.unreachable(error)) is not None:
-        return UNAVAILABLE, message
-    return CRASH, "".join(traceback.format_exception_only(error)).strip()
 
 
 def record_failure(folder: str, record: dict[str, Any], error: Exception) -> None:
@@ -76,10 +52,10 @@ def record_failure(folder: str, record: dict[str, Any], error: Exception) -> Non
     The store may be what failed: the step's own error is what the runtime must see, so a record
     that cannot be written is only logged.
     """
-    kind, message = failure(error)
+    kind, message = failure(tracking.classified(error))
     record = {**record, "kind": kind, "error": message, "failed_at": datetime.now(UTC).isoformat(timespec="seconds")}
     try:
-        storage.write_json(storage.join(folder, ERROR), record)
+        storage.write_json(uris.join(folder, ERROR), record)
     except Exception as unwritten:  # the store itself may be down: see above
         log.warning("the failure of step %s could not be recorded in %s: %s", record["step"], folder, unwritten)
 
@@ -87,7 +63,7 @@ def record_failure(folder: str, record: dict[str, Any], error: Exception) -> Non
 def function(name: str):
     """The function behind step ``name``."""
     if name not in STEPS:
-        raise StepError(f"unknown step {name!r}; steps are: {', '.join(STEPS)}")
+        raise Refused(f"unknown step {name!r}; steps are: {', '.join(STEPS)}")
     module, attr = STEPS[name].split(":")
     return getattr(importlib.import_module(module), attr)
 
@@ -111,6 +87,6 @@ def run_step(name: str, run_uri: str, shard: int | None = None) -> dict[str, Any
         record_failure(folder, {**which, "seconds": round(time.perf_counter() - started, 3)}, error)
         raise
     result = {**which, **result, "seconds": round(time.perf_counter() - started, 3)}
-    storage.write_json(storage.join(folder, RESULT), result)
+    storage.write_json(uris.join(folder, RESULT), result)
     log.info("step %s finished in %.2fs", name, result["seconds"])
     return result

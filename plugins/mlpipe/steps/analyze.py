@@ -14,7 +14,7 @@
   on the sampled rows.
 
 The validation and analysis sets are scored in one batched pass each
-(:func:`mlpipe.evaluation.evaluate`, ``data.batch_rows`` rows at a time): memory holds one
+(:func:`mlpipe.model.evaluation.evaluate`, ``data.batch_rows`` rows at a time): memory holds one
 batch plus, per row, the label, the model's and the baseline's scores and the slice columns.
 Sensitivity and SHAP contributions use a seeded sample of at most
 :data:`ANALYSIS_SAMPLE_ROWS` analysis rows (all of them when fewer; the report's
@@ -33,11 +33,14 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlpipe import datasets, storage, tracking
-from mlpipe.evaluation import evaluate
-from mlpipe.model import TabularModel
-from mlpipe.runs import Run
-from mlpipe.steps import StepError
+from mlpipe.core.errors import Refused
+from mlpipe.data import datasets
+from mlpipe.model.evaluation import evaluate
+from mlpipe.model.slices import slice_metrics
+from mlpipe.model.tabular import TabularModel
+from mlpipe.registry import tracking
+from mlpipe.store import storage
+from mlpipe.store.runs import Run
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,25 +48,24 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from mlpipe.evaluation import Evaluated
-    from mlpipe.spec import Spec
+    from mlpipe.core.spec import Spec
+    from mlpipe.model.evaluation import Evaluated
 
 log = logging.getLogger(__name__)
 
 SENSITIVITY_SCALES = (0.01, 0.05)
 TOP_FEATURES = 10
 PLOTTED_FEATURES = 20
-MISSING = "<missing>"
 THRESHOLD_RULE = "the validation-set score that maximizes F1; a row is positive when its score >= it"
 ARTIFACT_FOLDER = "analysis"
 ANALYSIS_SAMPLE_ROWS = 50_000  # rows of the analysis set that sensitivity and SHAP contributions use
 
 
 def require_both_classes(y: np.ndarray, part: str) -> None:
-    """Raise :class:`StepError` unless ``y`` has positives and negatives."""
+    """Raise :class:`Refused` unless ``y`` has positives and negatives."""
     positives = int(y.sum())
     if positives in (0, len(y)):
-        raise StepError(f"the {part} set has {positives} positive rows out of {len(y)}: "
+        raise Refused(f"the {part} set has {positives} positive rows out of {len(y)}: "
                         "metrics need both classes (check target.positive_class and the split)")
 
 
@@ -98,46 +100,6 @@ def classification_metrics(y: np.ndarray, scores: np.ndarray, threshold: float) 
     rounded = {key: round(float(value), 6) for key, value in values.items()}
     # The threshold is kept exact: rounded, it could decide a row differently than it did here.
     return {**rounded, "threshold": threshold}, confusion
-
-
-def require_columns(uri: str, columns: list[str], field: str) -> None:
-    """Raise :class:`StepError` naming the first of ``columns`` (from spec ``field``) not in the dataset ``uri``."""
-    present = set(datasets.column_names(uri))
-    for column in columns:
-        if column not in present:
-            raise StepError(f"{field}: column {column!r} is not in the analysis set")
-
-
-def slice_keys(frame: pd.DataFrame, column: str) -> np.ndarray:
-    """The slice value of each row of ``frame`` for ``column``, as text (missing -> ``<missing>``)."""
-    values = frame[column]
-    return values.astype(str).where(values.notna(), MISSING).to_numpy()
-
-
-def slice_metrics(kept: pd.DataFrame, y: np.ndarray, scores: np.ndarray,
-                  columns: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Rows, positives, positive rate, mean score and ROC AUC (when both classes occur) per slice.
-
-    ``kept`` holds (at least) the slice ``columns`` of the rows that ``y`` and ``scores`` describe.
-    """
-    from sklearn.metrics import roc_auc_score
-
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for column in columns:
-        keys = slice_keys(kept, column)
-        out[column] = {}
-        for value in sorted(set(keys)):
-            rows = keys == value
-            positives = int(y[rows].sum())
-            both = 0 < positives < int(rows.sum())
-            out[column][value] = {
-                "rows": int(rows.sum()),
-                "positives": positives,
-                "positive_rate": round(float(y[rows].mean()), 6),
-                "mean_score": round(float(scores[rows].mean()), 6),
-                "roc_auc": round(float(roc_auc_score(y[rows], scores[rows])), 6) if both else None,
-            }
-    return out
 
 
 def sensitivity(model: TabularModel, frame: pd.DataFrame, threshold: float, seed: int) -> dict[str, dict]:
@@ -289,12 +251,12 @@ def analysis_metrics(evaluated: Evaluated, threshold: float) -> tuple[dict, dict
 
 
 def analyze(run: Run) -> dict[str, Any]:
-    from mlpipe.steps.train import load_baseline
+    from mlpipe.model.baseline import load_baseline
 
     spec, split, train = run.spec, run.result("split"), run.result("train")
     model = TabularModel.load(train["model_folder"])
     threshold = decision_threshold(model, split["validation"], spec)
-    require_columns(split["analysis"], spec.slices, "slices")
+    datasets.require_columns(split["analysis"], spec.slices, "slices")
     evaluated = evaluate(split["analysis"], spec, {"model": model.scores, "baseline": load_baseline(run).scores},
                          keep=spec.slices)
     y, scores = evaluated.y, evaluated.scores["model"]

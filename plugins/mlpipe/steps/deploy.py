@@ -18,10 +18,11 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from mlpipe import audit, datasets
-from mlpipe.model import TabularModel
-from mlpipe.runs import Run
-from mlpipe.steps import StepError
+from mlpipe.core.errors import Refused
+from mlpipe.data import datasets
+from mlpipe.model.tabular import TabularModel
+from mlpipe.store import audit
+from mlpipe.store.runs import Run
 
 if TYPE_CHECKING:
     import httpx
@@ -106,8 +107,8 @@ def reload_quietly(url: str) -> None:
 
 
 def fail(run: Run, registered: dict[str, Any], url: str, problem: str) -> NoReturn:
-    """Audit the failed deploy, roll the champion alias back, and raise a :class:`StepError` saying so."""
-    from mlpipe.rollback import rollback
+    """Audit the failed deploy, roll the champion alias back, and raise a :class:`Refused` saying so."""
+    from mlpipe.registry.rollback import rollback
 
     name, version = registered["model_name"], registered["version"]
     audit.record(run.spec.name, {"action": "deploy_failed", "model": name, "version": version, "server": url,
@@ -115,17 +116,17 @@ def fail(run: Run, registered: dict[str, Any], url: str, problem: str) -> NoRetu
     what = f"deploy of {name} version {version} to {url} failed: {problem}"
     try:
         back = rollback(name, reason=what, actor=f"deploy step of run {run.run_id}", expected_champion=version)
-    except StepError as error:
-        raise StepError(f"{what}; the champion alias was not rolled back: {error}") from None
+    except Refused as error:
+        raise Refused(f"{what}; the champion alias was not rolled back: {error}") from None
     reload_quietly(url)
-    raise StepError(f"{what}; the champion alias was rolled back to version {back['to_version']}")
+    raise Refused(f"{what}; the champion alias was rolled back to version {back['to_version']}")
 
 
 def current_champion(name: str) -> int | None:
     """The version ``name``'s ``champion`` alias points at now."""
     from mlflow import MlflowClient
 
-    from mlpipe.steps.register import champion_version
+    from mlpipe.registry.aliases import champion_version
 
     return champion_version(MlflowClient(), name)
 

@@ -1,11 +1,11 @@
 """ingest: read the source data batch by batch, mask PII, write a Parquet snapshot and its data version.
 
-The source (``data.source``) is a CSV or Parquet file, or a folder of them (:mod:`mlpipe.datasets`),
+The source (``data.source``) is a CSV or Parquet file, or a folder of them (:mod:`mlpipe.data.datasets`),
 on ``file://`` or ``s3://``. It is read ``data.batch_rows`` rows at a time; each batch gets the
 spec's PII rules and becomes one part of the snapshot, ``<run>/ingest/snapshot/part-NNNNN.parquet``.
 The data version is a content hash folded batch by batch, so neither the file nor the snapshot is
 ever held in memory whole. A source that cannot be read, or whose rows repeat an id
-(:mod:`mlpipe.ids`), leaves no snapshot behind.
+(:mod:`mlpipe.data.ids`), leaves no snapshot behind.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from mlpipe import datasets
-from mlpipe.columns import CATEGORICAL, check_named, feature_kinds
-from mlpipe.ids import UniqueIds
-from mlpipe.pii import mask_pii
-from mlpipe.profile import read_profile
-from mlpipe.runs import CATEGORICAL_RESULT, Run
-from mlpipe.steps import StepError
+from mlpipe.core.errors import Refused
+from mlpipe.data import datasets
+from mlpipe.data.columns import CATEGORICAL, check_named, feature_kinds
+from mlpipe.data.ids import UniqueIds
+from mlpipe.data.pii import mask_pii
+from mlpipe.data.profile import read_profile
+from mlpipe.store.runs import CATEGORICAL_RESULT, Run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,14 +67,14 @@ def ingest(run: Run) -> dict[str, Any]:
                 check_named(spec, list(map(str, frame.columns)), spec.data.source)
             ids.add(frame)
             pii = mask_pii(frame, spec.pii)
-            if index == 0:  # the first batch decides: every batch has its columns and types (mlpipe.datasets)
+            if index == 0:  # the first batch decides: every batch has its columns and types (mlpipe.data.datasets)
                 kinds = feature_kinds(frame, spec, read_profile(spec.validation.profile, spec.name)["columns"],
                                       spec.data.source)
             version.update(frame)
             snapshot.write(frame)
             columns = frame.shape[1]
         if not snapshot.rows:
-            raise StepError(f"{spec.data.source}: the data has a header but no rows")
+            raise Refused(f"{spec.data.source}: the data has a header but no rows")
         ids.check()
     log.info("ingested %d rows x %d columns from %s in %d parts (data version %s)",
              snapshot.rows, columns, spec.data.source, len(snapshot.uris), version.hexdigest())

@@ -1,13 +1,13 @@
 """monitor: compare what was scored recently with the champion's training reference; judge feedback.
 
 The window is the last ``monitoring.window_days`` days (up to the run's start). The current
-data (:mod:`mlpipe.scored`) is every batch-scoring run that finished in it and the server's
-captured requests; the reference (:mod:`mlpipe.reference`) is the champion's training sample.
-It computes drift per feature (:mod:`mlpipe.drift`: PSI, KS, Jensen-Shannon, new categories,
+data (:mod:`mlpipe.monitoring.scored`) is every batch-scoring run that finished in it and the server's
+captured requests; the reference (:mod:`mlpipe.model.reference`) is the champion's training sample.
+It computes drift per feature (:mod:`mlpipe.monitoring.drift`: PSI, KS, Jensen-Shannon, new categories,
 missing rates) and of the champion's scores (only rows the champion scored), judges them by the
-spec (:mod:`mlpipe.monitoring`), and, when ``monitoring.feedback.source`` has late outcomes,
+spec (:mod:`mlpipe.monitoring.judge`), and, when ``monitoring.feedback.source`` has late outcomes,
 joins them by ``id_columns`` with the champion's batch predictions for ROC AUC, PR AUC and
-calibration per day (:mod:`mlpipe.quality`).
+calibration per day (:mod:`mlpipe.monitoring.quality`).
 
 It writes ``report.json`` and ``report.html`` under ``<store>/<pipeline>/monitoring/<run>/monitor/``
 and logs the figures to an MLflow run (experiment ``<pipeline>``, tagged with the champion's
@@ -24,17 +24,20 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from mlpipe import datasets, reference, storage, tracking
-from mlpipe.features import labels
-from mlpipe.monitoring import breach_reasons, drifting, judged
-from mlpipe.runs import Run
-from mlpipe.scored import SCORE, VERSION, WINDOW, Scored, Window, scored_in
-from mlpipe.steps import StepError
+from mlpipe.core.errors import Refused
+from mlpipe.data import datasets
+from mlpipe.data.features import labels
+from mlpipe.model import reference
+from mlpipe.monitoring.judge import breach_reasons, drifting, judged
+from mlpipe.monitoring.scored import SCORE, VERSION, WINDOW, Scored, Window, scored_in
+from mlpipe.registry import tracking
+from mlpipe.store import storage
+from mlpipe.store.runs import Run
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlpipe.spec import Spec
+    from mlpipe.core.spec import Spec
 
 log = logging.getLogger(__name__)
 STEP = "monitor"
@@ -49,7 +52,7 @@ def champion(model_name: str) -> tuple[int, dict[str, str]] | None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from mlpipe.steps.register import CHAMPION
+    from mlpipe.registry.names import CHAMPION
 
     try:
         version = MlflowClient().get_model_version_by_alias(model_name, CHAMPION)
@@ -74,14 +77,14 @@ def outcomes(spec: Spec) -> pd.DataFrame:
     source = spec.monitoring.feedback.source
     try:
         files = datasets.files(source)
-    except StepError:  # no outcomes have arrived yet
+    except Refused:  # no outcomes have arrived yet
         files = []
     needed = [*spec.id_columns, spec.target.column]
     frames = []
     for uri in files:
         for frame in datasets.batches(uri, FEEDBACK_BATCH_ROWS):
             if missing := [c for c in needed if c not in frame.columns]:
-                raise StepError(f"{uri}: the feedback lacks the columns {missing} (needs {needed})")
+                raise Refused(f"{uri}: the feedback lacks the columns {missing} (needs {needed})")
             frames.append(frame[needed])
     if not frames:
         return pd.DataFrame(columns=needed)
@@ -90,7 +93,7 @@ def outcomes(spec: Spec) -> pd.DataFrame:
 
 def feedback_quality(spec: Spec, scored: Scored, version: int, tags: dict[str, str]) -> dict[str, Any] | None:
     """Quality of the champion's batch predictions with known outcomes; ``None`` without a feedback source."""
-    from mlpipe.quality import quality
+    from mlpipe.monitoring.quality import quality
 
     feedback = spec.monitoring.feedback
     if not feedback.source:
@@ -106,7 +109,7 @@ def feedback_quality(spec: Spec, scored: Scored, version: int, tags: dict[str, s
 
 def compare(spec: Spec, ref: pd.DataFrame, scored: Scored, version: int) -> dict[str, Any]:
     """Drift of every feature and of the champion's scores, judged by the spec."""
-    from mlpipe.drift import feature_drift, numeric_drift
+    from mlpipe.monitoring.drift import feature_drift, numeric_drift
 
     columns = [c for c in ref.columns if c != reference.SCORE]
     settings = spec.monitoring
@@ -206,7 +209,7 @@ def retrain_notes(run: Run, report: dict[str, Any]) -> str:
 
 
 def monitor(run: Run) -> dict[str, Any]:
-    from mlpipe.monitor_report import render_html
+    from mlpipe.monitoring.report import render_html
 
     spec, now = run.spec, datetime.now(UTC)
     window = Window.last(spec.monitoring.window_days, now)

@@ -1,20 +1,20 @@
 """register: put the trained model in the MLflow registry as ``challenger``; promote it through the gate.
 
 The version carries its lineage and analysis as tags (data version, pipeline run,
-MLflow run, analysis metrics, decision threshold). The gate (:func:`mlpipe.promotion.decide`)
+MLflow run, analysis metrics, decision threshold). The gate (:func:`mlpipe.registry.promotion.decide`)
 compares it with the current champion *re-scored on this run's analysis set*
 (never trusting old numbers), after an infra check that loads the registered version
 through the serving code path (the MLflow pyfunc) and scores the set's first rows.
-Both models score the analysis set in one batched pass (:func:`mlpipe.evaluation.evaluate`):
+Both models score the analysis set in one batched pass (:func:`mlpipe.model.evaluation.evaluate`):
 memory holds one batch plus, per row, the label, the two scores, the slice columns and
 the fairness column.
 Every decision (promoted or not, why, the metrics side by side, forced or not, which
 run) is recorded as tags on the version and as one event in the audit log
-(:mod:`mlpipe.audit`). Promotion moves aliases only: ``champion`` to the new version,
+(:mod:`mlpipe.store.audit`). Promotion moves aliases only: ``champion`` to the new version,
 ``previous-champion`` to the one it replaced (:func:`move_champion`).
 
 Promotions are exclusive: the gate and the alias moves of a registered model run under its
-promotion lease (:func:`promotion_lease`, an :mod:`mlpipe.lease` in the artifact store), so
+promotion lease (:func:`promotion_lease`, an :mod:`mlpipe.store.lease` in the artifact store), so
 two runs registering at once decide one after the other, and the second compares with the
 champion the first left. Should its holder crash, the lease expires
 ``$MLPIPE_PROMOTION_LEASE_SECONDS`` (default 1800) after it was taken, and a retry of the
@@ -35,17 +35,31 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from mlpipe import audit, lease, storage, tracking
-from mlpipe.promotion import Decision, decide, scorecard, side_by_side
-from mlpipe.runs import Run, store_uri
-from mlpipe.spec import SpecError
-from mlpipe.steps import StepError
-from mlpipe.tracking import DATA_VERSION_TAG, NOTES_TAG, PIPELINE_TAG, RUN_URI_TAG
+from mlpipe.core.errors import Refused
+from mlpipe.core.spec import SpecError
+from mlpipe.registry import tracking
+from mlpipe.registry.aliases import champion_version, promotion_lease
+from mlpipe.registry.names import (
+    AUDIT_TAG,
+    CHALLENGER,
+    CHAMPION,
+    COMPARED_TAG,
+    COMPARISON_TAG,
+    FORCED_TAG,
+    NOTES_OF_GATE_TAG,
+    PREVIOUS_CHAMPION,
+    PROMOTED_TAG,
+    REASONS_TAG,
+    REPLACED_TAG,
+    THRESHOLD_TAG,
+)
+from mlpipe.registry.promotion import Decision, decide, scorecard, side_by_side
+from mlpipe.registry.tracking import DATA_VERSION_TAG, NOTES_TAG, PIPELINE_TAG, RUN_URI_TAG
+from mlpipe.store import audit, lease, storage
+from mlpipe.store.runs import Run
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,40 +67,14 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-    from mlpipe.evaluation import Scorer
-    from mlpipe.spec import Spec
+    from mlpipe.core.spec import Spec
+    from mlpipe.model.evaluation import Scorer
 
 log = logging.getLogger(__name__)
 
-CHALLENGER = "challenger"
-CHAMPION = "champion"
-PREVIOUS_CHAMPION = "previous-champion"
-PROMOTED_TAG = "mlpipe.promoted"
-REASONS_TAG = "mlpipe.promotion_reasons"
-NOTES_OF_GATE_TAG = "mlpipe.promotion_notes"
-FORCED_TAG = "mlpipe.promotion_forced"
-COMPARED_TAG = "mlpipe.compared_with_version"
-COMPARISON_TAG = "mlpipe.promotion_comparison"  # JSON: challenger vs champion, metric by metric
-REPLACED_TAG = "mlpipe.replaced_version"  # the champion this version replaced when promoted
-AUDIT_TAG = "mlpipe.promotion_audit"
-THRESHOLD_TAG = "mlpipe.threshold"
 INFRA_ROWS = 20
 INFRA_TOLERANCE = 1e-6
 DECISIONS = ("promoted", "not_promoted")  # the audit actions of a promotion decision
-LEASE_SECONDS_ENV, LEASE_SECONDS = "MLPIPE_PROMOTION_LEASE_SECONDS", 1800
-WAIT_SECONDS_ENV, WAIT_SECONDS = "MLPIPE_PROMOTION_WAIT_SECONDS", 2400
-
-
-@contextlib.contextmanager
-def promotion_lease(name: str, owner: str) -> Iterator[lease.Lease]:
-    """Hold the promotion lease of registered model ``name`` (``<store>/leases/promotion-<name>/``)."""
-    folder = storage.join(store_uri(), "leases", "promotion-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", name))
-    ttl = float(os.environ.get(LEASE_SECONDS_ENV, LEASE_SECONDS))
-    wait = float(os.environ.get(WAIT_SECONDS_ENV, WAIT_SECONDS))
-    with lease.held(folder, owner, ttl, wait) as held:
-        yield held
-
-
 def version_tags(run: Run, train: dict[str, Any], metrics: dict[str, Any]) -> dict[str, str]:
     """Lineage and analysis tags of the model version registered by ``run``."""
     return {
@@ -106,17 +94,6 @@ def existing_version(client: MlflowClient, name: str, run: Run, mlflow_run_id: s
     found = client.search_model_versions(
         f"name = '{name}' and run_id = '{mlflow_run_id}' and tags.`{RUN_URI_TAG}` = '{run.uri}'")
     return min(found, key=lambda v: int(v.version)) if found else None
-
-
-def alias_version(client: MlflowClient, name: str, alias: str) -> int | None:
-    """The version ``alias`` points at, if any."""
-    version = client.get_registered_model(name).aliases.get(alias)
-    return None if version is None else int(version)
-
-
-def champion_version(client: MlflowClient, name: str) -> int | None:
-    """The version the ``champion`` alias points at, if any."""
-    return alias_version(client, name, CHAMPION)
 
 
 def compared_version(client: MlflowClient, name: str, version: int) -> int | None:
@@ -161,17 +138,17 @@ def describe(error: BaseException) -> str:
 
 def champion_scorer(client: MlflowClient, name: str, version: int) -> tuple[Scorer, float]:
     """The registered ``version``'s scores (loaded as it is served) and the decision threshold it was promoted with."""
-    from mlpipe.serving_model import load_version
+    from mlpipe.model.pyfunc import load_version
 
     tags = client.get_model_version(name, str(version)).tags
     if THRESHOLD_TAG not in tags:
-        raise StepError(f"champion {name} version {version} has no {THRESHOLD_TAG} tag: cannot decide its approvals")
+        raise Refused(f"champion {name} version {version} has no {THRESHOLD_TAG} tag: cannot decide its approvals")
     try:
         model = load_version(name, version)
     except Exception as error:  # whatever broke it, the gate cannot compare: say which version and why
         if tracking.unreachable(error):  # not the champion's fault: the step fails, to be retried
             raise
-        raise StepError(f"cannot re-score champion {name} version {version} to compare with it "
+        raise Refused(f"cannot re-score champion {name} version {version} to compare with it "
                         f"({describe(error)}); repair it or roll it back (mlpipe rollback {name})"
                         ) from error
     return model.scores, float(tags[THRESHOLD_TAG])
@@ -179,7 +156,7 @@ def champion_scorer(client: MlflowClient, name: str, version: int) -> tuple[Scor
 
 def kept_columns(spec: Spec, uri: str) -> list[str]:
     """The columns of the analysis set at ``uri`` the scorecards need: the slices and the fairness attribute."""
-    from mlpipe.steps.analyze import require_columns
+    from mlpipe.data.datasets import require_columns
 
     require_columns(uri, spec.slices, "slices")
     rule = spec.thresholds.fairness
@@ -195,7 +172,7 @@ def infra_check(name: str, version: int, rows: pd.DataFrame, schema: dict[str, A
     import mlflow
     import numpy as np
 
-    from mlpipe.serving_model import as_inputs
+    from mlpipe.model.pyfunc import as_inputs
 
     uri = f"models:/{name}/{version}"
     try:
@@ -215,9 +192,9 @@ def infra_check(name: str, version: int, rows: pd.DataFrame, schema: dict[str, A
 def gate(run: Run, client: MlflowClient, name: str, version: int,
          forced: bool) -> tuple[Decision, dict[str, Any], int | None]:
     """The promotion decision for ``version``, the scorecards side by side, and the version compared with."""
-    from mlpipe import datasets
-    from mlpipe.evaluation import evaluate
-    from mlpipe.model import TabularModel
+    from mlpipe.data import datasets
+    from mlpipe.model.evaluation import evaluate
+    from mlpipe.model.tabular import TabularModel
 
     spec, metrics, uri = run.spec, run.result("analyze")["metrics"], run.result("split")["analysis"]
     model = TabularModel.load(run.result("train")["model_folder"])
@@ -241,7 +218,7 @@ def apply_decision(run: Run, client: MlflowClient, name: str, version: int, forc
                    held: lease.Lease) -> dict[str, Any]:
     """Gate ``version``, record the decision in the audit log, then carry it out (:func:`enact`); what happened.
 
-    A gate that outlived the promotion lease ``held`` records nothing (:func:`mlpipe.lease.confirm`).
+    A gate that outlived the promotion lease ``held`` records nothing (:func:`mlpipe.store.lease.confirm`).
     """
     decision, comparison, compared = gate(run, client, name, version, forced)
     lease.confirm(held)
@@ -312,7 +289,7 @@ def undone_when_refused(run: Run, client: MlflowClient, name: str, version: int,
     unavailable MLflow server or lease is reused by the retry.)"""
     try:
         yield
-    except (StepError, SpecError):
+    except (Refused, SpecError):
         if created and not audit.events_of(run.spec.name, name, version):
             log.info("%s version %d: deleted again, its register step was refused", name, version)
             client.delete_model_version(name, str(version))

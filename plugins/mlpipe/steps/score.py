@@ -1,7 +1,7 @@
 """score: the champion scores a batch, one bounded chunk at a time.
 
 The batch (a CSV or Parquet file, or a folder of them such as ``mlpipe synth`` writes;
-``file://`` or ``s3://``; read by :func:`mlpipe.datasets.batches`) is the trigger option
+``file://`` or ``s3://``; read by :func:`mlpipe.data.datasets.batches`) is the trigger option
 ``input_uri`` or the spec's ``scoring.source``. Each chunk of ``scoring.chunk_rows``
 rows gets the spec's PII rules, is checked against the training schema with Great
 Expectations (a missing column or a column of the wrong type fails the batch,
@@ -14,7 +14,7 @@ reported), and is scored by ``models:/<model>@champion``. Per chunk it writes:
   drift monitoring.
 
 Memory holds one chunk at a time, whatever the size of the batch. A batch whose rows
-repeat an id, or lack one, is refused (:mod:`mlpipe.ids`): outcomes are joined by id.
+repeat an id, or lack one, is refused (:mod:`mlpipe.data.ids`): outcomes are joined by id.
 """
 
 from __future__ import annotations
@@ -29,17 +29,18 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from mlpipe import datasets, storage
-from mlpipe.ids import UniqueIds
-from mlpipe.pii import mask_pii
-from mlpipe.runs import Run
-from mlpipe.steps import StepError
-from mlpipe.steps.register import CHAMPION, THRESHOLD_TAG
+from mlpipe.core import uris
+from mlpipe.core.errors import Refused
+from mlpipe.data import datasets
+from mlpipe.data.ids import UniqueIds
+from mlpipe.data.pii import mask_pii
+from mlpipe.registry.names import CHAMPION, THRESHOLD_TAG
+from mlpipe.store.runs import Run
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlpipe.model import TabularModel
+    from mlpipe.model.tabular import TabularModel
 
 log = logging.getLogger(__name__)
 STRUCTURAL = ("expect_column_to_exist", "expect_column_values_to_be_in_type_list")
@@ -50,12 +51,12 @@ def champion(model_name: str) -> tuple[TabularModel, int, float]:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from mlpipe.serving_model import load_version
+    from mlpipe.model.pyfunc import load_version
 
     try:
         version = MlflowClient().get_model_version_by_alias(model_name, CHAMPION)
     except MlflowException:
-        raise StepError(f"registered model {model_name!r} has no {CHAMPION!r} version to score with; "
+        raise Refused(f"registered model {model_name!r} has no {CHAMPION!r} version to score with; "
                         "train and promote one first") from None
     model = load_version(model_name, version.version)
     return model, int(version.version), float(version.tags[THRESHOLD_TAG])
@@ -63,9 +64,9 @@ def champion(model_name: str) -> tuple[TabularModel, int, float]:
 
 def schema_checks(spec, profiled: dict[str, dict[str, Any]], columns: list[str]) -> list:
     """Training-schema checks of a batch: the reference profile's checks of the model's input columns."""
-    from mlpipe.steps.validate import _expectations, column_expectations
+    from mlpipe.validation.suites import column_expectations, expectations
 
-    gxe = _expectations()
+    gxe = expectations()
     checks = [gxe.ExpectColumnToExist(column=name) for name in columns]
     for name in columns:
         if name in profiled:
@@ -75,14 +76,15 @@ def schema_checks(spec, profiled: dict[str, dict[str, Any]], columns: list[str])
 
 def check_chunk(spec, frame: pd.DataFrame, checks: list, profiled: dict, issues: Counter) -> None:
     """Fail on a structural problem (missing column, wrong type); count rows with unexpected values."""
-    from mlpipe.steps.validate import batch_frame, describe_failure, run_suite
+    from mlpipe.validation.failures import describe_failure
+    from mlpipe.validation.suites import batch_frame, run_suite
 
     text = [name for name, entry in profiled.items() if "categories" in entry]
     result = run_suite(f"{spec.name}_score", batch_frame(frame, text), checks)
     broken = [item for item in result.results
               if not item.success and item.expectation_config.type in STRUCTURAL]
     if broken:
-        raise StepError("the batch does not match the training schema:\n"
+        raise Refused("the batch does not match the training schema:\n"
                         + "\n".join(sorted(describe_failure(item) for item in broken)))
     for item in result.results:
         if count := (item.result or {}).get("unexpected_count"):
@@ -135,13 +137,13 @@ def timed(items: Iterator[Any], seconds: Counter, name: str) -> Iterator[Any]:
 
 
 def score(run: Run) -> dict[str, Any]:
-    from mlpipe.steps.validate import profiled_columns
+    from mlpipe.validation.suites import profiled_columns
 
     spec = run.spec
     source = run.options.get("input_uri") or spec.scoring.source
     if not source:
-        raise StepError("nothing to score: give the input_uri option or set scoring.source in the spec")
-    source = storage.normalize(source)
+        raise Refused("nothing to score: give the input_uri option or set scoring.source in the spec")
+    source = uris.normalize(source)
     model, version, threshold = champion(spec.registered_model)
     profiled = profiled_columns(spec.validation.profile)
     checks = schema_checks(spec, profiled, model.schema["columns"])
@@ -154,7 +156,7 @@ def score(run: Run) -> dict[str, Any]:
     batches = datasets.batches(source, spec.scoring.chunk_rows, fmt=spec.data.format)
     for frame in timed(batches, phases, "read"):
         if missing := [c for c in spec.id_columns if c not in frame.columns]:
-            raise StepError(f"id_columns {missing} are not in the batch")
+            raise Refused(f"id_columns {missing} are not in the batch")
         ids.add(frame)
         with phase(phases, "mask_pii"):
             mask_pii(frame, spec.pii)
@@ -170,7 +172,7 @@ def score(run: Run) -> dict[str, Any]:
         release_memory()
     rows = outputs["predictions"].rows
     if not rows:
-        raise StepError(f"{source}: the batch has no rows")
+        raise Refused(f"{source}: the batch has no rows")
     ids.check()
     log.info("scored %d rows of %s with %s v%d (%d flagged)", rows, source, spec.registered_model, version,
              positives)

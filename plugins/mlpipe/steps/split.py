@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mlpipe import datasets
-from mlpipe.features import labels
-from mlpipe.runs import Run
+from mlpipe.core.names import PARTS
+from mlpipe.data import datasets
+from mlpipe.data.features import labels
+from mlpipe.store.runs import Run
 
 if TYPE_CHECKING:
     import numpy as np
 
-PARTS = ("train", "validation", "analysis")
 
 
 class Dealer:

@@ -57,11 +57,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlpipe import datasets, tracking
-from mlpipe.features import schema
-from mlpipe.runs import Run
-from mlpipe.steps import StepError
-from mlpipe.steps.train import (
+from mlpipe.core.errors import Refused
+from mlpipe.data import datasets
+from mlpipe.data.features import schema
+from mlpipe.model.booster import (
     TRAIN,
     VALIDATION,
     booster_params,
@@ -72,6 +71,8 @@ from mlpipe.steps.train import (
     scale_pos_weight,
     tuned_training,
 )
+from mlpipe.registry import tracking
+from mlpipe.store.runs import Run
 
 if TYPE_CHECKING:
     import numpy as np
@@ -79,7 +80,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import xgboost as xgb
 
-    from mlpipe.spec import SearchRange, Spec, Training, Tuning
+    from mlpipe.core.spec import SearchRange, Spec, Training, Tuning
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ def trials_budget(run: Run) -> int:
     """The ``tuning_trials`` trigger option when it is a whole number > 0; ``tuning.trials`` when it is 0 or unset."""
     override = run.options.get("tuning_trials")
     if isinstance(override, bool) or not isinstance(override, int | None) or (override or 0) < 0:
-        raise StepError(f"trigger option tuning_trials: expected a whole number >= 0 (0: the spec's "
+        raise Refused(f"trigger option tuning_trials: expected a whole number >= 0 (0: the spec's "
                         f"tuning.trials), got {override!r}")
     return override or run.spec.tuning.trials
 
@@ -166,8 +167,8 @@ def check_search_space(spec: Spec) -> None:
     lows = {key: r.low for key, r in spec.tuning.search_space.items()}
     try:
         booster_params(tuned_training(spec.training, lows), 1.0, "cpu")
-    except StepError as error:
-        raise StepError(f"tuning.search_space: {error}") from None
+    except Refused as error:
+        raise Refused(f"tuning.search_space: {error}") from None
 
 
 def sampler(seed: int) -> optuna.samplers.BaseSampler:
@@ -364,7 +365,7 @@ def cv_folds(train: tuple[pd.DataFrame, np.ndarray], validation: tuple[pd.DataFr
     features = pd.concat([train[0], validation[0]], ignore_index=True)
     y = np.concatenate([train[1], validation[1]])
     if (rarer := min(int(y.sum()), int(len(y) - y.sum()))) < folds:
-        raise StepError(f"tuning.cv_folds: {folds} stratified folds need at least {folds} "
+        raise Refused(f"tuning.cv_folds: {folds} stratified folds need at least {folds} "
                         f"rows of each class in train + validation; the rarer class has {rarer}")
     splitter = StratifiedKFold(folds, shuffle=True, random_state=tuning.seed)
     return Folds(xgb.DMatrix(features, label=y, enable_categorical=True), list(splitter.split(features, y)))
@@ -475,7 +476,7 @@ def earlier_rounds(study: optuna.Study, first: int, waited_for: str) -> list[opt
             return [t for t in earlier if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         if time.monotonic() - started > ROUND_WAIT_SECONDS:
             running = [t.number for t in earlier if not t.state.is_finished()]
-            raise StepError(f"tune_trials: {waited_for} waited {ROUND_WAIT_SECONDS} s for trials {running} of "
+            raise Refused(f"tune_trials: {waited_for} waited {ROUND_WAIT_SECONDS} s for trials {running} of "
                             f"the earlier rounds (their worker may have crashed: its retry fails them)")
         time.sleep(POLL_SECONDS)
 
@@ -511,7 +512,7 @@ def tune_trials(run: Run, shard: int) -> dict[str, Any]:
         return {"shard": shard, "trials_run": 0, "best_value_seen": None, "skipped": True}
     workers, budget = prepared["workers"], prepared["trials_budget"]
     if not 0 <= shard < workers:
-        raise StepError(f"tune_trials: shard {shard} is not one of the {workers} workers (0-based)")
+        raise Refused(f"tune_trials: shard {shard} is not one of the {workers} workers (0-based)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per in-memory study of round_params
     study = load_study(prepared)
     fail_stale(study, shard)
@@ -553,7 +554,7 @@ def tune_select(run: Run) -> dict[str, Any]:
               for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
-        raise StepError(f"tuning study {prepared['study']}: no trial completed ({counts}); "
+        raise Refused(f"tuning study {prepared['study']}: no trial completed ({counts}); "
                         f"raise the budget (tuning.trials, tuning.timeout_minutes) or skip tuning")
     best = max(complete, key=lambda t: (t.value, -t.number))
     parent, objective = prepared["tuning_run_id"], objective_name(fold_count(run))

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
-from mlpipe.ui import ARTIFACT_ROUTE, access, artifacts, confirmation, overview, render
+from mlpipe.core.urls import ARTIFACT_ROUTE
+from mlpipe.ui import access, artifacts, confirmation, overview, render
 
 if TYPE_CHECKING:
     from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
@@ -70,7 +71,7 @@ def artifact(request: Request, user: User, uri: Annotated[str, Query()] = "") ->
     """One report from the artifact store, if it is under the store and the user may see its pipeline."""
     if user is None:
         return _login(request)
-    from mlpipe.storage import StorageError
+    from mlpipe.store.storage import StorageError
 
     try:
         found = artifacts.resolve(uri)
@@ -114,13 +115,13 @@ def rollback(request: Request, user: User, pipeline: Annotated[str, Form()] = ""
         confirmed = confirmation.verify(secret, token, user=seen["user"], pipeline=found.name)
     except confirmation.ConfirmationError as error:
         return _message(request, user, 400, "Rollback refused", str(error))
-    from mlpipe import rollback as rollbacks
-    from mlpipe.steps import StepError
+    from mlpipe.core.errors import Refused
+    from mlpipe.registry import rollback as rollbacks
 
     try:
         done = rollbacks.rollback(found.model, reason, actor=user.get_name(),
                                   expected_champion=int(confirmed["champion"]))
-    except StepError as error:
+    except Refused as error:
         return _message(request, user, 409, "Rollback not done", str(error))
     return _message(request, user, 200, "Rolled back",
                     f"{found.model}: champion is now version {done['to_version']} (was {done['from_version']}); "

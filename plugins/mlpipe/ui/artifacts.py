@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from mlpipe import storage
-from mlpipe.runs import store_uri
+from mlpipe.core import uris
+from mlpipe.store import storage
+from mlpipe.store.runs import store_uri
 
 MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".json": "application/json", ".png": "image/png",
                ".svg": "image/svg+xml", ".txt": "text/plain; charset=utf-8", ".csv": "text/csv; charset=utf-8"}
@@ -68,9 +69,9 @@ def resolve(uri: str, root: str | None = None) -> Artifact:
     suffix = posixpath.splitext(parts[-1])[1].lower()
     if suffix not in MEDIA_TYPES:
         raise ArtifactRefused(f"{uri}: only {', '.join(sorted(MEDIA_TYPES))} files are served")
-    return Artifact(storage.join(root, relative), parts[0], MEDIA_TYPES[suffix])
+    return Artifact(uris.join(root, relative), parts[0], MEDIA_TYPES[suffix])
 
 
 def read(artifact: Artifact) -> bytes:
-    """The bytes of ``artifact`` (:class:`mlpipe.storage.StorageError` when it does not exist)."""
+    """The bytes of ``artifact`` (:class:`mlpipe.store.storage.StorageError` when it does not exist)."""
     return storage.read_bytes(artifact.uri)

@@ -1,11 +1,11 @@
 """What the Models page shows of a pipeline, gathered from where each fact lives.
 
-- the pipelines: the spec files of ``<[core] dags_folder>/pipelines`` (:func:`mlpipe.spec.discover`);
+- the pipelines: the spec files of ``<[core] dags_folder>/pipelines`` (:func:`mlpipe.core.spec.discover`);
 - champion, challenger and previous champion, and the recent versions with their analysis
   metrics: the MLflow registry (aliases and the ``mlpipe.*`` version tags ``register`` writes);
 - the last training run: Airflow's metadata database (latest DagRun of ``<pipeline>_training``);
 - the last monitoring result: ``report.json`` of the latest monitoring run in the artifact store;
-- promotions, rollbacks and deploys: the audit log (:func:`mlpipe.audit.history`).
+- promotions, rollbacks and deploys: the audit log (:func:`mlpipe.store.audit.history`).
 
 Each part is gathered on its own: one that cannot be read (MLflow down, no database) is an
 error message in its place on the page, never a failed page.
@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlpipe import audit, runs, spec, storage
+from mlpipe.core import spec, uris
+from mlpipe.store import audit, runs, storage
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def monitoring(pipeline: str) -> dict[str, Any] | None:
         run_uri = runs.latest(pipeline, kind=runs.MONITORING)
     except storage.StorageError:
         return None
-    report_uri = storage.join(run_uri, MONITOR_STEP, REPORT)
+    report_uri = uris.join(run_uri, MONITOR_STEP, REPORT)
     if not storage.exists(report_uri):
         return {"run_uri": run_uri, "missing": f"monitoring run {run_uri.rsplit('/', 1)[-1]} has no report "
                                                "(still running, or it failed: see its task log)"}

@@ -3,7 +3,7 @@
 Airflow loads plugins in every process (scheduler, workers, dag-processor, api-server), so this
 module only names things: the FastAPI app is built the first time the api-server routes a
 request to it (:class:`LazyApp`), and FastAPI, Jinja2, MLflow and prometheus_client are
-imported then. The step operators carry their own extra links (:mod:`mlpipe.ui.links`).
+imported then. The step operators carry their own extra links (:mod:`mlpipe.orchestration.links`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 
-from mlpipe.ui import URL_PREFIX
+from mlpipe.core.urls import URL_PREFIX
 
 APP_FACTORY = "mlpipe.ui.app:create_app"
 

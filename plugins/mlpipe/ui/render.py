@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from mlpipe import urls
+from mlpipe.core import urls
 from mlpipe.ui.chart import trend_svg
 from mlpipe.ui.overview import ANALYSIS_AUC, BASELINE_AUC, VERSION_FACTS, VERSION_METRICS
 from mlpipe.ui.templates import TEMPLATES
@@ -53,9 +53,11 @@ def section(found: dict[str, Any], may_rollback: bool, refusal: str = "") -> dic
 
 def models_page(sections: list[dict[str, Any]], user: str, base: str, folder: str) -> str:
     """The Models page: one section per pipeline (:func:`section`)."""
+    from airflow.configuration import conf
+
     return environment().get_template("models").render(
         sections=sections, user=user, base=base, folder=folder, metrics=VERSION_METRICS, facts=VERSION_FACTS,
-        mlflow_ui=urls.mlflow_ui(), airflow=urls.airflow_base(),
+        mlflow_ui=urls.mlflow_ui(), airflow=conf.get("api", "base_url", fallback="").rstrip("/"),
         artifact=lambda uri: f"{base}/artifact?uri={_quote(uri)}")
 
 

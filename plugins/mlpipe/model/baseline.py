@@ -1,0 +1,135 @@
+"""The logistic-regression baseline a careful analyst would fit; the model's lift is measured against it.
+
+A weak baseline overstates the lift (the class-weighted regression with a fixed ``C=1`` once scored
+0.03 ROC AUC below a plain one on the same split), so every choice an analyst would make is made
+on data, never on the analysis set:
+
+- features: one-hot categoricals over the training levels (an unseen level gets no indicator);
+  numbers median-imputed, with a missing indicator for each column that has nulls in training
+  (missingness often carries signal in credit files), then standardized;
+- L2 strength ``C``: chosen by stratified k-fold cross-validation on the training rows, scored by
+  ROC AUC, over a log grid (:data:`C_GRID`);
+- class weighting (none or ``balanced``): chosen by ROC AUC on the validation rows, each weighting
+  with its own cross-validated ``C``; ``balanced`` only where it scores strictly higher.
+
+Fitting is seeded (the folds) and deterministic. The saved form (:meth:`Baseline.save`) is a
+scikit-learn pipeline (preprocessing + ``LogisticRegression``) in the skops format, no pickle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mlpipe.core import uris
+from mlpipe.core.names import Step
+from mlpipe.data.features import matrix
+from mlpipe.model.tabular import SCHEMA_FILE
+from mlpipe.store import storage
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from mlpipe.store.runs import Run
+
+BASELINE_FILE = "pipeline.skops"
+BASELINE_TRUSTED = ["numpy.dtype"]
+C_GRID = tuple(10.0 ** (exponent / 2) for exponent in range(-8, 5))  # 1e-4 .. 1e2, half a decade apart
+CV_FOLDS = 5
+MAX_ITER = 1000
+# Newton steps on the Cholesky-factored Hessian: a few iterations per C (~100 columns), 4-5x faster than lbfgs here
+SOLVER = "newton-cholesky"
+WEIGHTINGS = {"none": None, "balanced": "balanced"}  # the first wins ties: weighting only where it helps
+
+
+@dataclass
+class Baseline:
+    """The baseline: a scikit-learn pipeline over the model's feature matrix.
+
+    ``settings`` says how it was chosen (``C``, ``class_weight``, the cross-validated and validation
+    ROC AUC of each weighting); it is known when fitted and recorded by the train step (result and
+    MLflow params), not saved with the pipeline.
+    """
+
+    pipeline: Any
+    schema: dict[str, Any]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def scores(self, frame: pd.DataFrame) -> np.ndarray:
+        """Probability of the positive class for each row of a raw frame, like ``TabularModel.scores``."""
+        return self.pipeline.predict_proba(matrix(frame, self.schema))[:, 1]
+
+    def save(self, folder: str) -> str:
+        """Write the pipeline (skops format, no pickle) and the feature schema under ``folder``."""
+        import skops.io
+
+        storage.write_bytes(uris.join(folder, BASELINE_FILE), skops.io.dumps(self.pipeline))
+        storage.write_json(uris.join(folder, SCHEMA_FILE), self.schema)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str) -> Baseline:
+        import skops.io
+
+        pipeline = skops.io.loads(storage.read_bytes(uris.join(folder, BASELINE_FILE)),
+                                  trusted=BASELINE_TRUSTED)
+        return cls(pipeline=pipeline, schema=storage.read_json(uris.join(folder, SCHEMA_FILE)))
+
+
+def preprocessing(feature_schema: dict[str, Any]):
+    """One-hot categoricals (training levels; unseen: no indicator) and imputed, standardized numbers.
+
+    Missing numbers get the training median, plus a missing indicator for each column with nulls
+    in training; a column empty in training is kept (imputed 0) so the columns match the schema.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    levels = feature_schema["categorical"]
+    numeric = [c for c in feature_schema["columns"] if c not in levels]
+    encode = OneHotEncoder(categories=list(levels.values()), handle_unknown="ignore")
+    impute = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
+    return ColumnTransformer([("categorical", encode, list(levels)),
+                              ("numeric", make_pipeline(impute, StandardScaler()), numeric)])
+
+
+def fit_baseline(train: tuple[pd.DataFrame, np.ndarray], validation: tuple[pd.DataFrame, np.ndarray],
+                 feature_schema: dict[str, Any], seed: int) -> Baseline:
+    """Fit the baseline on ``train`` and choose its class weighting on ``validation``.
+
+    Both are (feature matrix (:func:`mlpipe.data.features.matrix`), 0/1 labels) pairs; ``seed`` shuffles
+    the cross-validation folds. For each weighting, ``C`` is the one of :data:`C_GRID` with the best
+    mean ROC AUC over :data:`CV_FOLDS` stratified folds of ``train``; the weighting kept is the one
+    whose model scores the higher ROC AUC on ``validation`` (no weighting on a tie).
+    """
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import Pipeline
+
+    features = preprocessing(feature_schema)
+    x_train = features.fit_transform(train[0])
+    x_valid = features.transform(validation[0])
+    folds = StratifiedKFold(n_splits=CV_FOLDS, shuffle=True, random_state=seed)
+    candidates = {}
+    for name, weight in WEIGHTINGS.items():
+        search = LogisticRegressionCV(Cs=list(C_GRID), l1_ratios=(0.0,), cv=folds, scoring="roc_auc",
+                                      class_weight=weight, solver=SOLVER, max_iter=MAX_ITER,
+                                      use_legacy_attributes=False)
+        search.fit(x_train, train[1])
+        validation_auc = roc_auc_score(validation[1], search.decision_function(x_valid))
+        candidates[name] = {"C": float(search.C_), "cv_roc_auc": round(float(search.scores_.mean(axis=0).max()), 6),
+                            "validation_roc_auc": round(float(validation_auc), 6)}
+    chosen = max(candidates, key=lambda name: candidates[name]["validation_roc_auc"])
+    regression = LogisticRegression(C=candidates[chosen]["C"], class_weight=WEIGHTINGS[chosen], solver=SOLVER,
+                                    max_iter=MAX_ITER)
+    pipeline = Pipeline([("features", features), ("regression", regression.fit(x_train, train[1]))])
+    settings = {"C": candidates[chosen]["C"], "class_weight": chosen, "candidates": candidates}
+    return Baseline(pipeline=pipeline, schema=feature_schema, settings=settings)
+
+def load_baseline(run: Run) -> Baseline:
+    """The baseline trained in ``run``; its ``scores(frame)`` gives the positive-class probability per row."""
+    return Baseline.load(run.result(Step.TRAIN)["baseline"])

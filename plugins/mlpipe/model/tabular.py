@@ -1,0 +1,64 @@
+"""The trained model as one object: an XGBoost booster plus the feature schema it was trained on.
+
+Training, analysis, scoring and the model server all go through :class:`TabularModel`,
+so a frame is turned into model inputs one way only (:func:`mlpipe.data.features.matrix`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mlpipe.core import uris
+from mlpipe.data.features import matrix
+from mlpipe.store import storage
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import xgboost as xgb
+
+BOOSTER_FILE = "model.ubj"
+SCHEMA_FILE = "feature_schema.json"
+
+
+@dataclass
+class TabularModel:
+    booster: xgb.Booster
+    schema: dict[str, Any]
+
+    def dmatrix(self, frame: pd.DataFrame) -> xgb.DMatrix:
+        import xgboost as xgb
+
+        return xgb.DMatrix(matrix(frame, self.schema), enable_categorical=True)
+
+    def scores(self, frame: pd.DataFrame) -> np.ndarray:
+        """Probability of the positive class for each row (``inplace_predict``: no DMatrix is built)."""
+        return self.booster.inplace_predict(matrix(frame, self.schema), iteration_range=self.tree_range())
+
+    def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Per-feature SHAP contributions (log-odds) for each row, plus a ``bias`` column."""
+        import pandas as pd
+
+        values = self.booster.predict(self.dmatrix(frame), pred_contribs=True, iteration_range=self.tree_range())
+        return pd.DataFrame(values, columns=[*self.schema["columns"], "bias"], index=frame.index)
+
+    def tree_range(self) -> tuple[int, int]:
+        """The boosting rounds predictions use: up to the best iteration of early stopping."""
+        best = self.booster.attributes().get("best_iteration")
+        return (0, int(best) + 1) if best is not None else (0, 0)
+
+    def save(self, folder: str) -> str:
+        """Write the booster and schema under ``folder`` (a URI) and return it."""
+        storage.write_bytes(uris.join(folder, BOOSTER_FILE), bytes(self.booster.save_raw("ubj")))
+        storage.write_json(uris.join(folder, SCHEMA_FILE), self.schema)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str) -> TabularModel:
+        import xgboost as xgb
+
+        booster = xgb.Booster()
+        booster.load_model(bytearray(storage.read_bytes(uris.join(folder, BOOSTER_FILE))))
+        return cls(booster=booster, schema=json.loads(storage.read_bytes(uris.join(folder, SCHEMA_FILE))))

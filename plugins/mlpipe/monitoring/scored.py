@@ -1,0 +1,144 @@
+"""What was scored in a time window: batch-scoring runs and the model server's captured requests.
+
+- batch: every scoring run (``<store>/<pipeline>/scoring/<run>/``) whose ``score`` step finished
+  inside the window gives its ``inputs/`` (the masked features and the score) and its
+  ``predictions/`` (ids, score, model version, scoring time, for joining late outcomes);
+- served: the captured ``/predict`` and ``/explain`` rows (:mod:`mlpipe.serving.capture`) of the
+  window's days, as the records' features and the answering model's score.
+
+Each row carries ``model_version`` (which model scored it) and ``window`` (the UTC day it was
+scored), so drift of scores and quality can be judged per model and per day.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from mlpipe.core import uris
+from mlpipe.store import runs, storage
+from mlpipe.store.runs import RESULT
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+BATCH, SERVED = "batch", "served"
+VERSION, WINDOW, SCORE = "model_version", "window", "score"
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open time range ``[start, end)`` (aware datetimes)."""
+
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def last(cls, days: float, end: datetime) -> Window:
+        return cls(end - timedelta(days=days), end)
+
+    def holds(self, moment: datetime) -> bool:
+        return self.start <= moment < self.end
+
+    def days(self) -> list[str]:
+        """The UTC days (``YYYY-MM-DD``) the window touches."""
+        first, last = self.start.date(), self.end.date()
+        return [str(first + timedelta(days=n)) for n in range((last - first).days + 1)]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"start": self.start.isoformat(), "end": self.end.isoformat(),
+                "days": round((self.end - self.start).total_seconds() / 86400, 4)}
+
+
+@dataclass
+class Scored:
+    """The rows scored in a window, and where they came from."""
+
+    inputs: pd.DataFrame  # feature columns + score, model_version, window
+    predictions: pd.DataFrame  # id columns + score, model_version, window (batch rows only)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+
+    def rows(self, kind: str) -> int:
+        return sum(source["rows"] for source in self.sources if source["kind"] == kind)
+
+
+def _stamp(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def batch_runs(pipeline: str, window: Window) -> list[dict[str, Any]]:
+    """The results of the scoring runs of ``pipeline`` that finished inside ``window``, oldest first."""
+    folder = uris.join(runs.store_uri(), pipeline, runs.SCORING)
+    found = []
+    for name in storage.children(folder):
+        result_uri = uris.join(folder, name, "score", RESULT)
+        if storage.exists(result_uri) and window.holds(finished := _stamp(storage.modified(result_uri))):
+            found.append({**storage.read_json(result_uri), "finished": finished})
+    return sorted(found, key=lambda result: result["finished"])
+
+
+def _parts(folder: str, columns: list[str] | None) -> pd.DataFrame | None:
+    import pandas as pd
+
+    frames = [storage.read_parquet(uris.join(folder, name), columns)
+              for name in storage.children(folder) if name.endswith(".parquet")]
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _labelled(frame: pd.DataFrame, version: int, day: str) -> pd.DataFrame:
+    frame[VERSION] = version
+    frame[WINDOW] = day
+    return frame
+
+
+def batch_rows(results: list[dict[str, Any]], features: list[str], id_columns: list[str]) -> tuple[list, list, list]:
+    """The inputs and predictions of each scoring run, and one source entry per run."""
+    inputs, predictions, sources = [], [], []
+    for result in results:
+        day, version = f"{result['finished']:%Y-%m-%d}", int(result["model_version"])
+        scored = _parts(result["inputs"], [*features, SCORE])
+        if scored is None:
+            continue
+        inputs.append(_labelled(scored, version, day))
+        if id_columns and (ids := _parts(result["predictions"], [*id_columns, SCORE])) is not None:
+            predictions.append(_labelled(ids, version, day))
+        sources.append({"kind": BATCH, "uri": result["run"], "rows": len(scored), "model_version": version,
+                        "finished": result["finished"].isoformat()})
+    return inputs, predictions, sources
+
+
+def served_rows(pipeline: str, window: Window, features: list[str]) -> tuple[pd.DataFrame | None, dict | None]:
+    """The captured requests of ``window`` as features + score + model version + day; one source entry."""
+    import pandas as pd
+
+    rows = []
+    root = runs.captured_folder(pipeline)
+    for day in window.days():
+        for name in storage.children(uris.join(root, day)):
+            if not name.endswith(".jsonl"):
+                continue
+            for line in storage.read_bytes(uris.join(root, day, name)).splitlines():
+                row = json.loads(line)
+                if "score" in row and window.holds(datetime.fromisoformat(row["time"])):
+                    rows.append({**{c: row["record"].get(c) for c in features}, SCORE: row["score"],
+                                 VERSION: int(row["model"]["version"]), WINDOW: row["time"][:10]})
+    if not rows:
+        return None, None
+    return pd.DataFrame.from_records(rows), {"kind": SERVED, "uri": root, "rows": len(rows)}
+
+
+def scored_in(pipeline: str, window: Window, features: list[str], id_columns: list[str]) -> Scored:
+    """Everything ``pipeline`` scored inside ``window`` (batch runs, then served requests)."""
+    import pandas as pd
+
+    inputs, predictions, sources = batch_rows(batch_runs(pipeline, window), features, id_columns)
+    served, source = served_rows(pipeline, window, features)
+    if served is not None:
+        inputs.append(served)
+        sources.append(source)
+    columns = [*features, SCORE, VERSION, WINDOW]
+    return Scored(pd.concat(inputs, ignore_index=True) if inputs else pd.DataFrame(columns=columns),
+                  pd.concat(predictions, ignore_index=True) if predictions
+                  else pd.DataFrame(columns=[*id_columns, SCORE, VERSION, WINDOW]), sources)

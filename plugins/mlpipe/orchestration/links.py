@@ -1,0 +1,127 @@
+"""Operator extra links of the step tasks: MLflow run, validation/monitoring report, model version.
+
+Airflow 3 computes an operator's links on the worker when the task ends (``get_link`` is
+called by the task runner and each link is stored as an XCom the UI reads back). Every link
+here is read off the task's return value, the step's result: a link whose step did not
+produce what it needs (another step, a failed task) is the empty string, which the UI hides.
+
+- **MLflow run** (``train``: ``mlflow_run_id``; ``tune``: ``tuning_run_id``; ``monitor``):
+  ``<MLflow UI>/#/runs/<id>``, MLflow 3's direct run route (it finds the experiment itself);
+- **Validation report** (``validate``, ``validate_split``): the Great Expectations page
+  through the ops app's artifact route, ``<Airflow>/mlpipe/artifact?uri=<report.html>``;
+- **Monitoring report** (``monitor``): its ``report.html`` through the same route;
+- **Model version** (``register``): ``<MLflow UI>/#/models/<name>/versions/<version>``.
+
+The MLflow UI is ``$MLPIPE_MLFLOW_UI`` (default ``http://localhost:5000``); the Airflow URL is
+``[api] base_url`` (a path relative to the UI when unset).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperatorLink
+
+from mlpipe.core.urls import artifact_url, mlflow_run_url, model_version_url
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+    from airflow.sdk.types import TaskInstanceKey
+
+RETURN_VALUE = "return_value"
+
+
+def airflow_base(default: str = "") -> str:
+    """Airflow's public base URL (``[api] base_url``) without a trailing slash; ``default`` when unset."""
+    from airflow.configuration import conf
+
+    return (conf.get("api", "base_url", fallback="") or default).rstrip("/")
+
+
+def _text(result: Mapping[str, Any], key: str) -> str:
+    value = result.get(key)
+    return value if isinstance(value, str) and value else ""
+
+
+def run_link(step: str, result: Mapping[str, Any]) -> str:
+    """The MLflow run of a ``train``, ``tune`` or ``monitor`` result; empty for any other."""
+    key = {"train": "mlflow_run_id", "tune": "tuning_run_id", "monitor": "mlflow_run_id"}.get(step)
+    run_id = _text(result, key) if key else ""
+    return mlflow_run_url(run_id, _text(result, "mlflow_experiment_id") or None) if run_id else ""
+
+
+def report_link(steps: tuple[str, ...], key: str, step: str, result: Mapping[str, Any]) -> str:
+    """The HTML report at ``result[key]`` of one of ``steps``, through the artifact route; else empty."""
+    uri = _text(result, key) if step in steps else ""
+    return artifact_url(uri, airflow_base()) if uri.endswith(".html") else ""
+
+
+def version_link(step: str, result: Mapping[str, Any]) -> str:
+    """The model version a ``register`` result registered; empty for any other."""
+    name, version = result.get("model_name"), result.get("version")
+    if step != "register" or not isinstance(name, str) or not name or version in (None, ""):
+        return ""
+    return model_version_url(name, version)
+
+
+class StepResultLink(BaseOperatorLink):
+    """A link computed from the step's result (the task's XCom return value); empty when there is none."""
+
+    steps: ClassVar[tuple[str, ...]] = ()
+
+    def url(self, step: str, result: Mapping[str, Any]) -> str:
+        """The link for ``step``'s ``result`` (empty when this step has no such link)."""
+        raise NotImplementedError
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        step = getattr(operator, "step", None)
+        if step not in self.steps:
+            return ""
+        from airflow.sdk.execution_time.xcom import XCom
+
+        result = XCom.get_value(ti_key=ti_key, key=RETURN_VALUE)
+        return self.url(step, result) if isinstance(result, Mapping) else ""
+
+
+class MlflowRunLink(StepResultLink):
+    """The step's MLflow run (train, tune, monitor)."""
+
+    name = "MLflow run"
+    steps = ("train", "tune", "monitor")
+
+    def url(self, step: str, result: Mapping[str, Any]) -> str:
+        return run_link(step, result)
+
+
+class ValidationReportLink(StepResultLink):
+    """The Great Expectations report of validate / validate_split."""
+
+    name = "Validation report"
+    steps = ("validate", "validate_split")
+
+    def url(self, step: str, result: Mapping[str, Any]) -> str:
+        return report_link(self.steps, "report", step, result)
+
+
+class MonitoringReportLink(StepResultLink):
+    """The drift and quality report of a monitoring run."""
+
+    name = "Monitoring report"
+    steps = ("monitor",)
+
+    def url(self, step: str, result: Mapping[str, Any]) -> str:
+        return report_link(self.steps, "report_html", step, result)
+
+
+class ModelVersionLink(StepResultLink):
+    """The registered model version (register)."""
+
+    name = "Model version"
+    steps = ("register",)
+
+    def url(self, step: str, result: Mapping[str, Any]) -> str:
+        return version_link(step, result)
+
+
+STEP_LINKS = (MlflowRunLink(), ValidationReportLink(), MonitoringReportLink(), ModelVersionLink())

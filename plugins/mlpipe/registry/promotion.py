@@ -1,0 +1,277 @@
+"""The promotion gate: does a newly registered model version become the ``champion``?
+
+:func:`decide` is a pure function of the spec and two *scorecards* (what the
+challenger and the current champion scored on the same rows: this run's analysis
+set), so the rule is tested and changed alone. A challenger is promoted when:
+
+- it passes the spec's absolute thresholds (``min_roc_auc``, ``min_lift_over_baseline``);
+- it passes the fairness check when ``thresholds.fairness`` is set: the approval
+  decision (score < decision threshold) has a disparate impact (lowest group approval
+  rate / highest) of at least ``min_disparate_impact`` over groups of at least
+  ``min_group_rows`` rows;
+- with a champion: its ROC AUC beats the champion's by ``min_improvement_over_champion``
+  and no ``spec.slices`` slice loses more than ``max_slice_roc_auc_drop`` of ROC AUC
+  (slices with fewer than :data:`MIN_SLICE_CLASS_ROWS` rows of either class are not
+  compared, and the decision's notes say so);
+- it is not degenerate (:func:`sanity_failures`): at least :data:`MIN_TREES` trees, an analysis
+  ROC AUC no more than :data:`MAX_ROC_AUC_BELOW_BASELINE` below the baseline's, a PR AUC above the
+  positive rate (what random scores get) and an F1 at its decision threshold above the F1 of flagging
+  every row;
+- and the infra check passed (the registered model loads and scores through the
+  serving code path). ``force`` promotes regardless of everything but the infra and sanity
+  checks (a model that cannot be served, or a degenerate one, is never made champion) and keeps
+  the reasons it overrides.
+
+:func:`scorecard` computes a scorecard from a model's scores, the labels and the slice and
+fairness columns of the same rows (what :func:`mlpipe.model.evaluation.evaluate` keeps); :func:`side_by_side`
+lays two scorecards out for the audit log and the model version's tags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mlpipe.model.slices import slice_keys, slice_metrics
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from mlpipe.core.spec import Spec
+
+# A slice's ROC AUC is compared only when it has at least this many positive and negative rows.
+MIN_SLICE_CLASS_ROWS = 10
+FORCED = "forced by the force_promote trigger option"
+# Sanity: a model with fewer trees is degenerate (an early stop on noise: 2 trees were once promoted). Training
+# keeps at least ceil(1 / eta) trees: 4 at the highest eta the shipped search space allows (0.3) ...
+MIN_TREES = 4
+# ... and so is one whose analysis ROC AUC is this far below the logistic baseline's: about twice the
+# ROC AUC's noise on the reference analysis set (~100 positives: +-0.025).
+MAX_ROC_AUC_BELOW_BASELINE = 0.05
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def sanity_failures(card: dict[str, Any]) -> list[str]:
+    """Why the challenger's scorecard is degenerate against the baseline and chance (empty when it is not).
+
+    ``force_promote`` never overrides these: such a model does no better than the baseline or than
+    chance, whatever the thresholds say.
+    """
+    failures = []
+    if card["trees"] < MIN_TREES:
+        failures.append(f"sanity: the model predicts with {card['trees']} trees < {MIN_TREES}")
+    floor = card["baseline_roc_auc"] - MAX_ROC_AUC_BELOW_BASELINE
+    if card["roc_auc"] < floor:
+        failures.append(f"sanity: analysis roc_auc {card['roc_auc']:.4f} < the baseline's "
+                        f"{card['baseline_roc_auc']:.4f} - {MAX_ROC_AUC_BELOW_BASELINE}")
+    rate = card["positive_rate"]
+    if card["pr_auc"] <= rate:
+        failures.append(f"sanity: analysis pr_auc {card['pr_auc']:.4f} <= the positive rate {rate:.4f} "
+                        f"(random scores)")
+    everyone = round(2 * rate / (1 + rate), 6)
+    if card["f1"] <= everyone:
+        failures.append(f"sanity: analysis f1 {card['f1']:.4f} at the decision threshold <= {everyone:.4f}, "
+                        f"the f1 of flagging every row")
+    return failures
+
+
+def threshold_failures(spec: Spec, metrics: dict[str, Any]) -> list[str]:
+    """Why ``metrics`` fail the spec's thresholds (empty when they pass)."""
+    failures = []
+    minimum = spec.thresholds.min_roc_auc
+    if metrics["roc_auc"] < minimum:
+        failures.append(f"analysis roc_auc {metrics['roc_auc']:.4f} < thresholds.min_roc_auc {minimum}")
+    minimum = spec.thresholds.min_lift_over_baseline
+    if metrics["lift"] < minimum:
+        failures.append(f"lift over baseline {metrics['lift']:.4f} "
+                        f"< thresholds.min_lift_over_baseline {minimum}")
+    return failures
+
+
+def improvement_failures(spec: Spec, challenger: dict[str, Any], champion: dict[str, Any]) -> list[str]:
+    """Why the challenger does not beat the champion's ROC AUC by the spec's margin (empty when it does)."""
+    margin = spec.thresholds.min_improvement_over_champion
+    improvement = challenger["roc_auc"] - champion["roc_auc"]
+    if improvement >= margin:
+        return []
+    return [f"roc_auc {challenger['roc_auc']:.4f} vs champion version {champion['version']} "
+            f"{champion['roc_auc']:.4f} on this run's analysis set: improvement {improvement:+.4f} "
+            f"< thresholds.min_improvement_over_champion {margin}"]
+
+
+def slice_rows(challenger: dict[str, Any], champion: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per slice: its size, both models' ROC AUC, the drop, and whether it is compared."""
+    rows = []
+    for column, values in challenger.get("slices", {}).items():
+        for value, stats in values.items():
+            theirs = champion["slices"][column][value]["roc_auc"]
+            negatives = stats["rows"] - stats["positives"]
+            compared = min(stats["positives"], negatives) >= MIN_SLICE_CLASS_ROWS
+            drop = round(theirs - stats["roc_auc"], 6) if compared else None
+            rows.append({"slice": f"{column}={value}", "rows": stats["rows"], "positives": stats["positives"],
+                         "challenger": stats["roc_auc"], "champion": theirs, "drop": drop, "compared": compared})
+    return rows
+
+
+def slice_failures(spec: Spec, rows: list[dict[str, Any]]) -> list[str]:
+    """The compared slices whose ROC AUC falls by more than ``max_slice_roc_auc_drop``."""
+    limit = spec.thresholds.max_slice_roc_auc_drop
+    return [f"slice {row['slice']}: roc_auc {row['challenger']:.4f} vs champion {row['champion']:.4f} "
+            f"(drop {row['drop']:.4f} > thresholds.max_slice_roc_auc_drop {limit})"
+            for row in rows if row["compared"] and row["drop"] > limit]
+
+
+def slice_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """The slices too small (in either class) to compare."""
+    return [f"slice {row['slice']} not compared: {row['rows']} rows, {row['positives']} positives "
+            f"(needs {MIN_SLICE_CLASS_ROWS} of each class)" for row in rows if not row["compared"]]
+
+
+def disparate_impact(groups: dict[str, dict[str, Any]], min_rows: int) -> dict[str, Any]:
+    """Lowest / highest approval rate over the groups of at least ``min_rows`` rows.
+
+    ``value`` is ``None`` when fewer than two groups are big enough; ``lowest`` and
+    ``highest`` name the groups; ``skipped`` lists the groups too small to compare.
+    """
+    eligible = {name: stats for name, stats in groups.items() if stats["rows"] >= min_rows}
+    skipped = sorted(set(groups) - set(eligible))
+    if len(eligible) < 2:
+        return {"value": None, "lowest": None, "highest": None, "skipped": skipped}
+    lowest = min(eligible, key=lambda name: eligible[name]["approval_rate"])
+    highest = max(eligible, key=lambda name: eligible[name]["approval_rate"])
+    top = eligible[highest]["approval_rate"]
+    value = eligible[lowest]["approval_rate"] / top if top > 0 else 1.0
+    return {"value": round(value, 6), "lowest": lowest, "highest": highest, "skipped": skipped}
+
+
+def fairness_findings(spec: Spec, card: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """``(failures, notes)`` of the fairness check of one scorecard; nothing when the spec declares none."""
+    rule = spec.thresholds.fairness
+    if rule is None:
+        return [], []
+    groups = card.get("fairness")
+    if groups is None:
+        return [f"fairness: no approval rates were measured for column {rule.column!r}"], []
+    impact = disparate_impact(groups, rule.min_group_rows)
+    notes = [f"fairness: group {rule.column}={name} not compared: {groups[name]['rows']} rows "
+             f"(< thresholds.fairness.min_group_rows {rule.min_group_rows})" for name in impact["skipped"]]
+    if impact["value"] is None:
+        return [], [*notes, f"fairness: fewer than two groups of {rule.column!r} are big enough to compare"]
+    if impact["value"] >= rule.min_disparate_impact:
+        return [], notes
+    low, high = impact["lowest"], impact["highest"]
+    return [f"fairness: disparate impact on {rule.column} {impact['value']:.4f} "
+            f"< thresholds.fairness.min_disparate_impact {rule.min_disparate_impact}: approval rate of group "
+            f"{rule.column}={low} {groups[low]['approval_rate']:.4f} vs group {rule.column}={high} "
+            f"{groups[high]['approval_rate']:.4f}"], notes
+
+
+def fairness_clause(spec: Spec, challenger: dict[str, Any]) -> str:
+    """``", disparate impact on <column> <value> >= <minimum>"`` when the check ran, else nothing."""
+    rule, value = spec.thresholds.fairness, impact_of(spec, challenger)
+    return "" if rule is None or value is None else (
+        f", disparate impact on {rule.column} {value:.4f} >= {rule.min_disparate_impact}")
+
+
+def passing_reason(spec: Spec, challenger: dict[str, Any], champion: dict[str, Any] | None) -> str:
+    """Why a challenger that passes every check is promoted."""
+    if champion is None:
+        return ("no champion yet and the spec thresholds pass "
+                f"(roc_auc {challenger['roc_auc']:.4f}, lift {challenger['lift']:.4f}"
+                f"{fairness_clause(spec, challenger)})")
+    return (f"beats champion version {champion['version']} on this run's analysis set: roc_auc "
+            f"{challenger['roc_auc']:.4f} vs {champion['roc_auc']:.4f} "
+            f"(>= thresholds.min_improvement_over_champion {spec.thresholds.min_improvement_over_champion}), "
+            f"no slice drops more than {spec.thresholds.max_slice_roc_auc_drop}{fairness_clause(spec, challenger)}")
+
+
+def decide(spec: Spec, challenger: dict[str, Any], champion: dict[str, Any] | None,
+           force: bool = False, infra_error: str | None = None) -> Decision:
+    """Promote the challenger or not, and why.
+
+    ``challenger`` is its scorecard (:func:`scorecard`, plus its ``trees``); ``champion`` is ``None``
+    when the model has no champion, else the champion's scorecard on the same rows plus its ``version``.
+    ``force`` (the ``force_promote`` trigger option) promotes regardless, keeping the reasons it
+    overrides, unless ``infra_error`` says the challenger cannot be served or it fails the sanity check.
+    """
+    if infra_error is not None:
+        overridden = [f"{FORCED} does not override the infra check"] if force else []
+        return Decision(promote=False, reasons=[f"infra check failed: {infra_error}", *overridden])
+    insane = sanity_failures(challenger)
+    failures = threshold_failures(spec, challenger)
+    failures_fair, notes = fairness_findings(spec, challenger)
+    if champion is not None:
+        rows = slice_rows(challenger, champion)
+        failures += improvement_failures(spec, challenger, champion) + slice_failures(spec, rows)
+        notes = slice_notes(rows) + notes
+    failures += failures_fair
+    if insane:
+        overridden = [f"{FORCED} does not override the sanity check"] if force else []
+        return Decision(promote=False, reasons=[*insane, *overridden, *failures], notes=notes)
+    if force:
+        return Decision(promote=True, reasons=[FORCED, *failures], notes=notes)
+    if failures:
+        return Decision(promote=False, reasons=failures, notes=notes)
+    return Decision(promote=True, reasons=[passing_reason(spec, challenger, champion)], notes=notes)
+
+
+def impact_of(spec: Spec, card: dict[str, Any] | None) -> float | None:
+    """The disparate impact of a scorecard's approval rates (``None`` when not measured or not comparable)."""
+    rule = spec.thresholds.fairness
+    if rule is None or card is None or card.get("fairness") is None:
+        return None
+    return disparate_impact(card["fairness"], rule.min_group_rows)["value"]
+
+
+def side_by_side(spec: Spec, challenger: dict[str, Any], champion: dict[str, Any] | None) -> dict[str, Any]:
+    """The two scorecards laid out metric by metric, slice by slice and group by group."""
+    def both(key: str) -> dict[str, Any]:
+        return {"challenger": challenger.get(key), "champion": None if champion is None else champion.get(key)}
+
+    metrics = {key: both(key) for key in ("roc_auc", "lift", "threshold")}
+    metrics["disparate_impact"] = {"challenger": impact_of(spec, challenger), "champion": impact_of(spec, champion)}
+    groups = challenger.get("fairness") or {}
+    fairness = {group: {"rows": stats["rows"], "challenger": stats["approval_rate"],
+                        "champion": None if champion is None else champion["fairness"][group]["approval_rate"]}
+                for group, stats in groups.items()}
+    return {"champion_version": None if champion is None else champion["version"], "metrics": metrics,
+            "slices": [] if champion is None else slice_rows(challenger, champion),
+            "fairness": fairness and {"column": spec.thresholds.fairness.column, "groups": fairness}}
+
+
+def approval_rates(kept: pd.DataFrame, scores: np.ndarray, threshold: float,
+                   column: str) -> dict[str, dict[str, Any]]:
+    """Rows and approval rate (score < threshold: not predicted to go bad) per value of ``kept[column]``."""
+
+    keys = slice_keys(kept, column)
+    approved = scores < threshold
+    return {value: {"rows": int((keys == value).sum()),
+                    "approval_rate": round(float(approved[keys == value].mean()), 6)}
+            for value in sorted(set(keys))}
+
+
+def scorecard(spec: Spec, kept: pd.DataFrame, y: np.ndarray, scores: np.ndarray,
+              threshold: float, baseline_roc_auc: float) -> dict[str, Any]:
+    """What a model's ``scores`` amount to, for :func:`decide`.
+
+    ``y`` are the rows' labels and ``kept`` their ``spec.slices`` columns and fairness column.
+    PR AUC and F1 (at ``threshold``) are measured as the analyze step does.
+    """
+    from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+
+
+    roc_auc = round(float(roc_auc_score(y, scores)), 6)
+    rule = spec.thresholds.fairness
+    return {"roc_auc": roc_auc, "lift": round(roc_auc - baseline_roc_auc, 6), "threshold": threshold,
+            "baseline_roc_auc": baseline_roc_auc, "pr_auc": round(float(average_precision_score(y, scores)), 6),
+            "f1": round(float(f1_score(y, scores >= threshold, zero_division=0)), 6),
+            "positive_rate": round(float(y.mean()), 6),
+            "slices": slice_metrics(kept, y, scores, spec.slices),
+            "fairness": rule and approval_rates(kept, scores, threshold, rule.column)}
