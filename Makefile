@@ -111,9 +111,11 @@ ui: init
 	  --host 127.0.0.1 --port 5000 > $(STATE)/mlflow-ui.log 2>&1 & \
 	$(PII_KEY) airflow standalone
 
+# ruff; hadolint on the Dockerfiles; import-linter: the package's layers (pyproject.toml [tool.importlinter]).
 lint: venv
 	ruff check plugins dags tests
 	hadolint images/*/Dockerfile
+	lint-imports --no-cache
 
 images:
 	images/build.sh

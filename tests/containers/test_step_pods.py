@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from mlpipe.orchestration import factory
 from mlpipe.orchestration.protocol import step_command
 from mlpipe.store import runs, storage
 from tests import services, step_pods
+from tests.comparison import comparable
 from tests.conftest import DATA_PATH, ROOT, SPEC_PATH, require_packages
 from tests.containers import podman
 
@@ -172,25 +172,13 @@ def runtimes(tmp_path_factory, s3_endpoint):
 
 # What differs between two runs of the same spec on the same data by nature: timings, the ids MLflow hands out
 # and the time in an audit record's name.
-VOLATILE = {"seconds", "seconds_by_phase", "train_seconds", "mlflow_run_id", "tuning_run_id"}
-
-
 def outputs(runtime: Runtime, run_uri: str, steps: list[str]) -> dict:
-    """The results of ``steps`` of a run, timings and MLflow ids left out, the runtime's own names made neutral
-    (its store prefix, run ids and Optuna database)."""
-    def neutral(value):
-        if isinstance(value, dict):
-            return {key: neutral(item) for key, item in value.items() if key not in VOLATILE}
-        if isinstance(value, list):
-            return [neutral(item) for item in value]
-        if isinstance(value, str):
-            for own in (f"/{runtime.name}/", f"manual__{runtime.name}_", f"optuna_{runtime.name}"):
-                value = value.replace(own, own.replace(runtime.name, "<runtime>"))
-            return re.sub(r"\d{8}T\d{6}\.\d+Z", "<time>", re.sub(r"[0-9a-f]{32}", "<mlflow id>", value))
-        return value
-
+    """The results of ``steps`` of a run, comparable (:func:`tests.comparison.comparable`): the runtime's own
+    names (its store prefix, run ids and Optuna database) made neutral."""
+    names = {own: own.replace(runtime.name, "<runtime>")
+             for own in (f"/{runtime.name}/", f"manual__{runtime.name}_", f"optuna_{runtime.name}")}
     with environment(runtime.env):
-        return {step: neutral(runs.Run(run_uri).result(step)) for step in steps}
+        return {step: comparable(runs.Run(run_uri).result(step), names) for step in steps}
 
 
 def predictions(runtime: Runtime, run_uri: str) -> pd.DataFrame:

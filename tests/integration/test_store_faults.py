@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -32,6 +31,7 @@ from mlpipe.orchestration.runtimes import LocalStepOperator
 from mlpipe.steps import run_step
 from mlpipe.store import runs, storage
 from mlpipe.store.runs import RESULT, Run, StepNotFinished
+from tests.comparison import comparable
 from tests.conftest import SPEC_PATH
 from tests.faults import CuttableProxy
 
@@ -42,7 +42,6 @@ TRAIN_BATCH_ROWS = 2000  # train reads its splits in several passes: ~5 parts ea
 # the file differs from run to run, so it is compared by what it computes instead.
 NOT_BYTE_DETERMINISTIC = ("baseline/pipeline.skops",)
 SECRET = "secret-never-logged-5f3a"  # moto takes any credentials
-RUN_FIELDS = ("seconds", "train_seconds", "mlflow_run_id", "model_uri")  # differ between runs by nature
 
 
 def tree_hashes(uri: str) -> dict[str, str]:
@@ -57,19 +56,13 @@ def tree_hashes(uri: str) -> dict[str, str]:
     return hashes
 
 
-def comparable(result: dict, run_uri: str) -> dict:
-    """A step's result without what differs between two runs of it (its run folder, timings, MLflow ids)."""
-    text = json.dumps({k: v for k, v in result.items() if k not in RUN_FIELDS}).replace(run_uri, "<run>")
-    return json.loads(text)
-
-
 def assert_same_outputs(step: str, run_uri: str, reference_uri: str) -> int:
     """The step's objects and result in ``run_uri`` equal those of ``reference_uri``; returns how many objects."""
     hashes, expected = ({path: digest for path, digest in tree_hashes(Run(uri).path(step)).items()
                          if path not in NOT_BYTE_DETERMINISTIC} for uri in (run_uri, reference_uri))
     assert hashes == expected
-    assert comparable(Run(run_uri).result(step), run_uri) == comparable(Run(reference_uri).result(step),
-                                                                        reference_uri)
+    assert (comparable(Run(run_uri).result(step), {run_uri: "<run>"})
+            == comparable(Run(reference_uri).result(step), {reference_uri: "<run>"}))
     return len(hashes)
 
 

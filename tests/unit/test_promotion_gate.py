@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 
 from mlpipe import cli
 from mlpipe.core import spec, uris
-from mlpipe.core.errors import Refused
+from mlpipe.core.errors import EXIT_REFUSED, Refused
 from mlpipe.data import datasets
 from mlpipe.registry import rollback as rollback_module
 from mlpipe.registry.names import AUDIT_TAG, COMPARED_TAG, COMPARISON_TAG, FORCED_TAG, REPLACED_TAG
@@ -397,7 +397,7 @@ def test_a_rollback_that_outlived_the_promotion_lease_moves_no_alias(analyzed_ru
 def test_rollback_without_a_previous_champion_fails_clearly_and_changes_nothing(analyzed_run, capsys):
     register(analyzed_run, "only", "lonely_model")
     before, events = aliases("lonely_model"), len(audit.history("loan_default"))
-    assert cli.main(["rollback", "lonely_model"]) == cli.EXIT_USER_ERROR
+    assert cli.main(["rollback", "lonely_model"]) == EXIT_REFUSED
     assert "lonely_model has no previous-champion version" in capsys.readouterr().err
     assert aliases("lonely_model") == before == {"champion": 1, "challenger": 1}
     assert len(audit.history("loan_default")) == events

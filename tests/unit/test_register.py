@@ -7,7 +7,7 @@ from mlflow import MlflowClient
 
 from mlpipe import cli
 from mlpipe.core import spec, uris
-from mlpipe.core.errors import Refused
+from mlpipe.core.errors import EXIT_REFUSED, Refused
 from mlpipe.registry.promotion import decide
 from mlpipe.registry.tracking import DATA_VERSION_TAG, NOTES_TAG, RUN_URI_TAG
 from mlpipe.steps import run_step
@@ -283,5 +283,5 @@ def test_summary_shows_missing_steps_as_not_run(module_env, capsys):
 
 
 def test_summary_of_a_folder_that_is_not_a_run(tmp_path, capsys):
-    assert cli.main(["summary", "--run", str(tmp_path)]) == cli.EXIT_USER_ERROR
+    assert cli.main(["summary", "--run", str(tmp_path)]) == EXIT_REFUSED
     assert "not a pipeline run folder (no spec.json)" in capsys.readouterr().err

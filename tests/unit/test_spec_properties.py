@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from mlpipe import cli
 from mlpipe.core import spec
+from mlpipe.core.errors import EXIT_REFUSED
 from tests.conftest import SPEC_PATH
 
 SOURCE = "fuzz.yaml"
@@ -196,7 +197,7 @@ def test_a_folder_or_a_latin1_file_is_a_spec_error(tmp_path):
 def test_cli_start_on_a_broken_spec_exits_2_without_a_traceback(tmp_path, capsys, text):
     path = tmp_path / "fuzz.yaml"
     path.write_text(text, encoding="utf-8")
-    assert cli.main(["start", str(path), "--run-id", "x"]) == cli.EXIT_USER_ERROR
+    assert cli.main(["start", str(path), "--run-id", "x"]) == EXIT_REFUSED
     captured = capsys.readouterr()
     assert captured.err.startswith("mlpipe start: error: ")
     assert "Traceback" not in captured.err
@@ -206,7 +207,7 @@ def test_cli_start_on_a_broken_spec_exits_2_without_a_traceback(tmp_path, capsys
 @pytest.mark.parametrize("override", ["data.source.x=1", "tags.0=\"a\"", "thresholds.fairness.column.x=1",
                                       "split.seed.deeper.still=1"])
 def test_cli_start_with_an_override_into_a_value_exits_2(capsys, override):
-    assert cli.main(["start", str(SPEC_PATH), "--run-id", "x", "--set", override]) == cli.EXIT_USER_ERROR
+    assert cli.main(["start", str(SPEC_PATH), "--run-id", "x", "--set", override]) == EXIT_REFUSED
     captured = capsys.readouterr()
     assert captured.err.startswith("mlpipe start: error: trigger options: ")
     assert "Traceback" not in captured.err

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from mlpipe import cli
+from mlpipe.core.errors import EXIT_REFUSED
 from mlpipe.data import synth
 from mlpipe.store import storage
 from tests.conftest import DATA_PATH
@@ -155,5 +156,5 @@ def test_cli_prints_the_summary(tmp_path, capsys):
 ])
 def test_cli_bad_arguments_exit_2(tmp_path, capsys, argv, message):
     argv = [str(tmp_path / "out") if arg == "OUT" else arg for arg in argv]
-    assert cli.main(["synth", *argv]) == cli.EXIT_USER_ERROR
+    assert cli.main(["synth", *argv]) == EXIT_REFUSED
     assert message in capsys.readouterr().err

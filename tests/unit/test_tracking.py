@@ -8,8 +8,8 @@ import threading
 import pytest
 from mlflow import MlflowClient
 
+from mlpipe.core.errors import UNAVAILABLE, failure
 from mlpipe.registry import tracking
-from mlpipe.steps import UNAVAILABLE, failure
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_an_answer_broken_off_midway_is_the_server_being_unavailable(breaking_se
     assert tracking.unreachable(failed.value) == (
         f"MLflow tracking server {breaking_server} did not answer (ChunkedEncodingError on "
         "/api/2.0/mlflow/experiments/get after 0 retries, MLFLOW_HTTP_REQUEST_MAX_RETRIES); retry once it is back")
-    assert failure(failed.value)[0] == UNAVAILABLE
+    assert failure(tracking.classified(failed.value))[0] == UNAVAILABLE
 
 
 def test_a_failure_of_another_server_is_not_the_tracking_server(breaking_server, monkeypatch):
