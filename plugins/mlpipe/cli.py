@@ -23,8 +23,13 @@ import sys
 
 from mlpipe.core import spec, uris
 from mlpipe.core.errors import CRASH, exit_status, failure
+from mlpipe.data.profile import ensure_profile, write_profile
+from mlpipe.data.synth import synth
 from mlpipe.registry import tracking
+from mlpipe.registry.rollback import rollback
+from mlpipe.steps import run_step
 from mlpipe.store import runs
+from mlpipe.summary import summarize
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,31 +91,21 @@ def _overrides(pairs: list[str]) -> dict:
 
 def _command(args: argparse.Namespace) -> object:
     if args.command == "step":
-        from mlpipe.steps import run_step
-
         return run_step(args.name, uris.normalize(args.run), args.shard)
     if args.command == "start":
         resolved = spec.with_overrides(spec.load(args.spec), _overrides(args.set))
         return runs.start(resolved, args.run_id)
     if args.command == "profile":
-        from mlpipe.data.profile import ensure_profile, write_profile
-
         pipeline = spec.load(args.spec)
         return ensure_profile(pipeline) if args.keep and not args.output else write_profile(pipeline, args.output)
     if args.command == "rollback":
-        from mlpipe.registry.rollback import rollback
-
         return rollback(args.model, reason=args.reason, actor=args.by)
     if args.command == "serve":
         from mlpipe.serving.app import serve
 
         return serve(spec.load(args.spec), host=args.host, port=args.port)
     if args.command == "synth":
-        from mlpipe.data.synth import synth
-
         return synth(args.rows, args.output, seed=args.seed, part_rows=args.part_rows)
-    from mlpipe.summary import summarize
-
     return summarize(uris.normalize(args.run) if args.run else runs.latest(args.latest, kind=args.kind))
 
 

@@ -12,100 +12,112 @@ from collections.abc import Callable
 from typing import Any
 
 from mlpipe.core import uris
-from mlpipe.core.names import PARTS
+from mlpipe.core.errors import StorageError
+from mlpipe.core.names import PARTS, Step
+from mlpipe.core.results import (
+    Analyze,
+    Checks,
+    Deploy,
+    Ingest,
+    Monitor,
+    Register,
+    ResultError,
+    Score,
+    Split,
+    StepResult,
+    Train,
+    Tune,
+    Validate,
+    ValidateSplit,
+)
 from mlpipe.store import runs, storage
 from mlpipe.store.runs import MONITORING, SCORING, TRAINING, Run, StepNotFinished
 
 NOT_RUN = "not run"
 ERROR_LINES = 8  # of a failed step's error message (validate lists each failed check)
-PARTS_OF = {"tune": ("tune_prepare", "tune_trials")}  # steps whose failure a section's line shows too
+PARTS_OF = {Step.TUNE: (Step.TUNE_PREPARE, Step.TUNE_TRIALS)}  # steps whose failure a section's line shows too
 
 
-def _data(result: dict[str, Any]) -> str:
-    return f"version {result['data_version']}, {result['rows']} rows x {result['columns']} columns"
+def _data(result: Ingest) -> str:
+    return f"version {result.data_version}, {result.rows} rows x {result.columns} columns"
 
 
-def _checks(result: dict[str, Any]) -> str:
-    failed = result.get("failed")
-    failures = len(failed) if isinstance(failed, list | dict) else failed
-    verdict = "passed" if result.get("success") else f"FAILED ({failures} failed)"
-    return f"{verdict}, {result.get('evaluated')} expectations evaluated; report {result.get('report')}"
+def _checks(result: Checks) -> str:
+    verdict = "passed" if result.success else f"FAILED ({result.failed} failed)"
+    return f"{verdict}, {result.evaluated} expectations evaluated; report {result.report}"
 
 
-def _split(result: dict[str, Any]) -> str:
-    return " / ".join(f"{part} {result['rows'][part]}" for part in PARTS) + " rows"
+def _split(result: Split) -> str:
+    return " / ".join(f"{part} {result.rows[part]}" for part in PARTS) + " rows"
 
 
-def _tuning(result: dict[str, Any]) -> str:
-    if result.get("skipped"):
-        return f"skipped: {result.get('reason')}"
-    trials = result["trials"]
-    return (f"best {result['objective']} {result['best_value']:.4f} (trial {result['best_trial']}; "
+def _tuning(result: Tune) -> str:
+    if result.skipped:
+        return f"skipped: {result.reason}"
+    trials = result.trials or {}
+    return (f"best {result.objective} {result.best_value:.4f} (trial {result.best_trial}; "
             f"{trials['complete']} complete, {trials['pruned']} pruned, {trials['failed']} failed)")
 
 
-def _deploy(result: dict[str, Any]) -> str:
-    if result.get("skipped"):
-        return f"skipped: {result['skipped']}"
-    return f"version {result['version']} serving at {result['server']} (smoke test on {result['smoke_rows']} rows)"
+def _deploy(result: Deploy) -> str:
+    if result.skipped:
+        return f"skipped: {result.skipped}"
+    return f"version {result.version} serving at {result.server} (smoke test on {result.smoke_rows} rows)"
 
 
-def _training(result: dict[str, Any]) -> str:
-    validation = result.get("validation", {})
-    return (f"validation ROC AUC {validation.get('roc_auc', float('nan')):.4f} at iteration "
-            f"{result.get('best_iteration')} on {result.get('device')}; "
-            f"MLflow run {result.get('mlflow_run_id')}")
+def _training(result: Train) -> str:
+    return (f"validation ROC AUC {result.validation.get('roc_auc', float('nan')):.4f} at iteration "
+            f"{result.best_iteration} on {result.device}; MLflow run {result.mlflow_run_id}")
 
 
-def _analysis(result: dict[str, Any]) -> str:
-    m = result["metrics"]
+def _analysis(result: Analyze) -> str:
+    m = result.metrics
     return (f"ROC AUC {m['roc_auc']:.4f}, PR AUC {m['pr_auc']:.4f}, F1 {m['f1']:.4f} @ threshold "
             f"{m['threshold']:.4f}; baseline ROC AUC {m['baseline_roc_auc']:.4f}, lift {m['lift']:+.4f}")
 
 
-def _registry(result: dict[str, Any]) -> str:
-    aliases = ", ".join(result["aliases"]) or "no aliases"
-    verdict = "promoted to champion" if result["promoted"] else "not promoted"
-    champion = result["champion_version"]
-    champion = f"champion: version {champion}" if champion else "no champion"
-    return (f"{result['model_name']} version {result['version']} [{aliases}], {verdict}: "
-            f"{'; '.join(result['reasons'])} ({champion})")
+def _registry(result: Register) -> str:
+    aliases = ", ".join(result.aliases) or "no aliases"
+    verdict = "promoted to champion" if result.promoted else "not promoted"
+    champion = f"champion: version {result.champion_version}" if result.champion_version else "no champion"
+    return (f"{result.model_name} version {result.version} [{aliases}], {verdict}: "
+            f"{'; '.join(result.reasons)} ({champion})")
 
 
-def _scoring(result: dict[str, Any]) -> str:
-    return (f"{result['rows']:,} rows of {result['source']} with {result['model_name']} version "
-            f"{result['model_version']}, {result['positive_decisions']:,} flagged; predictions {result['predictions']}")
+def _scoring(result: Score) -> str:
+    return (f"{result.rows:,} rows of {result.source} with {result.model_name} version "
+            f"{result.model_version}, {result.positive_decisions:,} flagged; predictions {result.predictions}")
 
 
-def _monitoring(result: dict[str, Any]) -> str:
-    rows = result["rows"]
-    drifting = ", ".join(result["drifting_features"]) or "none"
-    return (f"{result['status']}: {result['message']}\n    {rows['total']:,} rows ({rows['batch']:,} batch, "
-            f"{rows['served']:,} served) vs champion version {result['champion_version']}; drifting features: "
-            f"{drifting}\n    report {result['report_html']}")
+def _monitoring(result: Monitor) -> str:
+    rows = result.rows
+    drifting = ", ".join(result.drifting_features) or "none"
+    return (f"{result.status}: {result.message}\n    {rows['total']:,} rows ({rows['batch']:,} batch, "
+            f"{rows['served']:,} served) vs champion version {result.champion_version}; drifting features: "
+            f"{drifting}\n    report {result.report_html}")
 
 
-Section = tuple[str, str, Callable[[dict[str, Any]], str]]
+Section = tuple[str, type[StepResult], Callable[[Any], str]]  # label, the step's result, its line
 SECTIONS: list[Section] = [
-    ("data", "ingest", _data),
-    ("validation", "validate", _checks),
-    ("split", "split", _split),
-    ("split checks", "validate_split", _checks),
-    ("tuning", "tune", _tuning),
-    ("training", "train", _training),
-    ("analysis", "analyze", _analysis),
-    ("registry", "register", _registry),
-    ("deploy", "deploy", _deploy),
+    ("data", Ingest, _data),
+    ("validation", Validate, _checks),
+    ("split", Split, _split),
+    ("split checks", ValidateSplit, _checks),
+    ("tuning", Tune, _tuning),
+    ("training", Train, _training),
+    ("analysis", Analyze, _analysis),
+    ("registry", Register, _registry),
+    ("deploy", Deploy, _deploy),
 ]
 SECTIONS_OF_KIND: dict[str, list[Section]] = {
-    TRAINING: SECTIONS, SCORING: [("scoring", "score", _scoring)], MONITORING: [("monitoring", "monitor", _monitoring)]}
+    TRAINING: SECTIONS, SCORING: [("scoring", Score, _scoring)], MONITORING: [("monitoring", Monitor, _monitoring)]}
 
 
 def _sections(run: Run) -> list[Section]:
     return SECTIONS_OF_KIND.get(run.uri.rstrip("/").rsplit("/", 2)[-2], SECTIONS)
 
 
-def _failed(run: Run, step: str, indent: int) -> str | None:
+def _failed(run: Run, step: Step, indent: int) -> str | None:
     """``FAILED in <step> (<kind>): <error>`` of ``step`` or of a step it stands for; ``None`` if none failed."""
     failures = [record for part in (*PARTS_OF.get(step, ()), step) for record in run.failures(part)]
     if not failures:
@@ -122,7 +134,7 @@ def _failed(run: Run, step: str, indent: int) -> str | None:
 
 def _succeeded(run: Run) -> bool:
     """Whether every step of the run finished."""
-    return all(storage.exists(run.path(step, runs.RESULT)) for _, step, _ in _sections(run))
+    return all(storage.exists(run.path(model.step, runs.RESULT)) for _, model, _ in _sections(run))
 
 
 def _last_success(run: Run) -> str:
@@ -132,9 +144,12 @@ def _last_success(run: Run) -> str:
                     if uri.rstrip("/") != run.uri.rstrip("/") and _succeeded(Run(uri))), None)
     if earlier is None:
         return f"no successful run of pipeline {run.spec.name} in {folder}"
-    registered = earlier.result("register") if _sections(earlier) is SECTIONS else None  # a training run
-    promoted = (f": {registered['model_name']} version {registered['version']}, "
-                f"{'promoted to champion' if registered['promoted'] else 'not promoted'}") if registered else ""
+    try:
+        registered = earlier.result(Register) if _sections(earlier) is SECTIONS else None  # a training run
+    except ResultError:  # written by an older version: the run is still the last successful one
+        registered = None
+    promoted = (f": {registered.model_name} version {registered.version}, "
+                f"{'promoted to champion' if registered.promoted else 'not promoted'}") if registered else ""
     return f"last successful run: {earlier.uri}{promoted}"
 
 
@@ -142,17 +157,19 @@ def summarize(run_uri: str) -> str:
     """What the run at ``run_uri`` produced, one line per step; failed steps read "FAILED" with their error,
     unfinished ones "not run"; a failed run ends with a pointer to the last successful one."""
     if not storage.exists(uris.join(run_uri, "spec.json")):
-        raise storage.StorageError(f"{run_uri}: not a pipeline run folder (no spec.json)")
+        raise StorageError(f"{run_uri}: not a pipeline run folder (no spec.json)")
     run = Run(run_uri)
     lines = [f"run {run.uri} (pipeline {run.spec.name})"]
     sections = _sections(run)
     width = max(len(label) for label, _, _ in sections) + 2
     failed = False
-    for label, step, describe in sections:
+    for label, model, describe in sections:
         try:
-            text = describe(run.result(step))
+            text = describe(run.result(model))
         except StepNotFinished:
-            text = _failed(run, step, width + 4) or NOT_RUN
+            text = _failed(run, model.step, width + 4) or NOT_RUN
             failed = failed or text != NOT_RUN
+        except ResultError as error:  # a result of an older version (or a bug): shown, not fatal to the summary
+            text = f"unreadable result: {error}"
         lines.append(f"  {label + ':':<{width}}{text}")
     return "\n".join([*lines, _last_success(run)] if failed else lines)

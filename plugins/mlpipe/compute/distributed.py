@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from mlpipe.compute import node_pools
 from mlpipe.compute.node_pools import TMP
 from mlpipe.core import uris
+from mlpipe.core.spec import PodResources
 from mlpipe.data import datasets
 from mlpipe.data.features import labels, matrix
 
@@ -171,8 +172,6 @@ def cluster_spec(name: str, task_pods: TaskPods, workers: Placement, scheduler: 
     deletes the cluster after ``idle_timeout`` seconds without a client.
     """
     from dask_kubernetes.operator import make_cluster_spec
-
-    from mlpipe.core.spec import PodResources
 
     image = workers.pool.image
     manifest = make_cluster_spec(name=name, image=image, n_workers=n_workers, idle_timeout=idle_timeout)

@@ -10,17 +10,16 @@ Import-light (pydantic + yaml): the DAG side uses it at parse time.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from mlpipe.core import settings
 from mlpipe.core.names import Step
 from mlpipe.core.spec import PodResources, Spec, SpecError
 
-POOLS_ENV = "MLPIPE_NODE_POOLS"
 DEFAULT_FILE = Path(__file__).with_name("node_pools.yaml")
 
 # What every mlpipe pod (a step, a Dask scheduler or worker) runs with, as the Kubernetes API spells it.
@@ -100,7 +99,7 @@ def quantities(resources: PodResources) -> dict[str, dict[str, str]]:
 
 
 def pools_file() -> Path:
-    return Path(os.environ.get(POOLS_ENV) or DEFAULT_FILE)
+    return settings.node_pools() or DEFAULT_FILE
 
 
 def load(path: Path | None = None) -> TaskPods:
@@ -109,7 +108,8 @@ def load(path: Path | None = None) -> TaskPods:
     try:
         return TaskPods.model_validate(yaml.safe_load(path.read_text()))
     except OSError as error:
-        raise ValueError(f"node pools file {path}: cannot be read ({error.strerror}); set ${POOLS_ENV}") from None
+        raise ValueError(f"node pools file {path}: cannot be read ({error.strerror}); "
+                         f"set ${settings.NODE_POOLS}") from None
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in error.errors())
         raise ValueError(f"node pools file {path}: {problems}") from None

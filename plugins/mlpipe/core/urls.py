@@ -6,19 +6,17 @@ Import-light: no Airflow or MLflow at import time (alert messages and operator l
 
 from __future__ import annotations
 
-import os
 from urllib.parse import quote, urlencode
+
+from mlpipe.core import settings
 
 URL_PREFIX = "/mlpipe"  # where the Airflow api-server mounts the ops view (mlpipe.ui)
 ARTIFACT_ROUTE = "/artifact"  # its route that serves a stored report
 
-MLFLOW_UI_ENV = "MLPIPE_MLFLOW_UI"
-DEFAULT_MLFLOW_UI = "http://localhost:5000"
-
 
 def mlflow_ui() -> str:
     """The MLflow UI's base URL (``$MLPIPE_MLFLOW_UI``, default http://localhost:5000), no trailing slash."""
-    return (os.environ.get(MLFLOW_UI_ENV) or DEFAULT_MLFLOW_UI).rstrip("/")
+    return settings.mlflow_ui().rstrip("/")
 
 
 def mlflow_run_url(run_id: str, experiment_id: str | None = None) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mlpipe.data.columns import feature_kinds, with_kinds
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -55,8 +57,6 @@ def schema_of(names: list[str], levels: dict[str, dict[str, int]], spec: Spec) -
 def schema(frame: pd.DataFrame, spec: Spec) -> dict[str, Any]:
     """The feature schema learned from training data in memory: column order and categorical levels, each
     feature's kind from the spec or else from the data (:func:`mlpipe.data.columns.feature_kinds`)."""
-    from mlpipe.data.columns import feature_kinds, with_kinds
-
     resolved = with_kinds(spec, feature_kinds(frame, spec))
     return schema_of(list(frame.columns), {c: count_levels(frame[c]) for c in resolved.features.categorical},
                      resolved)

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from typing import TYPE_CHECKING, Any
 
+from mlpipe.core import settings
 from mlpipe.core.errors import Refused
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from mlpipe.core.spec import PiiRule
-
-PII_KEY_ENV = "MLPIPE_PII_KEY"
 
 
 def pseudonym(value: Any, key: bytes) -> str:
@@ -38,9 +36,9 @@ def hash_key(rules: list[PiiRule]) -> bytes | None:
     hashed = [rule.column for rule in rules if rule.action == "hash"]
     if not hashed:
         return None
-    key = os.environ.get(PII_KEY_ENV)
+    key = settings.pii_key()
     if not key:
-        raise Refused(f"pii rule 'hash' for column {hashed[0]!r} needs the secret ${PII_KEY_ENV}")
+        raise Refused(f"pii rule 'hash' for column {hashed[0]!r} needs the secret ${settings.PII_KEY}")
     return key.encode()
 
 

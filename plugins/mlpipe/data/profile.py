@@ -25,9 +25,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mlpipe.core import uris
+from mlpipe.core.errors import Refused
 from mlpipe.core.spec import Spec, SpecError
+from mlpipe.data import datasets
 from mlpipe.data.columns import check_named, feature_kinds
 from mlpipe.data.features import labels
+from mlpipe.data.pii import mask_pii
 from mlpipe.store import storage
 
 if TYPE_CHECKING:
@@ -128,8 +131,6 @@ def profile(frame: pd.DataFrame, spec: Spec, kinds: dict[str, str]) -> dict[str,
 def read_profile(uri: str | None, pipeline: str = "<name>") -> dict[str, Any]:
     """The reference profile at ``uri`` (``validation.profile``); an empty one (no columns, no target rate)
     without a profile. A profile that is missing or not a profile is refused, saying how to make it."""
-    from mlpipe.core.errors import Refused
-
     if not uri:
         return {"columns": {}}
     make = f"make it with `mlpipe profile dags/pipelines/{pipeline}.yaml` (or `make run PIPELINE={pipeline}`)"
@@ -144,8 +145,6 @@ def read_profile(uri: str | None, pipeline: str = "<name>") -> dict[str, Any]:
 
 def check_feedback(spec: Spec) -> None:
     """Late outcomes (``monitoring.feedback.source``) must have the id columns and the target column."""
-    from mlpipe.data import datasets
-
     source = spec.monitoring.feedback.source
     if not source:
         return
@@ -177,9 +176,6 @@ def write_profile(spec: Spec, output: str | None = None) -> str:
     ``data.batch_rows`` rows at a time, PII-masked as ingest does, and the batches' profiles are
     combined: every row counts, and memory holds one batch.
     """
-    from mlpipe.data import datasets
-    from mlpipe.data.pii import mask_pii
-
     destination = output or spec.validation.profile
     if not destination:
         raise SpecError(f"{spec.name}: validation.profile is not set; give an output URI (--output)")

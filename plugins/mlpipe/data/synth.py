@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlpipe.core import uris
-from mlpipe.core.errors import Refused
+from mlpipe.core.errors import Refused, StorageError
 from mlpipe.data import datasets
 from mlpipe.store import storage
 
@@ -74,7 +74,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-SOURCE = Path(__file__).resolve().parents[2] / "dags" / "pipelines" / "data" / "lending_club.csv"
+SOURCE = Path(__file__).resolve().parents[3] / "dags" / "pipelines" / "data" / "lending_club.csv"
 TARGET = "Class"
 PART_ROWS = 500_000
 CALIBRATION_ROWS = 200_000
@@ -258,7 +258,7 @@ def model(source: str | Path = SOURCE) -> _Model:
     """The generator fitted to ``source`` (cached per source and modification time)."""
     uri = uris.normalize(source)
     if not storage.exists(uri):
-        raise storage.StorageError(f"{uri}: no such file")
+        raise StorageError(f"{uri}: no such file")
     return _model(uri, storage.modified(uri))
 
 
@@ -273,7 +273,7 @@ def synth(rows: int, output: str, seed: int = 0, source: str | Path = SOURCE,
 
     Returns a JSON-able summary: ``rows``, ``parts``, ``positive_rate`` (of the
     written rows), ``output``, ``uris``, ``seed``, ``part_rows``, ``seconds``.
-    Raises :class:`SynthError` for bad arguments and :class:`mlpipe.store.storage.StorageError`
+    Raises :class:`SynthError` for bad arguments and :class:`mlpipe.core.errors.StorageError`
     for a URI that cannot be used. Rewriting a folder with the same arguments gives the
     same files; a folder holding more parts than this run writes is refused, so that no
     stale part is left beside the new ones.

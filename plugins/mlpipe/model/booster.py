@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from mlpipe.core import settings
 from mlpipe.core.errors import Refused
 from mlpipe.data import datasets
 from mlpipe.data.features import count_levels, labels, matrix, schema_of
@@ -30,8 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TRAIN, VALIDATION = "train", "validation"
-DEVICE_ENV = "MLPIPE_DEVICE"
-DEVICES = ("cpu", "cuda")
+DEVICES = settings.DEVICES
 CUDA_FALLBACK = "device 'cuda' was requested but no usable GPU was found: training on cpu instead"
 ROUND_METRICS = ("logloss", "auc")
 RESERVED_PARAMS = {"device": "training.device (or $MLPIPE_DEVICE)",
@@ -43,9 +43,9 @@ STOPPED_RULE = "early_stopping"  # round_rule: early stopping on validation, wit
 
 def requested_device(spec: Spec) -> str:
     """``$MLPIPE_DEVICE`` when set, else ``training.device``."""
-    device = os.environ.get(DEVICE_ENV) or spec.training.device
+    device = settings.device() or spec.training.device
     if device not in DEVICES:
-        raise Refused(f"${DEVICE_ENV}={device!r}: expected one of {', '.join(DEVICES)}")
+        raise Refused(f"${settings.DEVICE}={device!r}: expected one of {', '.join(DEVICES)}")
     return device
 
 
@@ -136,6 +136,15 @@ def scan(uri: str, spec: Spec) -> Scanned:
         y = labels(frame, spec)
         rows, positives = rows + len(y), positives + int(y.sum())
     return Scanned(schema_of(names, levels, spec), rows, positives)
+
+
+def class_counts(uri: str, spec: Spec) -> tuple[int, int]:
+    """The rows and positives of a split, reading only its target column."""
+    rows = positives = 0
+    for frame in datasets.batches(uri, spec.data.batch_rows, columns=[spec.target.column]):
+        y = labels(frame, spec)
+        rows, positives = rows + len(y), positives + int(y.sum())
+    return rows, positives
 
 
 def batch_iterator(uri: str, feature_schema: dict[str, Any], spec: Spec, cache_prefix: str | None = None):

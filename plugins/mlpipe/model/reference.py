@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mlpipe.core.results import ResultError, Train
 from mlpipe.store import storage
 from mlpipe.store.runs import Run
 
@@ -35,7 +36,8 @@ def write(frame: pd.DataFrame, model: TabularModel, rows: int, seed: int, uri: s
 
 def load(training_run: str) -> pd.DataFrame:
     """The reference the train step of ``training_run`` wrote; a :class:`KeyError` when it wrote none."""
-    trained = Run(training_run).result("train")
-    if "reference" not in trained:
-        raise KeyError(f"the train step of {training_run} kept no drift reference (trained before monitoring)")
-    return storage.read_parquet(trained["reference"])
+    try:
+        trained = Run(training_run).result(Train)
+    except ResultError as error:  # e.g. trained before monitoring, without a reference
+        raise KeyError(f"the train step of {training_run} kept no drift reference we can read: {error}") from None
+    return storage.read_parquet(trained.reference)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mlpipe.core import uris
+from mlpipe.core.results import Score
 from mlpipe.store import runs, storage
 from mlpipe.store.runs import RESULT
 
@@ -68,15 +69,15 @@ def _stamp(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
-def batch_runs(pipeline: str, window: Window) -> list[dict[str, Any]]:
-    """The results of the scoring runs of ``pipeline`` that finished inside ``window``, oldest first."""
+def batch_runs(pipeline: str, window: Window) -> list[tuple[Score, datetime]]:
+    """The results of the scoring runs of ``pipeline`` that finished inside ``window`` and when, oldest first."""
     folder = uris.join(runs.store_uri(), pipeline, runs.SCORING)
     found = []
     for name in storage.children(folder):
-        result_uri = uris.join(folder, name, "score", RESULT)
+        result_uri = uris.join(folder, name, Score.step.value, RESULT)
         if storage.exists(result_uri) and window.holds(finished := _stamp(storage.modified(result_uri))):
-            found.append({**storage.read_json(result_uri), "finished": finished})
-    return sorted(found, key=lambda result: result["finished"])
+            found.append((Score.parse(storage.read_json(result_uri), result_uri), finished))
+    return sorted(found, key=lambda found: found[1])
 
 
 def _parts(folder: str, columns: list[str] | None) -> pd.DataFrame | None:
@@ -93,19 +94,20 @@ def _labelled(frame: pd.DataFrame, version: int, day: str) -> pd.DataFrame:
     return frame
 
 
-def batch_rows(results: list[dict[str, Any]], features: list[str], id_columns: list[str]) -> tuple[list, list, list]:
-    """The inputs and predictions of each scoring run, and one source entry per run."""
+def batch_rows(results: list[tuple[Score, datetime]], features: list[str],
+               id_columns: list[str]) -> tuple[list, list, list]:
+    """The inputs and predictions of each scoring run (with when it finished), and one source entry per run."""
     inputs, predictions, sources = [], [], []
-    for result in results:
-        day, version = f"{result['finished']:%Y-%m-%d}", int(result["model_version"])
-        scored = _parts(result["inputs"], [*features, SCORE])
+    for result, finished in results:
+        day, version = f"{finished:%Y-%m-%d}", result.model_version
+        scored = _parts(result.inputs, [*features, SCORE])
         if scored is None:
             continue
         inputs.append(_labelled(scored, version, day))
-        if id_columns and (ids := _parts(result["predictions"], [*id_columns, SCORE])) is not None:
+        if id_columns and (ids := _parts(result.predictions, [*id_columns, SCORE])) is not None:
             predictions.append(_labelled(ids, version, day))
-        sources.append({"kind": BATCH, "uri": result["run"], "rows": len(scored), "model_version": version,
-                        "finished": result["finished"].isoformat()})
+        sources.append({"kind": BATCH, "uri": result.run, "rows": len(scored), "model_version": version,
+                        "finished": finished.isoformat()})
     return inputs, predictions, sources
 
 

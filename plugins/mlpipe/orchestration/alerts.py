@@ -27,6 +27,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from mlpipe.core.results import Train
+from mlpipe.store import runs
+
 if TYPE_CHECKING:
     from mlpipe.core.spec import Alerts
 
@@ -131,10 +134,8 @@ def mlflow_run_of(run_uri: str) -> str | None:
     """The MLflow run id of a pipeline run folder once its ``train`` step finished; None otherwise.
 
     Best effort: any problem reading the folder is logged and gives None."""
-    from mlpipe.store import runs
-
     try:
-        return runs.Run(run_uri).result("train").get("mlflow_run_id")
+        return runs.Run(run_uri).result(Train).mlflow_run_id
     except runs.StepNotFinished:
         return None
     except Exception as error:  # a link is not worth failing an alert for

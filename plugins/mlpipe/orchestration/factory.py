@@ -8,7 +8,6 @@ steps' small JSON results.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,29 +15,32 @@ from typing import Any
 
 from airflow.sdk import DAG, BaseOperator, Param, get_current_context, task
 
-from mlpipe.core import spec, uris
-from mlpipe.orchestration import callbacks
+from mlpipe.core import settings, spec, uris, urls
+from mlpipe.core.names import Step
+from mlpipe.core.results import Monitor
+from mlpipe.orchestration import callbacks, docs
+from mlpipe.orchestration.callbacks import airflow_ui_base, send_alert
 from mlpipe.orchestration.runtimes import LocalStepOperator
 from mlpipe.store import runs
 
 # (step, task id) in run order.
 TRAINING_STEPS = (
-    ("ingest", "ingest_data"),
-    ("validate", "validate_data"),
-    ("split", "split_data"),
-    ("validate_split", "validate_split"),
-    ("tune_prepare", "prepare_tuning"),
-    ("tune_trials", "tune_trials"),
-    ("tune", "select_params"),
-    ("train", "train_model"),
-    ("analyze", "analyze_model"),
-    ("register", "register_model"),
-    ("deploy", "deploy_model"),
+    (Step.INGEST, "ingest_data"),
+    (Step.VALIDATE, "validate_data"),
+    (Step.SPLIT, "split_data"),
+    (Step.VALIDATE_SPLIT, "validate_split"),
+    (Step.TUNE_PREPARE, "prepare_tuning"),
+    (Step.TUNE_TRIALS, "tune_trials"),
+    (Step.TUNE, "select_params"),
+    (Step.TRAIN, "train_model"),
+    (Step.ANALYZE, "analyze_model"),
+    (Step.REGISTER, "register_model"),
+    (Step.DEPLOY, "deploy_model"),
 )
 # Steps that run as several parallel tasks (dynamic task mapping), and how many for a spec.
-SHARDED = {"tune_trials": lambda pipeline: pipeline.tuning.workers}
-SCORING_STEPS = (("score", "score_batch"),)
-MONITORING_STEPS = (("monitor", "monitor_drift"),)
+SHARDED = {Step.TUNE_TRIALS: lambda pipeline: pipeline.tuning.workers}
+SCORING_STEPS = ((Step.SCORE, "score_batch"),)
+MONITORING_STEPS = ((Step.MONITOR, "monitor_drift"),)
 
 DEFAULT_ARGS = {
     "retries": 2,
@@ -97,143 +99,10 @@ SCORING_PARAMS = {
     "force_cpu": FORCE_CPU,
 }
 
-DOC = """
-### {name}: training
-
-{description}
-
-Each task runs one `mlpipe` step (`python -m mlpipe step <step> --run <run uri>`) through the
-`{runtime}` runtime; its return value (XCom) is the step's small JSON result. Everything a run
-writes is under `$MLPIPE_STORE/{name}/runs/<run id>/` (one folder per step); models, metrics and
-plots are in MLflow (experiment `{name}`, registered model `{model}`).
-
-| | |
-|---|---|
-| data | `{source}` |
-| target | `{target}` = {positive} is the positive class |
-| schedule | `{schedule}` |
-| scale | {batch_rows:,} rows at a time; XGBoost's quantized matrix built batch by batch ({memory}); {dask} |
-| tuning | Optuna TPE, {trials} trials over {workers} parallel `tune_trials` tasks (`tuning.cv_folds`: CV) |
-| promotion | analysis ROC AUC ≥ {min_auc}; lift over the baseline ≥ {min_lift} |
-| gate | beats the champion (re-scored on the same rows) by ≥ {min_gain}; no slice drops > {max_drop}{fairness} |
-
-**Trigger with options** (Trigger DAG ▸ the form): a different data URI, skip tuning or change its
-trial budget, forced promotion, notes, and force CPU (every step on the CPU node pool).
-Validation failures stop the run before training; the task log lists every failed expectation
-and `validate_data/report.html` in the run folder shows them.
-`register_model` records why a model was or was not promoted (model version tags and the audit log
-in `$MLPIPE_STORE/{name}/audit/`); `deploy_model` reloads the model server (`$MLPIPE_SERVER_URL`)
-and rolls the alias back if its smoke test fails. `mlpipe rollback {model}` undoes a promotion.
-Failed tasks and runs, and runs past `alerts.deadline_minutes`, alert through the spec's `alerts` connections
-(README: Alerts and metrics).
-"""
-
-SCORING_DOC = """
-### {name}: batch scoring
-
-Scores a batch with the `champion` of registered model `{model}`, in chunks of {chunk_rows} rows
-(memory bounded by the chunk, not the file). The batch gets the spec's PII rules and is checked
-against the training schema with Great Expectations: a missing column or a column of the wrong
-type fails the run naming the column; unexpected values are counted in the result.
-
-Output, under `$MLPIPE_STORE/{name}/scoring/<run id>/score/`: `predictions/part-*.parquet` (ids,
-score, decision at the champion's threshold, model version, scoring time) and `inputs/` (the
-scored features, kept for drift monitoring).
-
-| | |
-|---|---|
-| default batch | `{source}` |
-| schedule | `{schedule}` |
-
-**Trigger with options**: `input_uri`, the batch to score; `force_cpu`.
-Failed tasks and runs, and runs past `alerts.deadline_minutes`, alert through the spec's `alerts` connections
-(README: Alerts and metrics).
-"""
-
-
-MONITORING_DOC = """
-### {name}: monitoring
-
-Compares what `{model}`'s champion scored in the last {days:g} days (batch-scoring runs and the model
-server's captured requests) with the drift reference kept when it was trained: PSI and KS per numeric
-feature, PSI, Jensen-Shannon and unseen categories per categorical one, missing rates, and the drift of
-the champion's scores. {feedback}
-
-| | |
-|---|---|
-| schedule | `{schedule}` |
-| a feature drifts | PSI ≥ {psi:g}; or KS ≥ {ks:g} with p < {ks_pvalue:g} |
-| ... or | > {new_share:.0%} of rows in unseen categories; or +{missing:.0%} missing values |
-| breach | > {share:.0%} of features drift, any PSI ≥ {major:g}{score_rule}{quality_rule} |
-| on a breach | alert; {retrain} |
-
-`monitor_drift` writes `report.html` (plots) and `report.json` under
-`$MLPIPE_STORE/{name}/monitoring/<run id>/monitor/` and logs the figures to MLflow (experiment `{name}`,
-tagged with the champion's version). Fewer than {min_rows} rows in the window, or no champion yet:
-"nothing to compare", no breach. `check_breach` lets the alert and the retraining run only on a breach;
-the triggered training run's conf carries the reasons as its `notes`.
-
-**Trigger with options**: `force_cpu`. Failures and overdue runs alert too (README: Alerts and metrics).
-"""
-
-
-def _monitoring_doc(pipeline: spec.Spec) -> str:
-    settings = pipeline.monitoring
-    drift, feedback = settings.drift, settings.feedback
-    return MONITORING_DOC.format(
-        name=pipeline.name, model=pipeline.registered_model, days=settings.window_days,
-        schedule=settings.schedule or "manual only", psi=drift.psi, ks=drift.ks, ks_pvalue=drift.ks_pvalue,
-        new_share=drift.new_category_share, missing=drift.missing_increase, share=drift.max_drifting_share,
-        major=drift.major_psi, min_rows=settings.min_rows,
-        score_rule=", or the scores drift" if drift.score else "",
-        quality_rule=f", or ROC AUC on outcomes {feedback.max_roc_auc_drop:g} below the champion's"
-        if feedback.source else "",
-        feedback=f"Late outcomes from `{feedback.source}` are joined by {pipeline.id_columns} with the champion's "
-                 "batch predictions: ROC AUC, PR AUC and calibration per day." if feedback.source
-        else "No feedback source is set (`monitoring.feedback.source`), so quality is not judged.",
-        retrain=f"trigger `{pipeline.name}_training`" if settings.retrain_on_breach else "no retraining (spec)")
-
 
 def _start_date(text: str) -> datetime:
     day = datetime.fromisoformat(text)
     return day if day.tzinfo else day.replace(tzinfo=UTC)
-
-
-def _scoring_doc(pipeline: spec.Spec) -> str:
-    return SCORING_DOC.format(name=pipeline.name, model=pipeline.registered_model,
-                              chunk_rows=pipeline.scoring.chunk_rows, source=pipeline.scoring.source,
-                              schedule=pipeline.scoring.schedule or "manual only")
-
-
-def _doc(pipeline: spec.Spec, runtime: str) -> str:
-    return DOC.format(
-        name=pipeline.name, description=pipeline.description, runtime=runtime,
-        model=pipeline.registered_model, source=pipeline.data.source, target=pipeline.target.column,
-        positive=pipeline.target.positive_text, schedule=pipeline.schedule or "manual only",
-        min_auc=pipeline.thresholds.min_roc_auc, min_lift=pipeline.thresholds.min_lift_over_baseline,
-        min_gain=pipeline.thresholds.min_improvement_over_champion,
-        max_drop=pipeline.thresholds.max_slice_roc_auc_drop, trials=pipeline.tuning.trials,
-        workers=pipeline.tuning.workers, fairness=_fairness(pipeline), batch_rows=pipeline.data.batch_rows,
-        memory=_memory(pipeline.training), dask=_dask(pipeline.training.distributed),
-    )
-
-
-def _memory(training: spec.Training) -> str:
-    limit = training.external_memory_rows
-    return "always in memory" if limit is None else f"on disk above {limit:,} train rows"
-
-
-def _dask(distributed: spec.Distributed) -> str:
-    if distributed.enabled:
-        return f"trains on Dask ({distributed.workers} workers)"
-    if distributed.above_rows is not None:
-        return f"trains on Dask above {distributed.above_rows:,} train rows"
-    return "trains on this task's machine (Dask: `training.distributed`)"
-
-
-def _fairness(pipeline: spec.Spec) -> str:
-    rule = pipeline.thresholds.fairness
-    return f"; disparate impact across `{rule.column}` ≥ {rule.min_disparate_impact}" if rule else ""
 
 
 def start_run(spec_path: str, params: dict[str, Any], run_id: str, kind: str = runs.TRAINING) -> str:
@@ -253,7 +122,7 @@ def _start_run_task(spec_path: str, kind: str) -> str:
     return start_run(spec_path, context["params"], context["run_id"], kind)
 
 
-def _pipeline_dag(pipeline: spec.Spec, spec_path: str | Path, kind: str, steps: tuple[tuple[str, str], ...],
+def _pipeline_dag(pipeline: spec.Spec, spec_path: str | Path, kind: str, steps: tuple[tuple[Step, str], ...],
                   operator: type, then: Callable[[spec.Spec, Any], None] | None = None, **dag_args: Any) -> DAG:
     """A DAG that starts a run folder of ``kind`` and runs ``steps`` one after the other.
 
@@ -277,9 +146,10 @@ def _pipeline_dag(pipeline: spec.Spec, spec_path: str | Path, kind: str, steps: 
             where = operator.step_kwargs(pipeline, step)
             if step in SHARDED:
                 shards = list(range(SHARDED[step](pipeline)))
-                current = operator.partial(task_id=task_id, step=step, run_uri=run_uri, **where).expand(shard=shards)
+                current = operator.partial(task_id=task_id, step=step.value, run_uri=run_uri, **where).expand(
+                    shard=shards)
             else:
-                current = operator(task_id=task_id, step=step, run_uri=run_uri, **where)
+                current = operator(task_id=task_id, step=step.value, run_uri=run_uri, **where)
             previous >> current
             previous = current
         if then is not None:
@@ -293,7 +163,8 @@ def training_dag(spec_path: str | Path, runtime: str | None = None) -> DAG:
     operator = step_operator_class(runtime)
     return _pipeline_dag(
         pipeline, spec_path, runs.TRAINING, TRAINING_STEPS, operator, suffix="training",
-        description=pipeline.description or f"Train {pipeline.name}", doc_md=_doc(pipeline, operator.__name__),
+        description=pipeline.description or f"Train {pipeline.name}",
+        doc_md=docs.training_doc(pipeline, operator.__name__),
         schedule=pipeline.schedule, tags=["mlpipe", "training", pipeline.name, *pipeline.tags],
         params=TRIGGER_PARAMS)
 
@@ -304,26 +175,25 @@ def scoring_dag(spec_path: str | Path, runtime: str | None = None) -> DAG:
     return _pipeline_dag(
         pipeline, spec_path, runs.SCORING, SCORING_STEPS, step_operator_class(runtime), suffix="scoring",
         description=f"Score batches with the {pipeline.registered_model} champion",
-        doc_md=_scoring_doc(pipeline), schedule=pipeline.scoring.schedule,
+        doc_md=docs.scoring_doc(pipeline), schedule=pipeline.scoring.schedule,
         tags=["mlpipe", "scoring", pipeline.name, *pipeline.tags], params=SCORING_PARAMS)
 
 
 def breach_notes(result: dict[str, Any]) -> str:
     """The monitor result's notes for retraining: empty (so the tasks after it are skipped) unless a breach."""
-    return result["retrain_notes"] if result["breach"] else ""
+    monitored = Monitor.from_xcom(result)
+    return monitored.retrain_notes if monitored.breach else ""
 
 
 def alert_breach(result: dict[str, Any]) -> dict[str, str]:
     """Tell the pipeline's people (its ``alerts`` section) why the monitor breached; the channels' outcomes."""
-    from mlpipe.core import urls
-    from mlpipe.orchestration.callbacks import airflow_ui_base, send_alert
-
-    pipeline = runs.Run(result["run"]).spec
-    links = {"Monitoring report": urls.artifact_url(result["report_html"], base=airflow_ui_base())}
-    if result["mlflow_run_id"]:
-        links["MLflow run"] = urls.mlflow_run_url(result["mlflow_run_id"])
+    monitored = Monitor.from_xcom(result)
+    pipeline = runs.Run(monitored.run).spec
+    links = {"Monitoring report": urls.artifact_url(monitored.report_html, base=airflow_ui_base())}
+    if monitored.mlflow_run_id:
+        links["MLflow run"] = urls.mlflow_run_url(monitored.mlflow_run_id)
     return send_alert(pipeline, f"{pipeline.name}: monitoring breach of {pipeline.registered_model} "
-                                f"v{result['champion_version']}", text="\n".join(result["reasons"]), links=links)
+                                f"v{monitored.champion_version}", text="\n".join(monitored.reasons), links=links)
 
 
 def _on_breach(pipeline: spec.Spec, monitor: Any) -> None:
@@ -344,7 +214,7 @@ def monitoring_dag(spec_path: str | Path, runtime: str | None = None) -> DAG:
     return _pipeline_dag(
         pipeline, spec_path, runs.MONITORING, MONITORING_STEPS, step_operator_class(runtime), then=_on_breach,
         suffix="monitoring", description=f"Drift and quality of the {pipeline.registered_model} champion",
-        doc_md=_monitoring_doc(pipeline), schedule=pipeline.monitoring.schedule,
+        doc_md=docs.monitoring_doc(pipeline), schedule=pipeline.monitoring.schedule,
         tags=["mlpipe", "monitoring", pipeline.name, *pipeline.tags], params={"force_cpu": FORCE_CPU})
 
 
@@ -388,18 +258,17 @@ def spec_errors(folder: str | Path) -> list[str]:
     """One message per spec file in ``folder`` whose DAGs do not build, naming the file and the field."""
     return _load(folder)[1]
 
-RUNTIMES = ("local", "kubernetes")
+RUNTIMES = settings.RUNTIMES
 
 
 def step_operator_class(runtime: str | None = None) -> type[BaseOperator]:
     """The operator class of the configured runtime (``$MLPIPE_RUNTIME``, default ``local``)."""
-    name = runtime or os.environ.get(RUNTIME_ENV, "local")
+    name = runtime or settings.runtime()
     if name not in RUNTIMES:
-        raise ValueError(f"{RUNTIME_ENV}={name!r} is not a runtime; choose one of: {', '.join(RUNTIMES)}")
+        raise ValueError(f"{settings.RUNTIME}={name!r} is not a runtime; choose one of: {', '.join(RUNTIMES)}")
     if name == "kubernetes":
         from mlpipe.orchestration.kubernetes import KubernetesStepOperator
 
         return KubernetesStepOperator
     return LocalStepOperator
 
-RUNTIME_ENV = "MLPIPE_RUNTIME"

@@ -4,6 +4,9 @@ Airflow 3 computes an operator's links on the worker when the task ends (``get_l
 called by the task runner and each link is stored as an XCom the UI reads back). Every link
 here is read off the task's return value, the step's result: a link whose step did not
 produce what it needs (another step, a failed task) is the empty string, which the UI hides.
+The result is read as a mapping, not parsed into its model (:mod:`mlpipe.core.results`): a link must
+never fail a task, whatever version of a step wrote the XCom; the keys it reads are fields of the
+steps' result models (:data:`LINKED_FIELDS`, checked by the tests).
 
 - **MLflow run** (``train``: ``mlflow_run_id``; ``tune``: ``tuning_run_id``; ``monitor``):
   ``<MLflow UI>/#/runs/<id>``, MLflow 3's direct run route (it finds the experiment itself);
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperatorLink
 
+from mlpipe.core.names import Step
 from mlpipe.core.urls import artifact_url, mlflow_run_url, model_version_url
 
 if TYPE_CHECKING:
@@ -30,6 +34,13 @@ if TYPE_CHECKING:
     from airflow.sdk.types import TaskInstanceKey
 
 RETURN_VALUE = "return_value"
+RUN_ID_FIELD = {Step.TRAIN: "mlflow_run_id", Step.TUNE: "tuning_run_id", Step.MONITOR: "mlflow_run_id"}
+REPORT, REPORT_HTML = "report", "report_html"  # of validate and validate_split (Checks), and of monitor
+MODEL_NAME, VERSION = "model_name", "version"  # of register
+# step -> the fields of its result that a link reads
+LINKED_FIELDS = {**{step: (field,) for step, field in RUN_ID_FIELD.items()}, Step.VALIDATE: (REPORT,),
+                 Step.VALIDATE_SPLIT: (REPORT,), Step.MONITOR: (RUN_ID_FIELD[Step.MONITOR], REPORT_HTML),
+                 Step.REGISTER: (MODEL_NAME, VERSION)}
 
 
 def airflow_base(default: str = "") -> str:
@@ -46,7 +57,7 @@ def _text(result: Mapping[str, Any], key: str) -> str:
 
 def run_link(step: str, result: Mapping[str, Any]) -> str:
     """The MLflow run of a ``train``, ``tune`` or ``monitor`` result; empty for any other."""
-    key = {"train": "mlflow_run_id", "tune": "tuning_run_id", "monitor": "mlflow_run_id"}.get(step)
+    key = RUN_ID_FIELD.get(Step(step)) if step in RUN_ID_FIELD else None
     run_id = _text(result, key) if key else ""
     return mlflow_run_url(run_id, _text(result, "mlflow_experiment_id") or None) if run_id else ""
 
@@ -59,8 +70,8 @@ def report_link(steps: tuple[str, ...], key: str, step: str, result: Mapping[str
 
 def version_link(step: str, result: Mapping[str, Any]) -> str:
     """The model version a ``register`` result registered; empty for any other."""
-    name, version = result.get("model_name"), result.get("version")
-    if step != "register" or not isinstance(name, str) or not name or version in (None, ""):
+    name, version = result.get(MODEL_NAME), result.get(VERSION)
+    if step != Step.REGISTER or not isinstance(name, str) or not name or version in (None, ""):
         return ""
     return model_version_url(name, version)
 
@@ -88,7 +99,7 @@ class MlflowRunLink(StepResultLink):
     """The step's MLflow run (train, tune, monitor)."""
 
     name = "MLflow run"
-    steps = ("train", "tune", "monitor")
+    steps = (Step.TRAIN, Step.TUNE, Step.MONITOR)
 
     def url(self, step: str, result: Mapping[str, Any]) -> str:
         return run_link(step, result)
@@ -98,27 +109,27 @@ class ValidationReportLink(StepResultLink):
     """The Great Expectations report of validate / validate_split."""
 
     name = "Validation report"
-    steps = ("validate", "validate_split")
+    steps = (Step.VALIDATE, Step.VALIDATE_SPLIT)
 
     def url(self, step: str, result: Mapping[str, Any]) -> str:
-        return report_link(self.steps, "report", step, result)
+        return report_link(self.steps, REPORT, step, result)
 
 
 class MonitoringReportLink(StepResultLink):
     """The drift and quality report of a monitoring run."""
 
     name = "Monitoring report"
-    steps = ("monitor",)
+    steps = (Step.MONITOR,)
 
     def url(self, step: str, result: Mapping[str, Any]) -> str:
-        return report_link(self.steps, "report_html", step, result)
+        return report_link(self.steps, REPORT_HTML, step, result)
 
 
 class ModelVersionLink(StepResultLink):
     """The registered model version (register)."""
 
     name = "Model version"
-    steps = ("register",)
+    steps = (Step.REGISTER,)
 
     def url(self, step: str, result: Mapping[str, Any]) -> str:
         return version_link(step, result)

@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from mlpipe.core import settings
 from mlpipe.core.errors import EXIT_REFUSED
+from mlpipe.core.results import PROCESS_SECONDS
 from mlpipe.orchestration.links import STEP_LINKS
 from mlpipe.orchestration.protocol import step_command, user_error
 from mlpipe.store.runs import Run
 
 if TYPE_CHECKING:
     from mlpipe.core.spec import Spec
-
-DEVICE_ENV = "MLPIPE_DEVICE"  # read by the train and tune steps (mlpipe.steps.train)
 
 
 class LocalStepOperator(BaseOperator):
@@ -57,7 +57,7 @@ class LocalStepOperator(BaseOperator):
         command = step_command(self.step, self.run_uri, self.shard)
         self.log.info("running %s", " ".join(command))
         started = time.perf_counter()
-        env = {**os.environ, **({DEVICE_ENV: "cpu"} if context["params"].get("force_cpu") else {})}
+        env = settings.environment(**({settings.DEVICE: "cpu"} if context["params"].get("force_cpu") else {}))
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                          text=True, start_new_session=True, env=env)
         tail: collections.deque[str] = collections.deque(maxlen=200)
@@ -71,7 +71,7 @@ class LocalStepOperator(BaseOperator):
             raise AirflowFailException(f"step {self.step} refused its input:\n{user_error(list(tail))}")
         if code != 0:
             raise AirflowException(f"step {self.step} failed with exit status {code}")
-        return {**Run(self.run_uri).result(self.step, self.shard), "process_seconds": elapsed}
+        return {**Run(self.run_uri).result(self.step, self.shard), PROCESS_SECONDS: elapsed}
 
     def on_kill(self) -> None:
         if self._process and self._process.poll() is None:

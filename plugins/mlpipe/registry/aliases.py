@@ -10,12 +10,11 @@ artifact store), so they never interleave. Should its holder crash, the lease ex
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from mlpipe.core import uris
+from mlpipe.core import settings, uris
 from mlpipe.registry.names import CHAMPION
 from mlpipe.store import lease
 from mlpipe.store.runs import store_uri
@@ -23,18 +22,12 @@ from mlpipe.store.runs import store_uri
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-LEASE_SECONDS_ENV, LEASE_SECONDS = "MLPIPE_PROMOTION_LEASE_SECONDS", 1800
-WAIT_SECONDS_ENV, WAIT_SECONDS = "MLPIPE_PROMOTION_WAIT_SECONDS", 2400
-
-
 
 @contextlib.contextmanager
 def promotion_lease(name: str, owner: str) -> Iterator[lease.Lease]:
     """Hold the promotion lease of registered model ``name`` (``<store>/leases/promotion-<name>/``)."""
     folder = uris.join(store_uri(), "leases", "promotion-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", name))
-    ttl = float(os.environ.get(LEASE_SECONDS_ENV, LEASE_SECONDS))
-    wait = float(os.environ.get(WAIT_SECONDS_ENV, WAIT_SECONDS))
-    with lease.held(folder, owner, ttl, wait) as held:
+    with lease.held(folder, owner, settings.promotion_lease_seconds(), settings.promotion_wait_seconds()) as held:
         yield held
 
 

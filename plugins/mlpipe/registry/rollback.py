@@ -11,10 +11,10 @@ so it never interleaves with a promotion.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from mlpipe.core import settings
 from mlpipe.core.errors import Refused
 from mlpipe.registry.aliases import promotion_lease
 from mlpipe.registry.names import CHAMPION, PREVIOUS_CHAMPION, REPLACED_TAG
@@ -63,7 +63,7 @@ def rollback(model: str, reason: str = "manual rollback", actor: str | None = No
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    actor = actor or os.environ.get("USER") or "unknown"
+    actor = actor or settings.user() or "unknown"
     with promotion_lease(model, f"rollback by {actor}") as held:  # never while a register decides
         found = registered_model(client, model)
         champion, previous = found.aliases.get(CHAMPION), found.aliases.get(PREVIOUS_CHAMPION)

@@ -19,6 +19,7 @@ import subprocess
 import time
 from urllib.parse import urlparse
 
+from mlpipe.core import settings
 from mlpipe.core.errors import Unavailable
 
 RUN_URI_TAG = "mlpipe.run_uri"
@@ -29,8 +30,8 @@ NOTES_TAG = "mlflow.note.content"  # shown as the description in the MLflow UI
 
 # MLflow's HTTP client settings (its own variables) when the environment does not set them:
 # 3 retries, 0 + 2 + 4 s apart (plus up to 1 s jitter each), 60 s to wait for an answer.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
+HTTP_DEFAULTS = {settings.MLFLOW_HTTP_MAX_RETRIES: "3", settings.MLFLOW_HTTP_BACKOFF_FACTOR: "1",
+                 settings.MLFLOW_HTTP_TIMEOUT: "60"}
 
 # What the MLflow server says when two requests insert the same row at once (SQLite, Postgres, MySQL).
 DUPLICATE_KEY = re.compile(r"UNIQUE constraint failed|duplicate key value|Duplicate entry", re.IGNORECASE)
@@ -50,7 +51,7 @@ def experiment_id(name: str) -> str:
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    root = os.environ.get("MLPIPE_MLFLOW_ARTIFACTS")
+    root = settings.mlflow_artifacts()
     try:
         return mlflow.create_experiment(name, artifact_location=f"{root.rstrip('/')}/{name}" if root else None)
     except MlflowException as error:  # another run of the pipeline created it at the same moment
@@ -83,7 +84,7 @@ def log_input(dataset, context: str, attempts: int = 3) -> None:
 
 def git_commit() -> str | None:
     """The commit of the code that runs, when it runs from a git checkout (or $MLPIPE_GIT_COMMIT)."""
-    if commit := os.environ.get("MLPIPE_GIT_COMMIT"):
+    if commit := settings.git_commit():
         return commit
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,  # noqa: S607
@@ -121,7 +122,7 @@ def log_batch(run_id: str, params: dict[str, object], metrics: list[tuple[str, f
 def bound_http_retries() -> None:
     """Set MLflow's HTTP retry and timeout settings to :data:`HTTP_DEFAULTS` where the environment has none."""
     for name, value in HTTP_DEFAULTS.items():
-        os.environ.setdefault(name, value)
+        settings.set_default(name, value)
 
 
 def classified(error: BaseException) -> BaseException:
@@ -140,7 +141,7 @@ def unreachable(error: BaseException) -> str | None:
     """
     import requests
 
-    server = os.environ.get("MLFLOW_TRACKING_URI", "").rstrip("/")
+    server = (settings.mlflow_tracking_uri() or "").rstrip("/")
     if not server.startswith(("http://", "https://")):
         return None
     failures = (requests.ConnectionError, requests.Timeout, requests.exceptions.RetryError,
@@ -148,9 +149,9 @@ def unreachable(error: BaseException) -> str | None:
     chain = _chain(error)
     for cause in chain:
         if isinstance(cause, failures) and (url := _request_url(cause, chain, server)):
-            retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
+            retries = settings.mlflow_http_max_retries()
             return (f"MLflow tracking server {server} did not answer ({type(cause).__name__} on "
-                    f"{urlparse(url).path} after {retries} retries, MLFLOW_HTTP_REQUEST_MAX_RETRIES); "
+                    f"{urlparse(url).path} after {retries} retries, {settings.MLFLOW_HTTP_MAX_RETRIES}); "
                     "retry once it is back")
     return None
 

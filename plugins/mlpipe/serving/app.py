@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 import secrets
 import time
@@ -46,6 +45,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from pydantic import TypeAdapter, ValidationError
 from starlette.background import BackgroundTask
 
+from mlpipe.core import settings
 from mlpipe.core.spec import Spec
 from mlpipe.data.pii import hash_key, mask_records
 from mlpipe.serving.capture import Capture
@@ -58,7 +58,6 @@ log = logging.getLogger(__name__)
 
 VERSION_HEADER = "X-Model-Version"
 ENDPOINTS = ("/predict", "/explain", "/reload", "/health", "/ready", "/metadata", "/metrics")
-DEFAULT_POLL_SECONDS = 30.0
 CAPTURE_FLUSH_SECONDS = 10.0
 
 
@@ -318,17 +317,11 @@ def routes(server: Server, token: str | None) -> APIRouter:
     return open_routes
 
 
-def env_seconds(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return default if value is None else float(value)
-
-
 def create_app(spec: Spec, *, poll_seconds: float | None = None, token: str | None = None,
                capture: Capture | None = None) -> FastAPI:
     """The server app for ``spec``'s registered model. Defaults: ``$MLPIPE_SERVE_POLL_SECONDS`` (30),
     ``$MLPIPE_SERVE_TOKEN`` (none), capture under the artifact store at ``spec.serving.capture_fraction``."""
-    server = Server(spec, poll_seconds if poll_seconds is not None else
-                    env_seconds("MLPIPE_SERVE_POLL_SECONDS", DEFAULT_POLL_SECONDS),
+    server = Server(spec, poll_seconds if poll_seconds is not None else settings.serve_poll_seconds(),
                     capture or Capture(captured_folder(spec.name), spec.serving.capture_fraction))
 
     @contextlib.asynccontextmanager
@@ -345,7 +338,7 @@ def create_app(spec: Spec, *, poll_seconds: float | None = None, token: str | No
     app = FastAPI(title=f"mlpipe serve: {spec.registered_model}", lifespan=lifespan)
     app.state.server = server
     app.openapi = lambda: openapi(app, server.validator, spec.serving.max_records)  # follows the champion
-    app.include_router(routes(server, token if token is not None else os.environ.get("MLPIPE_SERVE_TOKEN")))
+    app.include_router(routes(server, token if token is not None else settings.serve_token()))
     app.add_middleware(BodyLimitMiddleware, limit=spec.serving.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=server.metrics)  # the outer one: it counts the 413s too
     return app

@@ -1,10 +1,10 @@
-"""The pipeline's steps: plain functions ``step(run: Run) -> dict`` that never import Airflow.
+"""The pipeline's steps: plain functions ``step(run: Run) -> StepResult`` that never import Airflow.
 
 Each step reads what earlier steps wrote in the run folder and writes only under
 its own folder. :func:`run_step` is the one way a step is executed (by the CLI,
 hence by every runtime): it empties the step's folder, runs the function, and
-writes the small JSON result last, so a retry starts clean and a half-finished
-step is never mistaken for a finished one. A step whose MLflow tracking server did not
+writes the small JSON result (the step's model, :mod:`mlpipe.core.results`) last, so a retry starts clean
+and a half-finished step is never mistaken for a finished one. A step whose MLflow tracking server did not
 answer fails with a one-line message naming the server, and an exit status the runtimes retry
 (:func:`mlpipe.cli.main`, :func:`mlpipe.registry.tracking.unreachable`). A step that fails leaves
 ``error.json`` in its folder instead of a result: how it failed (:func:`failure`) and when, so that
@@ -22,6 +22,7 @@ from typing import Any
 from mlpipe.core import uris
 from mlpipe.core.errors import Refused, failure
 from mlpipe.core.names import Step
+from mlpipe.core.results import model_of
 from mlpipe.registry import tracking
 from mlpipe.store import storage
 from mlpipe.store.runs import ERROR, RESULT, Run, shard_folder
@@ -69,7 +70,7 @@ def function(name: str):
 
 
 def run_step(name: str, run_uri: str, shard: int | None = None) -> dict[str, Any]:
-    """Run step ``name`` in run ``run_uri`` and return (and store) its result.
+    """Run step ``name`` in run ``run_uri`` and return (and store) its result, as the JSON of ``result.json``.
 
     A sharded step (one of several parallel workers, e.g. tuning trials) gets ``shard=<n>``
     and its own folder, ``<run>/<step>/shard-<n>/``. A step that raises leaves its
@@ -86,7 +87,9 @@ def run_step(name: str, run_uri: str, shard: int | None = None) -> dict[str, Any
     except Exception as error:
         record_failure(folder, {**which, "seconds": round(time.perf_counter() - started, 3)}, error)
         raise
-    result = {**which, **result, "seconds": round(time.perf_counter() - started, 3)}
-    storage.write_json(uris.join(folder, RESULT), result)
-    log.info("step %s finished in %.2fs", name, result["seconds"])
-    return result
+    result = result.model_copy(update={"run": run_uri, "seconds": round(time.perf_counter() - started, 3)})
+    stored = {**which, **result.stored()}
+    model_of(name).parse(stored, f"the result of step {name}")  # what is written reads back: a bad key fails here
+    storage.write_json(uris.join(folder, RESULT), stored)
+    log.info("step %s finished in %.2fs", name, result.seconds)
+    return stored

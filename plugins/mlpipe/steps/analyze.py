@@ -31,10 +31,12 @@ import logging
 import re
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlpipe.core.errors import Refused
+from mlpipe.core.results import Analyze, Split, Train
 from mlpipe.data import datasets
+from mlpipe.model.baseline import load_baseline
 from mlpipe.model.evaluation import evaluate
 from mlpipe.model.slices import slice_metrics
 from mlpipe.model.tabular import TabularModel
@@ -250,19 +252,17 @@ def analysis_metrics(evaluated: Evaluated, threshold: float) -> tuple[dict, dict
     return metrics, confusion
 
 
-def analyze(run: Run) -> dict[str, Any]:
-    from mlpipe.model.baseline import load_baseline
-
-    spec, split, train = run.spec, run.result("split"), run.result("train")
-    model = TabularModel.load(train["model_folder"])
-    threshold = decision_threshold(model, split["validation"], spec)
-    datasets.require_columns(split["analysis"], spec.slices, "slices")
-    evaluated = evaluate(split["analysis"], spec, {"model": model.scores, "baseline": load_baseline(run).scores},
+def analyze(run: Run) -> Analyze:
+    spec, split, train = run.spec, run.result(Split), run.result(Train)
+    model = TabularModel.load(train.model_folder)
+    threshold = decision_threshold(model, split.validation, spec)
+    datasets.require_columns(split.analysis, spec.slices, "slices")
+    evaluated = evaluate(split.analysis, spec, {"model": model.scores, "baseline": load_baseline(run).scores},
                          keep=spec.slices)
     y, scores = evaluated.y, evaluated.scores["model"]
     metrics, confusion = analysis_metrics(evaluated, threshold)
     slices = slice_metrics(evaluated.kept, y, scores, spec.slices)
-    sample = datasets.sample(split["analysis"], ANALYSIS_SAMPLE_ROWS, spec.split.seed)
+    sample = datasets.sample(split.analysis, ANALYSIS_SAMPLE_ROWS, spec.split.seed)
     sensitive = sensitivity(model, sample, threshold, spec.split.seed)
     contributions = feature_contributions(model, sample)
     report = {"rows": len(evaluated), "sample_rows": len(sample), "threshold_rule": THRESHOLD_RULE,
@@ -275,9 +275,9 @@ def analyze(run: Run) -> dict[str, Any]:
     logged = mlflow_metrics(metrics, confusion, slices, sensitive)
     with tempfile.TemporaryDirectory(prefix="mlpipe-analyze-") as tmp:
         plots, metrics_uri = write_outputs(run, figures, report, Path(tmp))
-        log_to_mlflow(train["mlflow_run_id"], logged, Path(tmp))
+        log_to_mlflow(train.mlflow_run_id, logged, Path(tmp))
     log.info("analysis: roc_auc %.4f (baseline %.4f), f1 %.4f at threshold %.4f",
              metrics["roc_auc"], metrics["baseline_roc_auc"], metrics["f1"], threshold)
-    return {"metrics": metrics, "confusion_matrix": confusion, "slices": slices, "sensitivity": sensitive,
-            "top_features": contributions[:TOP_FEATURES], "sample_rows": len(sample), "plots": plots,
-            "metrics_uri": metrics_uri, "mlflow_run_id": train["mlflow_run_id"]}
+    return Analyze(metrics=metrics, confusion_matrix=confusion, slices=slices, sensitivity=sensitive,
+                   top_features=contributions[:TOP_FEATURES], sample_rows=len(sample), plots=plots,
+                   metrics_uri=metrics_uri, mlflow_run_id=train.mlflow_run_id)

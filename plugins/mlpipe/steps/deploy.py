@@ -5,7 +5,7 @@ Runs after ``register``. When that run promoted its version and a server is conf
 ``POST /reload`` and then a smoke ``POST /predict`` with the analysis set's first rows:
 the answer must come from the new champion's version, with the model's own scores
 (within :data:`TOLERANCE`). On any failure the ``champion`` alias is rolled back to the
-``previous-champion`` (:func:`mlpipe.rollback.rollback`), the server is asked to reload
+``previous-champion`` (:func:`mlpipe.registry.rollback.rollback`), the server is asked to reload
 that one, the failure is audited, and the step fails. Not promoted, no server
 configured, or no longer the champion (a later run took over): nothing to deploy,
 and the result says why.
@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from mlpipe.core import settings
 from mlpipe.core.errors import Refused
+from mlpipe.core.results import Deploy, Register, Split, Train
 from mlpipe.data import datasets
 from mlpipe.model.tabular import TabularModel
+from mlpipe.registry.aliases import champion_version
+from mlpipe.registry.rollback import rollback
 from mlpipe.store import audit
 from mlpipe.store.runs import Run
 
@@ -30,8 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SERVER_ENV = "MLPIPE_SERVER_URL"
-TOKEN_ENV = "MLPIPE_SERVE_TOKEN"  # noqa: S105 (the name of the variable, not a secret)
 SMOKE_ROWS = 20
 TOLERANCE = 1e-6
 TIMEOUT_S = 30.0
@@ -65,7 +66,7 @@ def client(url: str) -> httpx.Client:
     """An HTTP client for the server at ``url``, with the bearer token when one is configured."""
     import httpx
 
-    token = os.environ.get(TOKEN_ENV)
+    token = settings.serve_token()
     return httpx.Client(base_url=url, timeout=TIMEOUT_S, headers={"Authorization": f"Bearer {token}"} if token else {})
 
 
@@ -106,11 +107,9 @@ def reload_quietly(url: str) -> None:
         log.warning("could not make %s reload after the rollback: %s", url, error)
 
 
-def fail(run: Run, registered: dict[str, Any], url: str, problem: str) -> NoReturn:
+def fail(run: Run, registered: Register, url: str, problem: str) -> NoReturn:
     """Audit the failed deploy, roll the champion alias back, and raise a :class:`Refused` saying so."""
-    from mlpipe.registry.rollback import rollback
-
-    name, version = registered["model_name"], registered["version"]
+    name, version = registered.model_name, registered.version
     audit.record(run.spec.name, {"action": "deploy_failed", "model": name, "version": version, "server": url,
                                  "problem": problem, "run": run.uri, "actor": f"deploy step of run {run.run_id}"})
     what = f"deploy of {name} version {version} to {url} failed: {problem}"
@@ -126,30 +125,28 @@ def current_champion(name: str) -> int | None:
     """The version ``name``'s ``champion`` alias points at now."""
     from mlflow import MlflowClient
 
-    from mlpipe.registry.aliases import champion_version
-
     return champion_version(MlflowClient(), name)
 
 
-def deploy(run: Run) -> dict[str, Any]:
-    registered = run.result("register")
-    version, url = registered["version"], os.environ.get(SERVER_ENV) or None
+def deploy(run: Run) -> Deploy:
+    registered = run.result(Register)
+    version, url = registered.version, settings.server_url()
     outcome = {"deployed": False, "server": url, "version": version, "smoke_rows": 0}
-    if not registered["promoted"]:
-        return {**outcome, "skipped": f"version {version} was not promoted: nothing to deploy"}
+    if not registered.promoted:
+        return Deploy(**outcome, skipped=f"version {version} was not promoted: nothing to deploy")
     if url is None:
-        return {**outcome, "skipped": f"${SERVER_ENV} is not set: no model server to deploy to"}
-    if (champion := current_champion(registered["model_name"])) != version:
-        return {**outcome, "skipped": f"version {version} is no longer the champion (now: {champion}): "
-                                      "nothing to deploy"}
-    model = TabularModel.load(run.result("train")["model_folder"])
-    rows = next(datasets.batches(run.result("split")["analysis"], SMOKE_ROWS))  # the first rows, not the whole set
+        return Deploy(**outcome, skipped=f"${settings.SERVER_URL} is not set: no model server to deploy to")
+    if (champion := current_champion(registered.model_name)) != version:
+        return Deploy(**outcome, skipped=f"version {version} is no longer the champion (now: {champion}): "
+                                         "nothing to deploy")
+    model = TabularModel.load(run.result(Train).model_folder)
+    rows = next(datasets.batches(run.result(Split).analysis, SMOKE_ROWS))  # the first rows, not the whole set
     try:
         checked = smoke_test(url, version, model, rows)
     except DeployError as error:
         fail(run, registered, url, str(error))
-    audit.record(run.spec.name, {"action": "deployed", "model": registered["model_name"], "version": version,
+    audit.record(run.spec.name, {"action": "deployed", "model": registered.model_name, "version": version,
                                  "server": url, "smoke_rows": checked, "run": run.uri,
                                  "actor": f"deploy step of run {run.run_id}"})
-    log.info("%s version %s deployed to %s; %d smoke rows match", registered["model_name"], version, url, checked)
-    return {**outcome, "deployed": True, "skipped": None, "smoke_rows": checked}
+    log.info("%s version %s deployed to %s; %d smoke rows match", registered.model_name, version, url, checked)
+    return Deploy(deployed=True, server=url, version=version, smoke_rows=checked, skipped=None)

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlpipe.core.errors import Refused
+from mlpipe.core.results import Ingest
 from mlpipe.data import datasets
 from mlpipe.data.columns import CATEGORICAL, check_named, feature_kinds
 from mlpipe.data.ids import UniqueIds
 from mlpipe.data.pii import mask_pii
 from mlpipe.data.profile import read_profile
-from mlpipe.store.runs import CATEGORICAL_RESULT, Run
+from mlpipe.store.runs import Run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,7 +56,7 @@ class DataVersion:
         return self.digest.hexdigest()[:16]
 
 
-def ingest(run: Run) -> dict[str, Any]:
+def ingest(run: Run) -> Ingest:
     """Snapshot the source; first check the columns the spec names and resolve each feature's kind."""
     spec = run.spec
     version, pii, ids = DataVersion(), {}, UniqueIds(spec.id_columns, spec.data.source)
@@ -78,6 +79,6 @@ def ingest(run: Run) -> dict[str, Any]:
         ids.check()
     log.info("ingested %d rows x %d columns from %s in %d parts (data version %s)",
              snapshot.rows, columns, spec.data.source, len(snapshot.uris), version.hexdigest())
-    return {"source": spec.data.source, "snapshot": snapshot.folder, "data_version": version.hexdigest(),
-            "rows": snapshot.rows, "columns": columns, "parts": len(snapshot.uris), "pii": pii,
-            CATEGORICAL_RESULT: [name for name, kind in kinds.items() if kind == CATEGORICAL]}
+    return Ingest(source=spec.data.source, snapshot=snapshot.folder, data_version=version.hexdigest(),
+                  rows=snapshot.rows, columns=columns, parts=len(snapshot.uris), pii=pii,
+                  categorical=[name for name, kind in kinds.items() if kind == CATEGORICAL])

@@ -24,13 +24,18 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from mlpipe.core.errors import Refused
+from mlpipe.core.errors import Refused, StorageError
+from mlpipe.core.results import Monitor
 from mlpipe.data import datasets
 from mlpipe.data.features import labels
 from mlpipe.model import reference
+from mlpipe.monitoring.drift import feature_drift, numeric_drift
 from mlpipe.monitoring.judge import breach_reasons, drifting, judged
+from mlpipe.monitoring.quality import quality
+from mlpipe.monitoring.report import render_html
 from mlpipe.monitoring.scored import SCORE, VERSION, WINDOW, Scored, Window, scored_in
 from mlpipe.registry import tracking
+from mlpipe.registry.names import CHAMPION
 from mlpipe.store import storage
 from mlpipe.store.runs import Run
 
@@ -51,8 +56,6 @@ def champion(model_name: str) -> tuple[int, dict[str, str]] | None:
     """The champion's version number and tags, or ``None`` when there is no champion."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
-
-    from mlpipe.registry.names import CHAMPION
 
     try:
         version = MlflowClient().get_model_version_by_alias(model_name, CHAMPION)
@@ -93,8 +96,6 @@ def outcomes(spec: Spec) -> pd.DataFrame:
 
 def feedback_quality(spec: Spec, scored: Scored, version: int, tags: dict[str, str]) -> dict[str, Any] | None:
     """Quality of the champion's batch predictions with known outcomes; ``None`` without a feedback source."""
-    from mlpipe.monitoring.quality import quality
-
     feedback = spec.monitoring.feedback
     if not feedback.source:
         return None
@@ -109,8 +110,6 @@ def feedback_quality(spec: Spec, scored: Scored, version: int, tags: dict[str, s
 
 def compare(spec: Spec, ref: pd.DataFrame, scored: Scored, version: int) -> dict[str, Any]:
     """Drift of every feature and of the champion's scores, judged by the spec."""
-    from mlpipe.monitoring.drift import feature_drift, numeric_drift
-
     columns = [c for c in ref.columns if c != reference.SCORE]
     settings = spec.monitoring
     features = judged(feature_drift(ref[columns], scored.inputs[columns], categorical_columns(spec, ref[columns]),
@@ -140,7 +139,7 @@ def assess(spec: Spec, window: Window) -> tuple[dict[str, Any], int | None]:
     version, tags = found
     try:
         ref = reference.load(tags[tracking.RUN_URI_TAG])
-    except (KeyError, storage.StorageError) as error:
+    except (KeyError, StorageError) as error:
         return nothing(f"champion version {version} has no drift reference ({error}); retrain to make one"), \
             version
     scored = scored_in(spec.name, window, [c for c in ref.columns if c != reference.SCORE], spec.id_columns)
@@ -208,9 +207,7 @@ def retrain_notes(run: Run, report: dict[str, Any]) -> str:
             f"(monitoring run {run.run_id}): " + "; ".join(report["reasons"]))
 
 
-def monitor(run: Run) -> dict[str, Any]:
-    from mlpipe.monitoring.report import render_html
-
+def monitor(run: Run) -> Monitor:
     spec, now = run.spec, datetime.now(UTC)
     window = Window.last(spec.monitoring.window_days, now)
     findings, version = assess(spec, window)
@@ -224,8 +221,8 @@ def monitor(run: Run) -> dict[str, Any]:
         report["mlflow_run_id"] = log_to_mlflow(run, report, files)
         storage.write_json(run.path(STEP, "report.json"), report)
     log.info("monitoring %s v%s: %s (%s)", spec.registered_model, version, report["status"], report["message"])
-    return {"status": report["status"], "breach": report["breach"], "reasons": report["reasons"],
-            "message": report["message"], "drifting_features": report["drifting_features"],
-            "rows": report["rows"], "champion_version": version, "report": files[1],
-            "report_html": files[0], "mlflow_run_id": report["mlflow_run_id"],
-            "retrain_notes": retrain_notes(run, report) if report["breach"] else ""}
+    return Monitor(status=report["status"], breach=report["breach"], reasons=report["reasons"],
+                   message=report["message"], drifting_features=report["drifting_features"],
+                   rows=report["rows"], champion_version=version, report=files[1],
+                   report_html=files[0], mlflow_run_id=report["mlflow_run_id"],
+                   retrain_notes=retrain_notes(run, report) if report["breach"] else "")

@@ -39,7 +39,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from mlpipe.core.errors import Refused
+from mlpipe.core.results import Analyze, Register, Split, Train
 from mlpipe.core.spec import SpecError
+from mlpipe.data import datasets
+from mlpipe.data.datasets import require_columns
+from mlpipe.model.evaluation import evaluate
+from mlpipe.model.tabular import TabularModel
 from mlpipe.registry import tracking
 from mlpipe.registry.aliases import champion_version, promotion_lease
 from mlpipe.registry.names import (
@@ -75,12 +80,12 @@ log = logging.getLogger(__name__)
 INFRA_ROWS = 20
 INFRA_TOLERANCE = 1e-6
 DECISIONS = ("promoted", "not_promoted")  # the audit actions of a promotion decision
-def version_tags(run: Run, train: dict[str, Any], metrics: dict[str, Any]) -> dict[str, str]:
+def version_tags(run: Run, train: Train, metrics: dict[str, Any]) -> dict[str, str]:
     """Lineage and analysis tags of the model version registered by ``run``."""
     return {
-        DATA_VERSION_TAG: str(train["data_version"]),
+        DATA_VERSION_TAG: train.data_version,
         RUN_URI_TAG: run.uri,
-        "mlpipe.mlflow_run_id": train["mlflow_run_id"],
+        "mlpipe.mlflow_run_id": train.mlflow_run_id,
         "mlpipe.analysis_roc_auc": str(metrics["roc_auc"]),
         "mlpipe.baseline_roc_auc": str(metrics["baseline_roc_auc"]),
         "mlpipe.lift": str(metrics["lift"]),
@@ -156,8 +161,6 @@ def champion_scorer(client: MlflowClient, name: str, version: int) -> tuple[Scor
 
 def kept_columns(spec: Spec, uri: str) -> list[str]:
     """The columns of the analysis set at ``uri`` the scorecards need: the slices and the fairness attribute."""
-    from mlpipe.data.datasets import require_columns
-
     require_columns(uri, spec.slices, "slices")
     rule = spec.thresholds.fairness
     if rule is None:
@@ -192,12 +195,9 @@ def infra_check(name: str, version: int, rows: pd.DataFrame, schema: dict[str, A
 def gate(run: Run, client: MlflowClient, name: str, version: int,
          forced: bool) -> tuple[Decision, dict[str, Any], int | None]:
     """The promotion decision for ``version``, the scorecards side by side, and the version compared with."""
-    from mlpipe.data import datasets
-    from mlpipe.model.evaluation import evaluate
-    from mlpipe.model.tabular import TabularModel
-
-    spec, metrics, uri = run.spec, run.result("analyze")["metrics"], run.result("split")["analysis"]
-    model = TabularModel.load(run.result("train")["model_folder"])
+    spec, metrics, uri = run.spec, run.result(Analyze).metrics, run.result(Split).analysis
+    trained = run.result(Train)
+    model = TabularModel.load(trained.model_folder)
     contenders = {CHALLENGER: (model.scores, metrics["threshold"])}
     compared = compared_version(client, name, version)
     if compared is not None:
@@ -206,7 +206,7 @@ def gate(run: Run, client: MlflowClient, name: str, version: int,
                          keep=kept_columns(spec, uri))
     cards = {role: scorecard(spec, evaluated.kept, evaluated.y, evaluated.scores[role], threshold,
                              metrics["baseline_roc_auc"]) for role, (_, threshold) in contenders.items()}
-    cards[CHALLENGER]["trees"] = run.result("train")["num_trees"]  # for the gate's sanity check
+    cards[CHALLENGER]["trees"] = trained.num_trees  # for the gate's sanity check
     champion = None if compared is None else {"version": compared, **cards[CHAMPION]}
     problem = infra_check(name, version, next(datasets.batches(uri, INFRA_ROWS)), model.schema,
                           evaluated.scores[CHALLENGER][:INFRA_ROWS])
@@ -227,7 +227,7 @@ def apply_decision(run: Run, client: MlflowClient, name: str, version: int, forc
         "action": DECISIONS[0] if decision.promote else DECISIONS[1], "model": name, "version": version,
         "promoted": decision.promote, "forced": forced, "reasons": decision.reasons, "notes": decision.notes,
         "compared_with": compared, "replaced": replaced, "comparison": comparison, "run": run.uri,
-        "actor": f"register step of run {run.run_id}", "data_version": run.result("train")["data_version"]}
+        "actor": f"register step of run {run.run_id}", "data_version": run.result(Train).data_version}
     entry = audit.record(run.spec.name, event)  # first: a retry finds the decision and only finishes it
     log.info("%s version %d: promoted=%s (%s)", name, version, decision.promote, "; ".join(decision.reasons))
     return enact(client, event, entry)
@@ -296,18 +296,18 @@ def undone_when_refused(run: Run, client: MlflowClient, name: str, version: int,
         raise
 
 
-def register(run: Run) -> dict[str, Any]:
+def register(run: Run) -> Register:
     import mlflow
     from mlflow import MlflowClient
 
-    spec, train = run.spec, run.result("train")
-    metrics = run.result("analyze")["metrics"]
+    spec, train = run.spec, run.result(Train)
+    metrics = run.result(Analyze).metrics
     name = spec.registered_model
     client = MlflowClient()
-    kept_columns(spec, run.result("split")["analysis"])  # what the gate needs, checked before anything is registered
-    found = existing_version(client, name, run, train["mlflow_run_id"])
+    kept_columns(spec, run.result(Split).analysis)  # what the gate needs, checked before anything is registered
+    found = existing_version(client, name, run, train.mlflow_run_id)
     if created := found is None:
-        found = mlflow.register_model(train["model_uri"], name, tags=version_tags(run, train, metrics))
+        found = mlflow.register_model(train.model_uri, name, tags=version_tags(run, train, metrics))
     else:
         log.info("reusing version %s of %s registered earlier by this run", found.version, name)
     client.set_registered_model_tag(name, PIPELINE_TAG, spec.name)  # where rollback finds the audit log
@@ -320,5 +320,4 @@ def register(run: Run) -> dict[str, Any]:
             client.set_registered_model_alias(name, CHALLENGER, str(version))
         aliases = client.get_model_version(name, str(version)).aliases
         champion = champion_version(client, name)
-    return {"model_name": name, "version": version, "aliases": sorted(aliases), **outcome,
-            "champion_version": champion}
+    return Register(model_name=name, version=version, aliases=sorted(aliases), **outcome, champion_version=champion)

@@ -31,11 +31,15 @@ from typing import TYPE_CHECKING, Any
 
 from mlpipe.core import uris
 from mlpipe.core.errors import Refused
+from mlpipe.core.results import Score
 from mlpipe.data import datasets
 from mlpipe.data.ids import UniqueIds
 from mlpipe.data.pii import mask_pii
 from mlpipe.registry.names import CHAMPION, THRESHOLD_TAG
 from mlpipe.store.runs import Run
+from mlpipe.validation.failures import describe_failure
+from mlpipe.validation.merge import BatchRun
+from mlpipe.validation.suites import batch_frame, column_expectations, expectations, profiled_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,8 +68,6 @@ def champion(model_name: str) -> tuple[TabularModel, int, float]:
 
 def schema_checks(spec, profiled: dict[str, dict[str, Any]], columns: list[str]) -> list:
     """Training-schema checks of a batch: the reference profile's checks of the model's input columns."""
-    from mlpipe.validation.suites import column_expectations, expectations
-
     gxe = expectations()
     checks = [gxe.ExpectColumnToExist(column=name) for name in columns]
     for name in columns:
@@ -74,22 +76,22 @@ def schema_checks(spec, profiled: dict[str, dict[str, Any]], columns: list[str])
     return checks
 
 
-def check_chunk(spec, frame: pd.DataFrame, checks: list, profiled: dict, issues: Counter) -> None:
-    """Fail on a structural problem (missing column, wrong type); count rows with unexpected values."""
-    from mlpipe.validation.failures import describe_failure
-    from mlpipe.validation.suites import batch_frame, run_suite
+def check_chunk(frame: pd.DataFrame, validation: BatchRun, profiled: dict, issues: Counter) -> None:
+    """Fail on a structural problem (missing column, wrong type); count rows with unexpected values.
 
+    ``validation`` has checked the chunks before; GX checks the rows of this one whose verdict only it can
+    give (:class:`BatchRun`), and ``issues`` become the counts of all the chunks so far.
+    """
     text = [name for name, entry in profiled.items() if "categories" in entry]
-    result = run_suite(f"{spec.name}_score", batch_frame(frame, text), checks)
-    broken = [item for item in result.results
+    result = validation.add(batch_frame(frame, text))
+    broken = [item for item in getattr(result, "results", [])
               if not item.success and item.expectation_config.type in STRUCTURAL]
     if broken:
         raise Refused("the batch does not match the training schema:\n"
                         + "\n".join(sorted(describe_failure(item) for item in broken)))
-    for item in result.results:
-        if count := (item.result or {}).get("unexpected_count"):
-            config = item.expectation_config
-            issues[f"{config.kwargs['column']}: {config.type}"] += count
+    issues.clear()  # the chunks' counts so far
+    for config, count in validation.unexpected_counts():
+        issues[f"{config.kwargs['column']}: {config.type}"] += count
 
 
 def score_chunk(model: TabularModel, frame: pd.DataFrame, spec, version: int, threshold: float,
@@ -136,9 +138,7 @@ def timed(items: Iterator[Any], seconds: Counter, name: str) -> Iterator[Any]:
         yield item
 
 
-def score(run: Run) -> dict[str, Any]:
-    from mlpipe.validation.suites import profiled_columns
-
+def score(run: Run) -> Score:
     spec = run.spec
     source = run.options.get("input_uri") or spec.scoring.source
     if not source:
@@ -146,7 +146,7 @@ def score(run: Run) -> dict[str, Any]:
     source = uris.normalize(source)
     model, version, threshold = champion(spec.registered_model)
     profiled = profiled_columns(spec.validation.profile)
-    checks = schema_checks(spec, profiled, model.schema["columns"])
+    validation = BatchRun(f"{spec.name}_score", schema_checks(spec, profiled, model.schema["columns"]))
     scored_at = datetime.now(UTC).isoformat()
     issues: Counter = Counter()
     phases: Counter = Counter()  # seconds spent in each phase, over all chunks
@@ -161,7 +161,7 @@ def score(run: Run) -> dict[str, Any]:
         with phase(phases, "mask_pii"):
             mask_pii(frame, spec.pii)
         with phase(phases, "validate"):
-            check_chunk(spec, frame, checks, profiled, issues)
+            check_chunk(frame, validation, profiled, issues)
         with phase(phases, "score"):
             predictions, inputs = score_chunk(model, frame, spec, version, threshold, scored_at)
         with phase(phases, "write"):
@@ -176,8 +176,8 @@ def score(run: Run) -> dict[str, Any]:
     ids.check()
     log.info("scored %d rows of %s with %s v%d (%d flagged)", rows, source, spec.registered_model, version,
              positives)
-    return {"source": source, "rows": rows, "chunks": len(outputs["predictions"].uris),
-            "model_name": spec.registered_model, "model_version": version, "threshold": threshold,
-            "positive_decisions": positives,
-            "value_issues": dict(issues), "seconds_by_phase": {k: round(v, 3) for k, v in phases.items()},
-            "predictions": outputs["predictions"].folder, "inputs": outputs["inputs"].folder}
+    return Score(source=source, rows=rows, chunks=len(outputs["predictions"].uris),
+                 model_name=spec.registered_model, model_version=version, threshold=threshold,
+                 positive_decisions=positives,
+                 value_issues=dict(issues), seconds_by_phase={k: round(v, 3) for k, v in phases.items()},
+                 predictions=outputs["predictions"].folder, inputs=outputs["inputs"].folder)

@@ -10,9 +10,10 @@ so that, over all batches so far, each set holds its share of each class, rounde
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlpipe.core.names import PARTS
+from mlpipe.core.results import Ingest, Split
 from mlpipe.data import datasets
 from mlpipe.data.features import labels
 from mlpipe.store.runs import Run
@@ -49,14 +50,14 @@ class Dealer:
         return out
 
 
-def split(run: Run) -> dict[str, Any]:
+def split(run: Run) -> Split:
     spec = run.spec
     shares = {"validation": spec.split.validation, "analysis": spec.split.analysis}
     dealer = Dealer({"train": 1 - sum(shares.values()), **shares}, spec.split.seed)
     writers = {part: datasets.PartWriter(run.path("split", part)) for part in PARTS}
     positives = dict.fromkeys(PARTS, 0)
     with writers["train"], writers["validation"], writers["analysis"]:
-        for number, frame in enumerate(datasets.batches(run.result("ingest")["snapshot"], spec.data.batch_rows)):
+        for number, frame in enumerate(datasets.batches(run.result(Ingest).snapshot, spec.data.batch_rows)):
             y = labels(frame, spec)
             dealt = dealer.deal(y, number)
             for index, part in enumerate(PARTS):
@@ -65,6 +66,6 @@ def split(run: Run) -> dict[str, Any]:
                     writers[part].write(frame[chosen].reset_index(drop=True))
                     positives[part] += int(y[chosen].sum())
     rows = {part: writers[part].rows for part in PARTS}
-    return {**{part: writers[part].folder for part in PARTS}, "rows": rows,
-            "parts": {part: len(writers[part].uris) for part in PARTS},
-            "positive_rate": {part: round(positives[part] / max(rows[part], 1), 6) for part in PARTS}}
+    return Split(**{part: writers[part].folder for part in PARTS}, rows=rows,
+                 parts={part: len(writers[part].uris) for part in PARTS},
+                 positive_rate={part: round(positives[part] / max(rows[part], 1), 6) for part in PARTS})

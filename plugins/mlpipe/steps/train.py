@@ -18,10 +18,12 @@ When the ``tune`` step found params in this run, they are merged over ``training
 part of the run, the spec's params are used as they are.
 
 Memory does not grow with the data: one pass over the train split's categorical and target
-columns gives the feature schema and class counts; XGBoost builds its quantized matrices from
+columns gives the feature schema and class counts (the validation split's: its target column
+alone); XGBoost builds its quantized matrices from
 the splits batch by batch (:func:`batch_iterator`; on disk above ``training.external_memory_rows``
 train rows); the baseline and the drift reference use one seeded sample (:func:`train_sample`),
-the baseline's choice of class weighting a seeded sample of as many validation rows;
+the baseline's choice of class weighting a seeded sample of as many validation rows (both
+weightings searched at once, in worker processes); each phase's seconds are logged;
 the validation metrics come from one batched pass (:func:`mlpipe.model.evaluation.evaluate`). With
 ``training.distributed`` the booster trains on Dask instead (:func:`uses_dask`).
 
@@ -46,11 +48,16 @@ warning, and the result and MLflow record the device actually used.
 from __future__ import annotations
 
 import logging
+import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mlpipe.compute.distributed import fit_distributed
 from mlpipe.core.errors import Refused
+from mlpipe.core.results import Ingest, Split, Train, Tune
 from mlpipe.data import datasets
 from mlpipe.model import reference
 from mlpipe.model.baseline import Baseline, fit_baseline
@@ -60,6 +67,7 @@ from mlpipe.model.booster import (
     Rounds,
     boost_on_splits,
     booster_params,
+    class_counts,
     inputs,
     plain_stopping,
     requested_device,
@@ -113,6 +121,14 @@ class Fit:
         return self.best_iteration + 1
 
 
+@contextmanager
+def timed(phase: str) -> Iterator[None]:
+    """Log the seconds ``phase`` of the step took: where a train step's time goes, besides boosting."""
+    started = time.perf_counter()
+    yield
+    log.info("%s: %.1fs", phase, time.perf_counter() - started)
+
+
 def validation_metrics(model: TabularModel, baseline: Baseline, uri: str, spec: Spec) -> dict[str, float]:
     """ROC AUC and log loss of the model, ROC AUC of the baseline, on the validation split (one batched pass)."""
     from sklearn.metrics import log_loss, roc_auc_score
@@ -123,13 +139,13 @@ def validation_metrics(model: TabularModel, baseline: Baseline, uri: str, spec: 
             "baseline_roc_auc": round(float(roc_auc_score(scored.y, scored.scores["baseline"])), 6)}
 
 
-def tuning_result(run: Run) -> dict[str, Any] | None:
+def tuning_result(run: Run) -> Tune | None:
     """The tune step's result when it found params in this run; ``None`` when tuning was skipped or not run."""
     try:
-        result = run.result("tune")
+        result = run.result(Tune)
     except StepNotFinished:
         return None
-    return result if result.get("best_params") else None
+    return result if result.best_params else None
 
 
 def mlflow_params(fit: Fit, training: Training, tuned: bool) -> dict[str, Any]:
@@ -150,8 +166,7 @@ def mlflow_metrics(fit: Fit) -> list[tuple[str, float, int]]:
     return rounds + final
 
 
-def log_run(run: Run, ingested: dict[str, Any], frames: dict[str, pd.DataFrame], fit: Fit,
-            tuning: dict[str, Any] | None) -> str:
+def log_run(run: Run, ingested: Ingest, frames: dict[str, pd.DataFrame], fit: Fit, tuning: Tune | None) -> str:
     """Record the training in a new MLflow run for this pipeline run; return its id.
 
     ``frames`` are the rows logged as the run's training and validation datasets (at most
@@ -165,10 +180,10 @@ def log_run(run: Run, ingested: dict[str, Any], frames: dict[str, pd.DataFrame],
     from mlpipe.model import pyfunc
 
     spec = run.spec
-    version = ingested["data_version"]
+    version = ingested.data_version
     tags = tracking.run_tags(spec.name, run.uri, version, run.options.get("notes", ""))
     if tuning:
-        tags[TUNING_RUN_TAG] = tuning["tuning_run_id"]
+        tags[TUNING_RUN_TAG] = tuning.tuning_run_id
     with mlflow.start_run(experiment_id=tracking.experiment_id(spec.name), run_name=run.run_id,
                           tags=tags) as active:
         run_id = active.info.run_id
@@ -176,7 +191,7 @@ def log_run(run: Run, ingested: dict[str, Any], frames: dict[str, pd.DataFrame],
         for part, context in ((TRAIN, "training"), (VALIDATION, "validation")):
             with warnings.catch_warnings():  # MLflow's hints on source resolution and integer columns
                 warnings.simplefilter("ignore", UserWarning)
-                dataset = mlflow.data.from_pandas(frames[part], source=ingested["snapshot"],
+                dataset = mlflow.data.from_pandas(frames[part], source=ingested.snapshot,
                                                   name=f"{spec.name}-{part}@{version}",
                                                   targets=spec.target.column)
                 tracking.log_input(dataset, context=context)
@@ -202,18 +217,18 @@ def fit_models(spec: Spec, parts: dict[str, str], sample: pd.DataFrame, shards_f
     seeded sample of the train split, :func:`train_sample`), its class weighting chosen on a seeded
     sample of at most as many validation rows (:func:`mlpipe.model.baseline.fit_baseline`).
     """
-    scanned = {part: scan(parts[part], spec) for part in (TRAIN, VALIDATION)}
-    for part, found in scanned.items():
-        require_both_classes(found.positives, found.rows, spec, part)
-    feature_schema, rows = scanned[TRAIN].schema, scanned[TRAIN].rows
-    pos_weight = scale_pos_weight(rows, scanned[TRAIN].positives, spec.training.scale_pos_weight)
+    with timed("scanning the train split (feature schema, classes) and the validation split's classes"):
+        scanned = scan(parts[TRAIN], spec)
+        counts = {TRAIN: (scanned.rows, scanned.positives), VALIDATION: class_counts(parts[VALIDATION], spec)}
+    for part, (total, positives) in counts.items():
+        require_both_classes(positives, total, spec, part)
+    feature_schema, rows = scanned.schema, scanned.rows
+    pos_weight = scale_pos_weight(rows, scanned.positives, spec.training.scale_pos_weight)
     params = booster_params(spec.training, pos_weight, resolve_device(requested_device(spec)))
     plan = round_plan(spec.training, params, tuned_rounds)
     settings = spec.training.distributed
     external = spec.training.external_memory_rows is not None and rows > spec.training.external_memory_rows
     if uses_dask(settings, rows):
-        from mlpipe.compute.distributed import fit_distributed
-
         if shards_folder is None:
             raise Refused("training.distributed: the Dask workers need a folder for the shards")
         booster, history, seconds = fit_distributed(spec, params, parts, feature_schema, shards_folder,
@@ -222,20 +237,23 @@ def fit_models(spec: Spec, parts: dict[str, str], sample: pd.DataFrame, shards_f
         plan = plain_stopping(spec.training)  # Dask stops early its own way: no floor, no tuned round count
         external = False
     else:
-        booster, history, seconds = boost_on_splits(params, parts, feature_schema, spec, external, plan)
+        with timed("building the quantized matrices and boosting"):
+            booster, history, seconds = boost_on_splits(params, parts, feature_schema, spec, external, plan)
     model = TabularModel(booster, feature_schema)
     if len(sample) > spec.training.baseline_rows:
         sample = sample.sample(n=spec.training.baseline_rows, random_state=spec.split.seed)
-    held_out = datasets.sample(parts[VALIDATION], spec.training.baseline_rows, spec.split.seed)
-    baseline = fit_baseline(inputs(sample, feature_schema, spec, TRAIN),
-                            inputs(held_out, feature_schema, spec, VALIDATION), feature_schema, spec.split.seed)
-    measured = validation_metrics(model, baseline, parts[VALIDATION], spec)
+    with timed("fitting the baseline"):
+        held_out = datasets.sample(parts[VALIDATION], spec.training.baseline_rows, spec.split.seed)
+        baseline = fit_baseline(inputs(sample, feature_schema, spec, TRAIN),
+                                inputs(held_out, feature_schema, spec, VALIDATION), feature_schema, spec.split.seed)
+    with timed("scoring the validation split"):
+        measured = validation_metrics(model, baseline, parts[VALIDATION], spec)
     log.info("trained on %s in %.2fs (%d rows%s): %d trees (of %d rounds; %s), validation ROC AUC %.4f "
              "(baseline %.4f)", params["device"], seconds, rows, ", external memory" if external else "",
              booster.best_iteration + 1, booster.num_boosted_rounds(), plan.describe(), measured["roc_auc"],
              measured["baseline_roc_auc"])
     return Fit(model, baseline, params, history, seconds, measured,
-               {part: found.rows for part, found in scanned.items()}, external, plan)
+               {part: total for part, (total, _) in counts.items()}, external, plan)
 
 
 def train_sample(uri: str, spec: Spec) -> pd.DataFrame:
@@ -243,26 +261,30 @@ def train_sample(uri: str, spec: Spec) -> pd.DataFrame:
     return datasets.sample(uri, max(spec.training.baseline_rows, spec.monitoring.reference_rows), spec.split.seed)
 
 
-def train(run: Run) -> dict[str, Any]:
-    ingested, split = run.result("ingest"), run.result("split")
-    parts = {part: split[part] for part in (TRAIN, VALIDATION)}
+def train(run: Run) -> Train:
+    ingested, split = run.result(Ingest), run.result(Split)
+    parts = {part: split.folder(part) for part in (TRAIN, VALIDATION)}
     spec, tuning = run.spec, tuning_result(run)
     if tuning:
-        spec = spec.model_copy(update={"training": tuned_training(spec.training, tuning["best_params"])})
-    sample = train_sample(parts[TRAIN], spec)
+        spec = spec.model_copy(update={"training": tuned_training(spec.training, tuning.best_params)})
+    with timed("sampling the train split"):
+        sample = train_sample(parts[TRAIN], spec)
     trained = fit_models(spec, parts, sample, shards_folder=run.path(STEP, "shards"),
-                         tuned_rounds=tuning["best_rounds"] if tuning else None)
-    model_folder = trained.model.save(run.path(STEP, "model"))
-    baseline_folder = trained.baseline.save(run.path(STEP, "baseline"))
-    reference_uri = reference.write(sample, trained.model, spec.monitoring.reference_rows, spec.split.seed,
-                                    run.path(STEP, "reference.parquet"))
-    logged = {TRAIN: sample.head(LOGGED_ROWS), VALIDATION: next(datasets.batches(parts[VALIDATION], LOGGED_ROWS))}
-    mlflow_run_id = log_run(run, ingested, logged, trained, tuning)
-    return {"mlflow_run_id": mlflow_run_id, "model_uri": f"runs:/{mlflow_run_id}/model",
-            "model_folder": model_folder, "baseline": baseline_folder, "reference": reference_uri,
-            "device": trained.params["device"], "rows": trained.rows, "external_memory": trained.external_memory,
-            "best_iteration": trained.best_iteration, "num_trees": trained.num_trees,
-            "round_rule": trained.plan.rule, "rounds": trained.plan.describe(),
-            "scale_pos_weight": trained.params["scale_pos_weight"], "validation": trained.validation,
-            "train_seconds": round(trained.seconds, 4), "data_version": ingested["data_version"],
-            "tuned": bool(tuning), "baseline_settings": trained.baseline.settings}
+                         tuned_rounds=tuning.best_rounds if tuning else None)
+    with timed("saving the model, the baseline and the drift reference"):
+        model_folder = trained.model.save(run.path(STEP, "model"))
+        baseline_folder = trained.baseline.save(run.path(STEP, "baseline"))
+        reference_uri = reference.write(sample, trained.model, spec.monitoring.reference_rows, spec.split.seed,
+                                        run.path(STEP, "reference.parquet"))
+    with timed("logging to MLflow"):
+        logged = {TRAIN: sample.head(LOGGED_ROWS),
+                  VALIDATION: next(datasets.batches(parts[VALIDATION], LOGGED_ROWS))}
+        mlflow_run_id = log_run(run, ingested, logged, trained, tuning)
+    return Train(mlflow_run_id=mlflow_run_id, model_uri=f"runs:/{mlflow_run_id}/model",
+                 model_folder=model_folder, baseline=baseline_folder, reference=reference_uri,
+                 device=trained.params["device"], rows=trained.rows, external_memory=trained.external_memory,
+                 best_iteration=trained.best_iteration, num_trees=trained.num_trees,
+                 round_rule=trained.plan.rule, rounds=trained.plan.describe(),
+                 scale_pos_weight=trained.params["scale_pos_weight"], validation=trained.validation,
+                 train_seconds=round(trained.seconds, 4), data_version=ingested.data_version,
+                 tuned=bool(tuning), baseline_settings=trained.baseline.settings)

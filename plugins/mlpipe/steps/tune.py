@@ -51,13 +51,14 @@ from __future__ import annotations
 import logging
 import os
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlpipe.core import settings
 from mlpipe.core.errors import Refused
+from mlpipe.core.results import Ingest, Split, Tune, TunePrepare, TuneTrials
 from mlpipe.data import datasets
 from mlpipe.data.features import schema
 from mlpipe.model.booster import (
@@ -84,8 +85,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PREPARE, TRIALS = "tune_prepare", "tune_trials"
-STORAGE_ENV, DIR_ENV = "MLPIPE_OPTUNA_STORAGE", "MLPIPE_OPTUNA_DIR"
 JOURNAL = "journal://"
 OBJECTIVE_METRIC = "auc"
 CV_HELD_OUT = "test"  # xgboost.cv's name for each fold's held-out rows
@@ -108,10 +107,9 @@ ROUND_WAIT_SECONDS, POLL_SECONDS = 1800, 0.2
 
 def storage_url() -> str:
     """The Optuna storage shared by the workers: ``$MLPIPE_OPTUNA_STORAGE`` or the local journal file."""
-    if url := os.environ.get(STORAGE_ENV):
+    if url := settings.optuna_storage():
         return url
-    folder = Path(os.environ.get(DIR_ENV) or Path(tempfile.gettempdir()) / "mlpipe-optuna")
-    return f"{JOURNAL}{folder.resolve() / 'optuna.journal'}"
+    return f"{JOURNAL}{settings.optuna_dir().resolve() / 'optuna.journal'}"
 
 
 def redacted(url: str) -> str:
@@ -141,8 +139,8 @@ def skip_reason(run: Run) -> str | None:
     """Why this run does not tune (trigger option or spec), or ``None`` when it does."""
     if run.options.get("skip_tuning"):
         return "skip_tuning was set when the run was triggered"
-    split = run.result("split")
-    rows, rate = split["rows"]["train"], split["positive_rate"]["train"]
+    split = run.result(Split)
+    rows, rate = split.rows[TRAIN], split.positive_rate[TRAIN]
     return run.spec.tuning.skip_reason(rows, round(rows * min(rate, 1 - rate)))
 
 
@@ -251,18 +249,18 @@ def round_pruner(history: list[optuna.trial.FrozenTrial]) -> optuna.pruners.Base
     return Median()
 
 
-def load_study(prepared: dict[str, Any]) -> optuna.Study:
+def load_study(prepared: TunePrepare) -> optuna.Study:
     """The run's shared study (each claimed trial gets its :func:`fixed_sampler` and :func:`round_pruner`)."""
     import optuna
 
-    return optuna.load_study(study_name=prepared["study"], storage=open_storage(storage_url()),
+    return optuna.load_study(study_name=prepared.study, storage=open_storage(storage_url()),
                              sampler=fixed_sampler({}))
 
 
 def fold_count(run: Run) -> int | None:
     """The cross-validation folds that score this run's trials (``tuning.cv_folds`` for its split's size);
     ``None``: the validation split scores them."""
-    rows = run.result("split")["rows"]
+    rows = run.result(Split).rows
     return run.spec.tuning.folds(rows[TRAIN] + rows[VALIDATION])
 
 
@@ -305,7 +303,7 @@ def start_parent_run(run: Run) -> str:
     from mlflow import MlflowClient
 
     spec = run.spec
-    data_version = run.result("ingest")["data_version"]
+    data_version = run.result(Ingest).data_version
     parent = MlflowClient().create_run(tracking.experiment_id(spec.name), run_name=PARENT_RUN_NAME,
                                        tags=tracking.run_tags(spec.name, run.uri, data_version))
     return parent.info.run_id
@@ -326,11 +324,11 @@ def create_study(run: Run, url: str, budget: int) -> tuple[optuna.Study, bool]:
     return study, new
 
 
-def tune_prepare(run: Run) -> dict[str, Any]:
+def tune_prepare(run: Run) -> TunePrepare:
     """Create the study (and its MLflow parent run) that ``tune_trials`` workers share."""
     if reason := skip_reason(run):
         log.info("tuning skipped: %s", reason)
-        return {"skipped": True, "reason": reason}
+        return TunePrepare(skipped=True, reason=reason)
     spec = run.spec
     check_search_space(spec)
     budget, url = trials_budget(run), storage_url()
@@ -341,9 +339,9 @@ def tune_prepare(run: Run) -> dict[str, Any]:
         study.set_user_attr(WARM_START_ATTR, {"params": first, "source": warm_start})
         log.info("warm start: trial 0 is the params of %s: %s",
                  f"champion version {version}" if params else "the spec", first)
-    return {"study": study.study_name, "storage": redacted(url), "trials_budget": budget,
-            "workers": spec.tuning.workers, "warm_start": warm_start,
-            "tuning_run_id": study.user_attrs["tuning_run_id"], "skipped": False}
+    return TunePrepare(study=study.study_name, storage=redacted(url), trials_budget=budget,
+                       workers=spec.tuning.workers, warm_start=warm_start,
+                       tuning_run_id=study.user_attrs["tuning_run_id"], skipped=False)
 
 
 @dataclass
@@ -405,8 +403,8 @@ class Objective:
 
     def __init__(self, run: Run, shard: int) -> None:
         spec = run.spec
-        parts = run.result("split")
-        frames = {part: datasets.sample(parts[part], spec.tuning.sample_rows, spec.tuning.seed)
+        parts = run.result(Split)
+        frames = {part: datasets.sample(parts.folder(part), spec.tuning.sample_rows, spec.tuning.seed)
                   for part in (TRAIN, VALIDATION)}
         feature_schema = schema(frames[TRAIN], spec)
         self.train, self.validation = (inputs(frames[part], feature_schema, spec, part)
@@ -498,7 +496,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, objective: Objective,
     return study.tell(trial, value)
 
 
-def tune_trials(run: Run, shard: int) -> dict[str, Any]:
+def tune_trials(run: Run, shard: int) -> TuneTrials:
     """Worker ``shard``: claim and run trials until the study holds the budget (or the shared deadline passes).
 
     Trial ``n`` belongs to round ``n // workers``; its params come from :func:`round_params` once the
@@ -507,10 +505,10 @@ def tune_trials(run: Run, shard: int) -> dict[str, Any]:
     import optuna
     from optuna.trial import TrialState
 
-    prepared = run.result(PREPARE)
-    if prepared["skipped"]:
-        return {"shard": shard, "trials_run": 0, "best_value_seen": None, "skipped": True}
-    workers, budget = prepared["workers"], prepared["trials_budget"]
+    prepared = run.result(TunePrepare)
+    if prepared.skipped:
+        return TuneTrials(shard=shard, trials_run=0, best_value_seen=None, skipped=True)
+    workers, budget = prepared.workers, prepared.trials_budget
     if not 0 <= shard < workers:
         raise Refused(f"tune_trials: shard {shard} is not one of the {workers} workers (0-based)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per in-memory study of round_params
@@ -534,30 +532,29 @@ def tune_trials(run: Run, shard: int) -> dict[str, Any]:
         if trial.number == 0:
             trial.set_user_attr("warm_start", study.user_attrs[WARM_START_ATTR]["source"])
         finished = run_trial(study, trial, objective, history)
-        log_trial(prepared["tuning_run_id"], experiment, finished)
+        log_trial(prepared.tuning_run_id, experiment, finished)
         seen.append(finished)
     values = [t.value for t in seen if t.state == TrialState.COMPLETE]
-    return {"shard": shard, "trials_run": len(seen), "best_value_seen": max(values, default=None),
-            "skipped": False}
+    return TuneTrials(shard=shard, trials_run=len(seen), best_value_seen=max(values, default=None), skipped=False)
 
 
-def tune_select(run: Run) -> dict[str, Any]:
+def tune_select(run: Run) -> Tune:
     """The best trial's params for ``train``; counts of trial outcomes; best logged to the tuning run."""
     from mlflow import MlflowClient
     from optuna.trial import TrialState
 
-    prepared = run.result(PREPARE)
-    if prepared["skipped"]:
-        return {"skipped": True, "reason": prepared["reason"], "best_params": {}}
+    prepared = run.result(TunePrepare)
+    if prepared.skipped:
+        return Tune(skipped=True, reason=prepared.reason, best_params={})
     trials = [t for t in load_study(prepared).get_trials(deepcopy=False) if not t.user_attrs.get(SURPLUS_ATTR)]
     counts = {state.name.lower(): sum(t.state == state for t in trials)
               for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
-        raise Refused(f"tuning study {prepared['study']}: no trial completed ({counts}); "
+        raise Refused(f"tuning study {prepared.study}: no trial completed ({counts}); "
                         f"raise the budget (tuning.trials, tuning.timeout_minutes) or skip tuning")
     best = max(complete, key=lambda t: (t.value, -t.number))
-    parent, objective = prepared["tuning_run_id"], objective_name(fold_count(run))
+    parent, objective = prepared.tuning_run_id, objective_name(fold_count(run))
     tracking.log_batch(parent, {**{f"best_{key}": value for key, value in best.params.items()},
                                 "objective": objective},
                        [("best_validation_roc_auc", best.value, best.number)])
@@ -565,7 +562,7 @@ def tune_select(run: Run) -> dict[str, Any]:
     rounds = best.user_attrs["best_iteration"] + 1
     log.info("best of %d trials: #%d, %s %.4f at %d boosting rounds, params %s", len(trials), best.number,
              objective, best.value, rounds, best.params)
-    return {"best_params": best.params, "best_value": best.value, "best_trial": best.number,
-            "best_rounds": rounds, "objective": objective,
-            "trials": {"complete": counts["complete"], "pruned": counts["pruned"], "failed": counts["fail"]},
-            "tuning_run_id": parent, "skipped": False}
+    return Tune(best_params=best.params, best_value=best.value, best_trial=best.number, best_rounds=rounds,
+                objective=objective,
+                trials={"complete": counts["complete"], "pruned": counts["pruned"], "failed": counts["fail"]},
+                tuning_run_id=parent, skipped=False)

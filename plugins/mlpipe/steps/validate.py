@@ -7,9 +7,11 @@ categories, the target's values and the positive-class rate. ``validate_split``
 checks that every split part keeps the label rate of the whole snapshot.
 
 Every row is checked, batch by batch: the data is read ``data.batch_rows`` rows at a
-time (:mod:`mlpipe.data.datasets`), the suite runs on each batch, and the per-batch results
-are merged into the result one run on the whole data would give (summed counts,
-row-weighted means, successes recomputed with GX's rules), so memory holds one batch.
+time (:mod:`mlpipe.data.datasets`), GX runs on the rows of each batch whose verdict can
+differ from "expected" (the others are vouched for by the same tests, see
+:class:`mlpipe.validation.merge.BatchRun`), and the results are merged into the result one
+run on the whole data would give (summed counts, row-weighted means, successes recomputed
+with GX's rules), so memory holds one batch.
 
 Both run GX in an ephemeral (in-memory) context, so nothing is written outside
 the step's folder, which receives ``validation.json`` (the GX result) and
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlpipe.core.errors import Refused
 from mlpipe.core.names import PARTS
+from mlpipe.core.results import Ingest, Split, Validate, ValidateSplit
 from mlpipe.data import datasets
 from mlpipe.data.features import labels
 from mlpipe.data.profile import read_profile
@@ -37,10 +40,7 @@ from mlpipe.validation.suites import LABEL, PART, batch_frame, data_suite, posit
 
 if TYPE_CHECKING:
     import pandas as pd
-    from great_expectations.core import ExpectationValidationResult
     from great_expectations.expectations import Expectation
-
-    Weighted = tuple[ExpectationValidationResult, int]  # a result and the rows its mean covers (mean checks)
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +64,19 @@ def snapshot_batches(run: Run, profiled: dict[str, dict[str, Any]]) -> Iterator[
     """The ingested snapshot as GX checks it (:func:`batch_frame` plus the 0/1 label), a batch at a time."""
     spec = run.spec
     text = [name for name, entry in profiled.items() if "categories" in entry]
-    for snapshot in datasets.batches(run.result("ingest")["snapshot"], spec.data.batch_rows):
+    for snapshot in datasets.batches(run.result(Ingest).snapshot, spec.data.batch_rows):
         frame = batch_frame(snapshot, text)
         frame[LABEL] = labels(snapshot, spec)
         yield frame
 
 
-def validate_data(run: Run) -> dict[str, Any]:
+def validate_data(run: Run) -> Validate:
     """Check every row of the ingested snapshot against the spec and the reference profile."""
     spec = run.spec
     reference = read_profile(spec.validation.profile, spec.name)
     profiled, rate = reference["columns"], reference.get("target", {}).get("positive_rate")
     summary = check(run, "validate", snapshot_batches(run, profiled), data_suite(spec, profiled, rate))
-    return {**summary, "profile": spec.validation.profile, "data_version": run.result("ingest")["data_version"]}
+    return Validate(**summary, profile=spec.validation.profile, data_version=run.result(Ingest).data_version)
 
 
 def target_batches(run: Run, uri: str) -> Iterator[pd.DataFrame]:
@@ -87,7 +87,7 @@ def target_batches(run: Run, uri: str) -> Iterator[pd.DataFrame]:
 def positive_rate(run: Run) -> float:
     """The snapshot's share of positive labels, reading only its target column."""
     positives = rows = 0
-    for frame in target_batches(run, run.result("ingest")["snapshot"]):
+    for frame in target_batches(run, run.result(Ingest).snapshot):
         positives += int(labels(frame, run.spec).sum())
         rows += len(frame)
     return positives / rows
@@ -97,13 +97,13 @@ def part_batches(run: Run) -> Iterator[pd.DataFrame]:
     """The 0/1 labels of each split part, with the part's name, a batch at a time."""
     import pandas as pd
 
-    split = run.result("split")
+    split = run.result(Split)
     for part in PARTS:
-        for frame in target_batches(run, split[part]):
+        for frame in target_batches(run, split.folder(part)):
             yield batch_frame(pd.DataFrame({LABEL: labels(frame, run.spec), PART: part}), [])
 
 
-def validate_split(run: Run) -> dict[str, Any]:
+def validate_split(run: Run) -> ValidateSplit:
     """Check that each split part's label rate is within ``split_rate_tolerance`` of the snapshot's."""
     spec = run.spec
     rate = positive_rate(run)
@@ -111,4 +111,4 @@ def validate_split(run: Run) -> dict[str, Any]:
     checks = [positive_rate_check(spec, max(0.0, rate - tolerance), min(1.0, rate + tolerance), part)
               for part in PARTS]
     summary = check(run, "validate_split", part_batches(run), checks)
-    return {**summary, "positive_rate": round(rate, 6)}
+    return ValidateSplit(**summary, positive_rate=round(rate, 6))

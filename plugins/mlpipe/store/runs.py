@@ -8,29 +8,29 @@ without ``result.json`` is an unfinished step that nothing downstream may use.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar, overload
 
-from mlpipe.core import uris
-from mlpipe.core.errors import Refused
+from mlpipe.core import settings, uris
+from mlpipe.core.errors import Refused, StorageError
+from mlpipe.core.results import StepResult
 from mlpipe.core.spec import Spec, parse
 from mlpipe.store import storage
 
-DEFAULT_STORE = "file:///tmp/mlpipe-store"
 RESULT = "result.json"
 ERROR = "error.json"  # how a step failed, in its folder instead of a result (mlpipe.steps.run_step)
 TRAINING, SCORING, MONITORING = "runs", "scoring", "monitoring"  # kinds of run folders
 OPTIONS = "options.json"
 SHARD = "shard-"  # the folders of a sharded step's workers: shard-0, shard-1, ...
 CATEGORICAL_RESULT = "categorical"  # the categorical features ingest resolved, in its result
+R = TypeVar("R", bound=StepResult)
 
 
 def store_uri() -> str:
     """The artifact store root, from ``$MLPIPE_STORE``."""
-    return uris.normalize(os.environ.get("MLPIPE_STORE", DEFAULT_STORE))
+    return uris.normalize(settings.store())
 
 
 def captured_folder(pipeline: str, store: str | None = None) -> str:
@@ -75,7 +75,7 @@ def latest(pipeline: str, store: str | None = None, kind: str = TRAINING) -> str
     """The URI of the most recently started run of ``pipeline`` (of ``kind``), finished, failed or running."""
     folder = uris.join(store or store_uri(), pipeline, kind)
     if not (started := newest_first(folder)):
-        raise storage.StorageError(f"{folder}: no runs of pipeline {pipeline!r} yet")
+        raise StorageError(f"{folder}: no runs of pipeline {pipeline!r} yet")
     return started[0]
 
 
@@ -115,13 +115,26 @@ class Run:
         """URI of an output of ``step`` in this run."""
         return uris.join(self.uri, step, *parts)
 
-    def result(self, step: str, shard: int | None = None) -> dict[str, Any]:
-        """The result of an earlier step (or of one shard of it); raises :class:`StepNotFinished` when it has none."""
-        uri = self.path(step, RESULT) if shard is None else self.path(step, shard_folder(shard), RESULT)
+    @overload
+    def result(self, step: type[R], shard: int | None = None) -> R: ...
+
+    @overload
+    def result(self, step: str, shard: int | None = None) -> dict[str, Any]: ...
+
+    def result(self, step: type[R] | str, shard: int | None = None) -> R | dict[str, Any]:
+        """The result of an earlier step (or of one shard of it); raises :class:`StepNotFinished` when it has none.
+
+        ``step`` is the step's result model (``run.result(Train).model_folder``): the result parsed, or a
+        :class:`~mlpipe.core.results.ResultError` naming the file and each field that does not parse. A step
+        name gives the raw JSON, for code that passes any step's result on as it is (the runtimes' XCom).
+        """
+        name = str(step) if isinstance(step, str) else step.step.value
+        uri = self.path(name, RESULT) if shard is None else self.path(name, shard_folder(shard), RESULT)
         if not storage.exists(uri):
-            which = step if shard is None else f"{step} shard {shard}"
+            which = name if shard is None else f"{name} shard {shard}"
             raise StepNotFinished(f"step {which!r} has not finished in run {self.uri} (no {RESULT})")
-        return storage.read_json(uri)
+        data = storage.read_json(uri)
+        return data if isinstance(step, str) else step.parse(data, uri)
 
     def failures(self, step: str) -> list[dict[str, Any]]:
         """How ``step`` (or shards of it) failed in its last try: the ``error.json`` records in its folders."""

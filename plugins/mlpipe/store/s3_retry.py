@@ -17,15 +17,14 @@ whose own retries are turned off (``total_max_attempts=1``).
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from typing import Any
 
+from mlpipe.core import settings
+
 log = logging.getLogger(__name__)
 
-RETRY_SECONDS_ENV = "MLPIPE_S3_RETRY_SECONDS"
-DEFAULT_RETRY_SECONDS = 120.0
 FIRST_WAIT = 0.25  # seconds before the first retry; doubled each retry ...
 MAX_WAIT = 5.0  # ... up to this, so a request is retried at least this often while S3 is down
 TRANSIENT_STATUS = frozenset({500, 502, 503, 504, 429})  # as botocore's own retries (not 501 NotImplemented)
@@ -37,14 +36,7 @@ STARTED = "mlpipe_retry_started"  # key of the request context that holds the fi
 
 def retry_seconds() -> float:
     """How long a request is retried (``$MLPIPE_S3_RETRY_SECONDS``); 0 turns retries off."""
-    text = os.environ.get(RETRY_SECONDS_ENV, "")
-    try:
-        seconds = float(text) if text else DEFAULT_RETRY_SECONDS
-    except ValueError:
-        raise ValueError(f"{RETRY_SECONDS_ENV}={text!r} is not a number of seconds") from None
-    if not seconds >= 0:
-        raise ValueError(f"{RETRY_SECONDS_ENV}={text!r} must be 0 or more seconds")
-    return seconds
+    return settings.s3_retry_seconds()
 
 
 def retry_reason(response: tuple[Any, dict] | None, caught_exception: Exception | None) -> str | None:

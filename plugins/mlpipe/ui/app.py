@@ -5,7 +5,7 @@
 - ``GET /mlpipe/artifact?uri=``: a report from the artifact store (:mod:`mlpipe.ui.artifacts`), for
   users who may read the pipeline it belongs to;
 - ``POST /mlpipe/rollback``: without ``confirm=yes`` the confirmation page; with it and the signed
-  token, :func:`mlpipe.rollback.rollback`; only for users who may trigger ``<pipeline>_training``;
+  token, :func:`mlpipe.registry.rollback.rollback`; only for users who may trigger ``<pipeline>_training``;
 - ``GET /mlpipe/metrics``: the latest monitoring figures in Prometheus text (:mod:`mlpipe.ui.metrics`),
   for a logged-in caller (bearer token or cookie).
 
@@ -21,8 +21,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
+from mlpipe.core.errors import Refused, StorageError
 from mlpipe.core.urls import ARTIFACT_ROUTE
+from mlpipe.registry import rollback as rollbacks
 from mlpipe.ui import access, artifacts, confirmation, overview, render
+from mlpipe.ui.metrics import exposition
 
 if TYPE_CHECKING:
     from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
@@ -71,8 +74,6 @@ def artifact(request: Request, user: User, uri: Annotated[str, Query()] = "") ->
     """One report from the artifact store, if it is under the store and the user may see its pipeline."""
     if user is None:
         return _login(request)
-    from mlpipe.store.storage import StorageError
-
     try:
         found = artifacts.resolve(uri)
     except artifacts.ArtifactRefused as error:
@@ -115,9 +116,6 @@ def rollback(request: Request, user: User, pipeline: Annotated[str, Form()] = ""
         confirmed = confirmation.verify(secret, token, user=seen["user"], pipeline=found.name)
     except confirmation.ConfirmationError as error:
         return _message(request, user, 400, "Rollback refused", str(error))
-    from mlpipe.core.errors import Refused
-    from mlpipe.registry import rollback as rollbacks
-
     try:
         done = rollbacks.rollback(found.model, reason, actor=user.get_name(),
                                   expected_champion=int(confirmed["champion"]))
@@ -132,8 +130,6 @@ def metrics(user: User) -> Response:
     """The latest monitoring figures of the pipelines the caller may see."""
     if user is None:
         return PlainTextResponse("Not authenticated", status_code=401)
-    from mlpipe.ui.metrics import exposition
-
     figures = []
     for pipeline in _visible(user):
         if pipeline.error:

@@ -73,5 +73,5 @@ def resolve(uri: str, root: str | None = None) -> Artifact:
 
 
 def read(artifact: Artifact) -> bytes:
-    """The bytes of ``artifact`` (:class:`mlpipe.store.storage.StorageError` when it does not exist)."""
+    """The bytes of ``artifact`` (:class:`mlpipe.core.errors.StorageError` when it does not exist)."""
     return storage.read_bytes(artifact.uri)

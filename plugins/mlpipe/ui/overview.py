@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mlpipe.core import spec, uris
+from mlpipe.core.errors import StorageError
 from mlpipe.store import audit, runs, storage
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ def monitoring(pipeline: str) -> dict[str, Any] | None:
     """The latest monitoring run's ``report.json`` (with ``run_uri``), a note when it has none, or ``None``."""
     try:
         run_uri = runs.latest(pipeline, kind=runs.MONITORING)
-    except storage.StorageError:
+    except StorageError:
         return None
     report_uri = uris.join(run_uri, MONITOR_STEP, REPORT)
     if not storage.exists(report_uri):

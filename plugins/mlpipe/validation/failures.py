@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -14,9 +13,6 @@ if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
     from great_expectations.expectations import Expectation
 
-    Weighted = tuple[ExpectationValidationResult, int]  # a result and the rows its mean covers (mean checks)
-
-log = logging.getLogger(__name__)
 
 SHOWN_VALUES = 6  # list items shown per value in a failure line
 SHOWN_CHARS = 40  # of one value's text in a failure line

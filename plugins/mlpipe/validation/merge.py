@@ -1,18 +1,19 @@
-"""One suite over many batches: per-batch GX results merged into the result one run on the whole data would give
-(summed counts, row-weighted means, successes recomputed with GX's rules), so memory holds one batch."""
+"""One suite over many batches, with the result one GX run on the whole data would give (summed counts,
+row-weighted means, successes recomputed with GX's rules), memory holding one batch, and GX run only on the
+rows where its verdict can differ from "expected" (:class:`BatchRun`)."""
 
 from __future__ import annotations
 
 import json
-import logging
 from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from mlpipe.core.errors import Refused
-from mlpipe.validation.suites import COLUMN_MAP_TYPES, MEAN, PARTIAL_VALUES, run_suite
+from mlpipe.validation.suites import COLUMN_MAP_TYPES, MEAN, PARTIAL_VALUES, TYPE_CHECK, run_suite
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
     from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
     from great_expectations.expectations import Expectation
@@ -20,14 +21,12 @@ if TYPE_CHECKING:
 
     Weighted = tuple[ExpectationValidationResult, int]  # a result and the rows its mean covers (mean checks)
 
-log = logging.getLogger(__name__)
 
-
-def _key(item: ExpectationValidationResult) -> str:
-    """Which expectation ``item`` is a result of: its type and arguments (the batch id left out)."""
-    config = item.expectation_config.to_json_dict()
-    kwargs = {name: value for name, value in config["kwargs"].items() if name != "batch_id"}
-    return json.dumps([config["type"], kwargs], sort_keys=True, default=str)
+def _key(config: ExpectationConfiguration) -> str:
+    """Which expectation ``config`` configures: its type and arguments (the batch id left out)."""
+    found = config.to_json_dict()
+    kwargs = {name: value for name, value in found["kwargs"].items() if name != "batch_id"}
+    return json.dumps([found["type"], kwargs], sort_keys=True, default=str)
 
 
 def _with(item: ExpectationValidationResult, success: bool, found: dict[str, Any]) -> ExpectationValidationResult:
@@ -124,12 +123,13 @@ def _merge_exists(total: Weighted, batch: Weighted) -> ExpectationValidationResu
     return merged if not merged.success or item.success else item
 
 
-def _within(kwargs: dict[str, Any], value: float) -> bool:
-    """GX's test of ``value`` against the optional ``min_value``/``max_value`` (``strict_min``/``strict_max``)."""
+def _within(kwargs: dict[str, Any], value: Any) -> Any:
+    """GX's test of ``value`` (a number, or a column: element-wise) against the optional ``min_value``/``max_value``
+    (``strict_min``/``strict_max``)."""
     low, high = kwargs.get("min_value"), kwargs.get("max_value")
-    above = low is None or (value > low if kwargs.get("strict_min") else value >= low)
-    below = high is None or (value < high if kwargs.get("strict_max") else value <= high)
-    return bool(above and below)
+    above = True if low is None else (value > low if kwargs.get("strict_min") else value >= low)
+    below = True if high is None else (value < high if kwargs.get("strict_max") else value <= high)
+    return above & below
 
 
 def _merge_mean(total: Weighted, batch: Weighted) -> ExpectationValidationResult:
@@ -142,33 +142,206 @@ def _merge_mean(total: Weighted, batch: Weighted) -> ExpectationValidationResult
     if not more or not rows:
         return item if more else merged
     observed = (merged.result["observed_value"] * rows + item.result["observed_value"] * more) / (rows + more)
-    return _with(merged, _within(merged.expectation_config.kwargs, observed), {"observed_value": observed})
+    return _with(merged, bool(_within(merged.expectation_config.kwargs, observed)), {"observed_value": observed})
+
+
 MERGES = {"expect_column_to_exist": _merge_exists, MEAN: _merge_mean,
           **dict.fromkeys(COLUMN_MAP_TYPES, _merge_column_map)}
 
 
-def selected_rows(frame: pd.DataFrame, config: ExpectationConfiguration) -> int:
-    """The rows a column-mean check averages in ``frame``: non-null values its row condition selects."""
-    from great_expectations.execution_engine import PandasExecutionEngine
-    from great_expectations.expectations.row_conditions import deserialize_row_condition
-
-    condition = deserialize_row_condition(config.kwargs.get("row_condition"))
-    rows = frame.query(PandasExecutionEngine().condition_to_filter_clause(condition)) if condition else frame
-    return int(rows[config.kwargs["column"]].notna().sum())
-
-
-def _weighted(frame: pd.DataFrame, item: ExpectationValidationResult) -> Weighted:
+def _weighted(frame: pd.DataFrame, item: ExpectationValidationResult, clauses: dict[str, str | None]) -> Weighted:
     """``item`` with the rows its mean covers in ``frame``: 0 for other checks and for no observed mean."""
     config = item.expectation_config
     if config.type != MEAN or (item.result or {}).get("observed_value") is None:
         return item, 0
-    return item, selected_rows(frame, config)
+    return item, len(_averaged(frame, config, clauses[_key(config)]))
 
 
 def _merged(total: dict[str, Weighted], batch: dict[str, Weighted]) -> dict[str, Weighted]:
     """The results of the batches so far (``total``) merged with those of the next ``batch``."""
     return {key: (MERGES[item.expectation_config.type](total[key], (item, rows)), total[key][1] + rows)
             for key, (item, rows) in batch.items()}
+
+
+def _filter_clause(config: ExpectationConfiguration) -> str | None:
+    """The pandas query GX selects a check's rows with (its ``row_condition``); ``None`` without one."""
+    from great_expectations.execution_engine import PandasExecutionEngine
+    from great_expectations.expectations.row_conditions import deserialize_row_condition
+
+    condition = deserialize_row_condition(config.kwargs.get("row_condition"))
+    return PandasExecutionEngine().condition_to_filter_clause(condition) if condition else None
+
+
+def _averaged(frame: pd.DataFrame, config: ExpectationConfiguration, clause: str | None,
+              rows: np.ndarray | None = None) -> pd.Series:
+    """The values a column-mean check averages in ``frame`` (of its ``rows`` only, when given): the non-null
+    values of the rows its row condition (``clause``) selects."""
+    import numpy as np
+
+    values = frame[config.kwargs["column"]]
+    chosen = rows if rows is not None else np.ones(len(frame), dtype=bool)
+    if clause:
+        chosen = chosen & frame.eval(clause).to_numpy(dtype=bool)
+    return values[chosen].dropna()
+
+
+def _holds(config: ExpectationConfiguration, values: pd.Series) -> tuple[np.ndarray, bool]:
+    """Which non-null ``values`` meet column-map check ``config``, and whether that is GX's verdict on them all.
+
+    GX's verdict where the test is GX's own pandas test (``isin``, ``>=``/``<=`` on a numeric dtype); a type
+    check is GX's only on an ``object`` column, value by value (text cells: as ``object``, each a ``str``).
+    Elsewhere none are vouched for.
+    """
+    import numpy as np
+    import pandas as pd
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    kwargs = config.kwargs
+    if config.type == "expect_column_values_to_be_in_set":
+        return values.isin(kwargs["value_set"]).to_numpy(dtype=bool), True
+    if config.type == "expect_column_values_to_be_between" and is_numeric_dtype(values) and not is_bool_dtype(values):
+        return _within(kwargs, values).to_numpy(dtype=bool, na_value=False), True
+    if config.type == TYPE_CHECK and values.dtype != object:
+        text = isinstance(values.dtype, pd.StringDtype)
+        return np.full(len(values), not text or "str" in kwargs["type_list"]), True
+    return np.zeros(len(values), dtype=bool), False
+
+
+def _verdicts(frame: pd.DataFrame, config: ExpectationConfiguration,
+              nulls: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of ``frame`` that GX surely finds expected by ``config``, and those it surely finds unexpected.
+
+    All expected for a check that judges no row (existence, mean) or a column ``frame`` lacks (GX's result is
+    its error whatever the rows); for a column-map check, the missing rows (``nulls`` of its column) are
+    expected, except by the not-null check, for which they are the unexpected ones, and :func:`_holds`
+    judges the others.
+    """
+    import numpy as np
+
+    column = config.kwargs.get("column")
+    if config.type not in COLUMN_MAP_TYPES or column not in nulls:
+        return np.ones(len(frame), dtype=bool), np.zeros(len(frame), dtype=bool)
+    if config.type == "expect_column_values_to_not_be_null":
+        return ~nulls[column], nulls[column]
+    if config.kwargs.get("row_condition"):
+        return np.zeros(len(frame), dtype=bool), np.zeros(len(frame), dtype=bool)
+    holds, sure = _holds(config, frame[column])
+    return nulls[column] | holds, ~nulls[column] & ~holds & sure
+
+
+class BatchRun:
+    """One suite run over many batches, merged into the result one GX run on all their rows would give.
+
+    GX runs on the rows whose verdict it alone can give (:func:`_verdicts`) and can still change the merged
+    result (:meth:`_settled`): those no check surely finds expected, or surely unexpected once GX has kept
+    the first unexpected values of that check (its partial lists are full); and on the first row of each
+    batch whose columns and dtypes are new (existence and dtype checks, GX's per dtype). The other rows add
+    their rows, nulls and unexpected values to the counts of the column-map checks and their values to the
+    means. So a batch like those before it costs a few vectorized tests, not a GX run (~1 s of fixed cost,
+    whatever its rows), and the unexpected values and row numbers GX reports are the first of the whole data.
+    """
+
+    def __init__(self, name: str, checks: list[Expectation]) -> None:
+        if unknown := {check.expectation_type for check in checks} - MERGES.keys():
+            raise Refused(f"{name}: the batch results of {', '.join(sorted(unknown))} cannot be merged")
+        self.name, self.checks = name, checks
+        self.configs = {_key(check.configuration): check.configuration for check in checks}
+        if len(self.configs) < len(checks):
+            raise Refused(f"{name}: an expectation is in the suite twice; its batch results cannot be merged")
+        self.columns = {config.kwargs["column"] for config in self.configs.values() if "column" in config.kwargs}
+        self.clauses = {key: _filter_clause(config) for key, config in self.configs.items() if config.type == MEAN}
+        self.dtypes: set[tuple[tuple[str, str], ...]] = set()  # the columns and dtypes of batches GX has seen
+        self.rows = 0  # rows so far, numbered on from one batch to the next
+        self.vouched = 0  # of them, rows no GX run checked
+        self.missing: Counter[str] = Counter()  # among those, each column-map check's nulls
+        self.unexpected: Counter[str] = Counter()  # and its unexpected values
+        self.sums: dict[str, tuple[float, int]] = dict.fromkeys(self.clauses, (0.0, 0))  # and each mean's sum, rows
+        self.total: dict[str, Weighted] | None = None  # GX's results so far, merged
+        self.last: ExpectationSuiteValidationResult | None = None
+
+    def add(self, frame: pd.DataFrame) -> ExpectationSuiteValidationResult | None:
+        """Check the next batch; GX's result on the rows it checked, or ``None`` when it checked none."""
+        import numpy as np
+        import pandas as pd
+
+        numbered = frame.set_axis(pd.RangeIndex(self.rows, self.rows + len(frame)))
+        self.rows += len(frame)
+        nulls = {name: numbered[name].isna().to_numpy() for name in self.columns if name in numbered.columns}
+        verdicts = {key: _verdicts(numbered, config, nulls) for key, config in self.configs.items()}
+        vouched = np.ones(len(frame), dtype=bool)
+        for key, (expected, unexpected) in verdicts.items():
+            vouched &= self._settled(key, expected, unexpected)
+        dtypes = tuple((name, str(dtype)) for name, dtype in numbered.dtypes.items())
+        if new := dtypes not in self.dtypes:
+            self.dtypes.add(dtypes)
+            vouched[:1] = False
+        self._vouch(numbered, vouched, nulls, verdicts)
+        if vouched.all() and not new:
+            return None
+        checked = numbered[~vouched]
+        result = run_suite(self.name, checked, self.checks)
+        batch = {_key(item.expectation_config): _weighted(checked, item, self.clauses) for item in result.results}
+        self.total = batch if self.total is None else _merged(self.total, batch)
+        self.last = result
+        return result
+
+    def _settled(self, key: str, expected: np.ndarray, unexpected: np.ndarray) -> np.ndarray | bool:
+        """The rows GX's verdict by check ``key`` cannot change its merged result for: the ``expected`` ones, and the
+        ``unexpected`` ones once GX has kept as many unexpected values as it keeps; all once the result is an error
+        (it stays one)."""
+        item = self.total[key][0] if self.total else None
+        if item is not None and not item.result:  # GX's error, as the merge sees one (:func:`_merge_column_map`)
+            return True
+        kept = item is not None and len(item.result.get("partial_unexpected_list") or []) >= PARTIAL_VALUES
+        return expected | unexpected if kept else expected
+
+    def _vouch(self, frame: pd.DataFrame, vouched: np.ndarray, nulls: dict[str, np.ndarray],
+               verdicts: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """Count the ``vouched`` rows of ``frame`` in: rows, ``nulls`` and unexpected values of the column-map
+        checks (``verdicts``), the means' sums."""
+        self.vouched += int(vouched.sum())
+        for key, config in self.configs.items():
+            column = config.kwargs.get("column")
+            if column not in nulls:
+                continue
+            if config.type == MEAN:
+                values = _averaged(frame, config, self.clauses[key], vouched)
+                total, rows = self.sums[key]
+                self.sums[key] = (total + float(values.sum()), rows + len(values))
+            elif config.type in COLUMN_MAP_TYPES:
+                self.missing[key] += int(nulls[column][vouched].sum())
+                self.unexpected[key] += int(verdicts[key][1][vouched].sum())
+
+    def _with_vouched(self, key: str, item: ExpectationValidationResult, rows: int) -> ExpectationValidationResult:
+        """GX's merged ``item`` with the rows no GX run checked added, as GX would have counted them."""
+        found = item.result or {}
+        if item.expectation_config.type == MEAN:
+            total, more = self.sums[key]
+            if not more:
+                return item
+            observed = total / more
+            vouched = _with(item, bool(_within(item.expectation_config.kwargs, observed)), {"observed_value": observed})
+            return _merge_mean((item, rows), (vouched, more))
+        if "unexpected_count" not in found or not self.vouched:  # not counted row by row: its dtype, or its error
+            return item
+        counts = {name: [] for name in ("partial_unexpected_list", "partial_unexpected_index_list") if name in found}
+        counts.update(element_count=self.vouched, unexpected_count=self.unexpected[key])
+        if "missing_count" in found:
+            counts["missing_count"] = self.missing[key]
+        return _merge_counts(item, _with(item, True, counts))
+
+    def unexpected_counts(self) -> list[tuple[ExpectationConfiguration, int]]:
+        """Each column-map check of the batches so far with its unexpected values, where it has some."""
+        found = [(item.expectation_config, (item.result or {}).get("unexpected_count", 0) + self.unexpected[key])
+                 for key, (item, _) in (self.total or {}).items()]
+        return [(config, count) for config, count in found if count]
+
+    def result(self) -> ExpectationSuiteValidationResult:
+        """The suite result of all the batches so far."""
+        if self.total is None:
+            raise Refused(f"{self.name}: no rows to validate")
+        return _suite_result(self.last, [self._with_vouched(key, item, rows)
+                                         for key, (item, rows) in self.total.items()])
 
 
 def _suite_result(last: ExpectationSuiteValidationResult,
@@ -187,24 +360,11 @@ def _suite_result(last: ExpectationSuiteValidationResult,
 
 def run_batches(name: str, frames: Iterable[pd.DataFrame],
                 checks: list[Expectation]) -> ExpectationSuiteValidationResult:
-    """Run ``checks`` on each of ``frames``; merge the results into those of one run on all their rows.
+    """Run ``checks`` on each of ``frames`` (:class:`BatchRun`); the result of one GX run on all their rows.
 
     The frames are numbered on from one another, so the row numbers GX reports are the whole data's.
     """
-    import pandas as pd
-
-    if unknown := {check.expectation_type for check in checks} - MERGES.keys():
-        raise Refused(f"{name}: the batch results of {', '.join(sorted(unknown))} cannot be merged")
-    total: dict[str, Weighted] | None = None
-    result, start = None, 0
+    run = BatchRun(name, checks)
     for frame in frames:
-        numbered = frame.set_axis(pd.RangeIndex(start, start + len(frame)))
-        start += len(frame)
-        result = run_suite(name, numbered, checks)
-        batch = {_key(item): _weighted(numbered, item) for item in result.results}
-        if len(batch) < len(result.results):
-            raise Refused(f"{name}: an expectation is in the suite twice; its batch results cannot be merged")
-        total = batch if total is None else _merged(total, batch)
-    if total is None:
-        raise Refused(f"{name}: no rows to validate")
-    return _suite_result(result, [item for item, _ in total.values()])
+        run.add(frame)
+    return run.result()

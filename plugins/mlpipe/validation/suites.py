@@ -11,12 +11,9 @@ from mlpipe.data.profile import read_profile
 
 if TYPE_CHECKING:
     import pandas as pd
-    from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
+    from great_expectations.core import ExpectationSuiteValidationResult
     from great_expectations.expectations import Expectation
 
-    Weighted = tuple[ExpectationValidationResult, int]  # a result and the rows its mean covers (mean checks)
-
-log = logging.getLogger(__name__)
 
 LABEL = "_mlpipe_positive"  # 0/1 label column added to the batch (the positive-rate checks use its mean)
 PART = "_mlpipe_part"  # split part name column added to the validate_split batch
@@ -29,6 +26,7 @@ TYPE_LISTS = {
                 *(f"{prefix}{bits}Dtype" for prefix in ("Int", "UInt") for bits in _BITS)],
     "string": ["str"],
 }
+PARTIAL_VALUES = 20  # unexpected values a GX result keeps: partial_unexpected_count of its SUMMARY format
 MEAN = "expect_column_mean_to_be_between"
 TYPE_CHECK = "expect_column_values_to_be_in_type_list"
 COLUMN_MAP_TYPES = (TYPE_CHECK, "expect_column_values_to_not_be_null",
@@ -117,20 +115,23 @@ def profiled_columns(uri: str | None) -> dict[str, dict[str, Any]]:
 
 
 def batch_frame(frame: pd.DataFrame, text_columns: list[str]) -> pd.DataFrame:
-    """The frame GX checks: ``text_columns`` as text, and pandas string columns as ``object``.
+    """The frame a suite checks: ``text_columns`` as text, as the model reads them; the values are unchanged."""
+    return frame.astype({name: str for name in text_columns if name in frame.columns})
 
-    GX 1.x's pandas type check does not know pandas 3's ``str`` dtype, but checks the Python
-    type of each cell of an ``object`` column; the values (and missing values) are unchanged.
+
+def gx_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its pandas string columns as ``object``, which GX 1.x's pandas type check understands.
+
+    It does not know pandas 3's ``str`` dtype, but checks the Python type of each cell of an ``object``
+    column; the values (and missing values) are unchanged.
     """
     import pandas as pd
 
-    view = frame.astype({name: str for name in text_columns if name in frame.columns})
-    return view.astype({name: object for name, dtype in view.dtypes.items()
-                        if isinstance(dtype, pd.StringDtype)})
+    return frame.astype({name: object for name, dtype in frame.dtypes.items() if isinstance(dtype, pd.StringDtype)})
 
 
 def run_suite(name: str, frame: pd.DataFrame, checks: list[Expectation]) -> ExpectationSuiteValidationResult:
-    """Validate ``frame`` against ``checks`` in an in-memory GX context."""
+    """Validate ``frame`` (as :func:`gx_frame`) against ``checks`` in an in-memory GX context."""
     expectations()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -138,7 +139,7 @@ def run_suite(name: str, frame: pd.DataFrame, checks: list[Expectation]) -> Expe
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = (context.data_sources.add_pandas("mlpipe").add_dataframe_asset(name)
-             .add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": frame}))
+             .add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": gx_frame(frame)}))
     return batch.validate(gx.ExpectationSuite(name=name, expectations=checks))
 
 
@@ -151,5 +152,3 @@ def render_html(result: ExpectationSuiteValidationResult) -> str:
     for item in result.results:  # plain Python values: the renderer cannot format numpy 2 scalars
         item.result = json.loads(json.dumps(convert_to_json_serializable(item.result)))
     return DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result))
-
-PARTIAL_VALUES = 20  # unexpected values a GX result keeps: partial_unexpected_count of its SUMMARY format

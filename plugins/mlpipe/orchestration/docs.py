@@ -1,0 +1,141 @@
+"""The DAGs' ``doc_md``: what each DAG of a pipeline does, filled in from its spec (shown in the Airflow UI)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlpipe.core import spec
+
+DOC = """
+### {name}: training
+
+{description}
+
+Each task runs one `mlpipe` step (`python -m mlpipe step <step> --run <run uri>`) through the
+`{runtime}` runtime; its return value (XCom) is the step's small JSON result. Everything a run
+writes is under `$MLPIPE_STORE/{name}/runs/<run id>/` (one folder per step); models, metrics and
+plots are in MLflow (experiment `{name}`, registered model `{model}`).
+
+| | |
+|---|---|
+| data | `{source}` |
+| target | `{target}` = {positive} is the positive class |
+| schedule | `{schedule}` |
+| scale | {batch_rows:,} rows at a time; XGBoost's quantized matrix built batch by batch ({memory}); {dask} |
+| tuning | Optuna TPE, {trials} trials over {workers} parallel `tune_trials` tasks (`tuning.cv_folds`: CV) |
+| promotion | analysis ROC AUC ≥ {min_auc}; lift over the baseline ≥ {min_lift} |
+| gate | beats the champion (re-scored on the same rows) by ≥ {min_gain}; no slice drops > {max_drop}{fairness} |
+
+**Trigger with options** (Trigger DAG ▸ the form): a different data URI, skip tuning or change its
+trial budget, forced promotion, notes, and force CPU (every step on the CPU node pool).
+Validation failures stop the run before training; the task log lists every failed expectation
+and `validate_data/report.html` in the run folder shows them.
+`register_model` records why a model was or was not promoted (model version tags and the audit log
+in `$MLPIPE_STORE/{name}/audit/`); `deploy_model` reloads the model server (`$MLPIPE_SERVER_URL`)
+and rolls the alias back if its smoke test fails. `mlpipe rollback {model}` undoes a promotion.
+Failed tasks and runs, and runs past `alerts.deadline_minutes`, alert through the spec's `alerts` connections
+(README: Alerts and metrics).
+"""
+SCORING_DOC = """
+### {name}: batch scoring
+
+Scores a batch with the `champion` of registered model `{model}`, in chunks of {chunk_rows} rows
+(memory bounded by the chunk, not the file). The batch gets the spec's PII rules and is checked
+against the training schema with Great Expectations: a missing column or a column of the wrong
+type fails the run naming the column; unexpected values are counted in the result.
+
+Output, under `$MLPIPE_STORE/{name}/scoring/<run id>/score/`: `predictions/part-*.parquet` (ids,
+score, decision at the champion's threshold, model version, scoring time) and `inputs/` (the
+scored features, kept for drift monitoring).
+
+| | |
+|---|---|
+| default batch | `{source}` |
+| schedule | `{schedule}` |
+
+**Trigger with options**: `input_uri`, the batch to score; `force_cpu`.
+Failed tasks and runs, and runs past `alerts.deadline_minutes`, alert through the spec's `alerts` connections
+(README: Alerts and metrics).
+"""
+MONITORING_DOC = """
+### {name}: monitoring
+
+Compares what `{model}`'s champion scored in the last {days:g} days (batch-scoring runs and the model
+server's captured requests) with the drift reference kept when it was trained: PSI and KS per numeric
+feature, PSI, Jensen-Shannon and unseen categories per categorical one, missing rates, and the drift of
+the champion's scores. {feedback}
+
+| | |
+|---|---|
+| schedule | `{schedule}` |
+| a feature drifts | PSI ≥ {psi:g}; or KS ≥ {ks:g} with p < {ks_pvalue:g} |
+| ... or | > {new_share:.0%} of rows in unseen categories; or +{missing:.0%} missing values |
+| breach | > {share:.0%} of features drift, any PSI ≥ {major:g}{score_rule}{quality_rule} |
+| on a breach | alert; {retrain} |
+
+`monitor_drift` writes `report.html` (plots) and `report.json` under
+`$MLPIPE_STORE/{name}/monitoring/<run id>/monitor/` and logs the figures to MLflow (experiment `{name}`,
+tagged with the champion's version). Fewer than {min_rows} rows in the window, or no champion yet:
+"nothing to compare", no breach. `check_breach` lets the alert and the retraining run only on a breach;
+the triggered training run's conf carries the reasons as its `notes`.
+
+**Trigger with options**: `force_cpu`. Failures and overdue runs alert too (README: Alerts and metrics).
+"""
+
+
+def monitoring_doc(pipeline: spec.Spec) -> str:
+    """The monitoring DAG's doc: window, drift and quality rules, what a breach does."""
+    settings = pipeline.monitoring
+    drift, feedback = settings.drift, settings.feedback
+    return MONITORING_DOC.format(
+        name=pipeline.name, model=pipeline.registered_model, days=settings.window_days,
+        schedule=settings.schedule or "manual only", psi=drift.psi, ks=drift.ks, ks_pvalue=drift.ks_pvalue,
+        new_share=drift.new_category_share, missing=drift.missing_increase, share=drift.max_drifting_share,
+        major=drift.major_psi, min_rows=settings.min_rows,
+        score_rule=", or the scores drift" if drift.score else "",
+        quality_rule=f", or ROC AUC on outcomes {feedback.max_roc_auc_drop:g} below the champion's"
+        if feedback.source else "",
+        feedback=f"Late outcomes from `{feedback.source}` are joined by {pipeline.id_columns} with the champion's "
+                 "batch predictions: ROC AUC, PR AUC and calibration per day." if feedback.source
+        else "No feedback source is set (`monitoring.feedback.source`), so quality is not judged.",
+        retrain=f"trigger `{pipeline.name}_training`" if settings.retrain_on_breach else "no retraining (spec)")
+
+
+def scoring_doc(pipeline: spec.Spec) -> str:
+    """The scoring DAG's doc: source, chunking, schedule."""
+    return SCORING_DOC.format(name=pipeline.name, model=pipeline.registered_model,
+                              chunk_rows=pipeline.scoring.chunk_rows, source=pipeline.scoring.source,
+                              schedule=pipeline.scoring.schedule or "manual only")
+
+
+def training_doc(pipeline: spec.Spec, runtime: str) -> str:
+    """The training DAG's doc: data, steps, gate thresholds, tuning, memory and where it trains."""
+    return DOC.format(
+        name=pipeline.name, description=pipeline.description, runtime=runtime,
+        model=pipeline.registered_model, source=pipeline.data.source, target=pipeline.target.column,
+        positive=pipeline.target.positive_text, schedule=pipeline.schedule or "manual only",
+        min_auc=pipeline.thresholds.min_roc_auc, min_lift=pipeline.thresholds.min_lift_over_baseline,
+        min_gain=pipeline.thresholds.min_improvement_over_champion,
+        max_drop=pipeline.thresholds.max_slice_roc_auc_drop, trials=pipeline.tuning.trials,
+        workers=pipeline.tuning.workers, fairness=_fairness(pipeline), batch_rows=pipeline.data.batch_rows,
+        memory=_memory(pipeline.training), dask=_dask(pipeline.training.distributed),
+    )
+
+
+def _memory(training: spec.Training) -> str:
+    limit = training.external_memory_rows
+    return "always in memory" if limit is None else f"on disk above {limit:,} train rows"
+
+
+def _dask(distributed: spec.Distributed) -> str:
+    if distributed.enabled:
+        return f"trains on Dask ({distributed.workers} workers)"
+    if distributed.above_rows is not None:
+        return f"trains on Dask above {distributed.above_rows:,} train rows"
+    return "trains on this task's machine (Dask: `training.distributed`)"
+
+
+def _fairness(pipeline: spec.Spec) -> str:
+    rule = pipeline.thresholds.fairness
+    return f"; disparate impact across `{rule.column}` ≥ {rule.min_disparate_impact}" if rule else ""
