@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from mlpipe.core import spec, uris
-from mlpipe.store import runs, storage
+from mlpipe.store import runs, s3
 from tests.services import free_port
 
+# fixtures shared by the component and integration tests (an analyzed run, a registry, a model server)
+pytest_plugins = ("tests.fixtures.analysis", "tests.fixtures.serving")
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_PATH = ROOT / "dags" / "pipelines" / "loan_default.yaml"
 DATA_PATH = ROOT / "dags" / "pipelines" / "data" / "lending_club.csv"
@@ -85,11 +87,11 @@ def s3_bucket(s3_endpoint, monkeypatch) -> str:
     for name, value in {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "test",
                         "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(name, value)
-    storage._s3.cache_clear()
+    s3.client.cache_clear()
     bucket = f"mlpipe-{os.getpid()}-{time.monotonic_ns()}"
-    storage._s3().create_bucket(Bucket=bucket)
+    s3.client().create_bucket(Bucket=bucket)
     yield bucket
-    storage._s3.cache_clear()
+    s3.client.cache_clear()
 
 
 def airflow_env(home: Path, dags_folder: Path = ROOT / "dags", **extra: str) -> dict[str, str]:

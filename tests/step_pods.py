@@ -2,7 +2,7 @@
 
 ``build_pod_request_obj`` is the operator's own code path (image, command, env, envFrom, securityContext,
 volumes, resources, labels); no cluster is needed to call it. Shared by the pod-spec tests
-(tests/unit/test_kubernetes_runtime.py) and the tests that play the pods with podman (tests/containers/).
+(tests/unit/orchestration/test_kubernetes_runtime.py) and the tests that play the pods with podman (tests/containers/).
 """
 
 from __future__ import annotations

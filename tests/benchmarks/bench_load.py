@@ -50,7 +50,7 @@ def main() -> None:
     from mlflow import MlflowClient
 
     from mlpipe.core.spec import load as load_spec
-    from tests.unit.serving_fixtures import records
+    from tests.fixtures.serving import records
 
     with tempfile.TemporaryDirectory(prefix="bench-load-") as scratch:
         root = Path(scratch)

@@ -22,13 +22,7 @@ from mlpipe.steps import run_step
 from mlpipe.steps.analyze import choose_threshold, sensitivity
 from mlpipe.store import storage
 from mlpipe.store.runs import ERROR, Run
-from tests.unit.analysis_fixtures import (  # noqa: F401 (the pytest fixtures analyzed_run, module_env)
-    analyzed_run_fixture,
-    clone,
-    detach_mlflow_run,
-    module_env_fixture,
-    replace_result,
-)
+from tests.fixtures.analysis import clone, detach_mlflow_run, replace_result
 
 PLOTS = {"roc", "pr", "calibration", "confusion_matrix", "feature_contributions"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

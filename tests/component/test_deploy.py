@@ -21,18 +21,15 @@ from fastapi import FastAPI, HTTPException, Request
 from mlflow import MlflowClient
 
 from mlpipe.core.errors import Refused
+from mlpipe.core.settings import SERVE_TOKEN, SERVER_URL
 from mlpipe.data import datasets
 from mlpipe.model.tabular import TabularModel
 from mlpipe.steps import run_step
-from mlpipe.steps.deploy import SERVER_ENV, SMOKE_ROWS, TOKEN_ENV, records
+from mlpipe.steps.deploy import SMOKE_ROWS, records
 from mlpipe.store import audit, storage
 from mlpipe.store.runs import Run
+from tests.component.test_promotion_gate import aliases, register
 from tests.conftest import free_port
-from tests.unit.analysis_fixtures import (  # noqa: F401 (the pytest fixtures analyzed_run, module_env)
-    analyzed_run_fixture,
-    module_env_fixture,
-)
-from tests.unit.test_promotion_gate import aliases, register
 
 TOKEN = "s3cret-test-token"
 
@@ -108,8 +105,8 @@ def test_deploy_reloads_the_server_and_checks_its_answers(analyzed_run, monkeypa
     app = tiny_app("deployed_model", token=TOKEN)
     with serving(app) as url:
         uri = register(analyzed_run, "deployed_2", "deployed_model")["run"]
-        monkeypatch.setenv(SERVER_ENV, url)
-        monkeypatch.setenv(TOKEN_ENV, TOKEN)
+        monkeypatch.setenv(SERVER_URL, url)
+        monkeypatch.setenv(SERVE_TOKEN, TOKEN)
         result = run_step("deploy", uri)
     assert {key: result[key] for key in ("deployed", "skipped", "server", "version", "smoke_rows")} == {
         "deployed": True, "skipped": None, "server": url, "version": 2, "smoke_rows": SMOKE_ROWS}
@@ -125,8 +122,8 @@ def test_without_the_token_the_server_refuses_and_the_deploy_rolls_back(analyzed
     register(analyzed_run, "tokenless_1", "tokenless_model")
     with serving(tiny_app("tokenless_model", token=TOKEN)) as url:
         uri = register(analyzed_run, "tokenless_2", "tokenless_model")["run"]
-        monkeypatch.setenv(SERVER_ENV, url)
-        monkeypatch.delenv(TOKEN_ENV, raising=False)
+        monkeypatch.setenv(SERVER_URL, url)
+        monkeypatch.delenv(SERVE_TOKEN, raising=False)
         with pytest.raises(Refused, match=r"POST /reload: HTTPStatusError: Client error '401 Unauthorized'"):
             run_step("deploy", uri)
     assert aliases("tokenless_model") == {"champion": 1, "challenger": 2}
@@ -142,7 +139,7 @@ def test_a_server_that_does_not_serve_the_new_champion_is_rolled_back(analyzed_r
     register(analyzed_run, f"{fault}_1", model)
     with serving(tiny_app(model, fault=fault)) as url:
         uri = register(analyzed_run, f"{fault}_2", model)["run"]
-        monkeypatch.setenv(SERVER_ENV, url)
+        monkeypatch.setenv(SERVER_URL, url)
         with pytest.raises(Refused) as failure:
             run_step("deploy", uri)
     assert str(failure.value) == (f"deploy of {model} version 2 to {url} failed: {problem}; "
@@ -157,7 +154,7 @@ def test_a_server_that_does_not_serve_the_new_champion_is_rolled_back(analyzed_r
 
 def test_a_server_that_is_down_fails_the_deploy_and_rolls_back(analyzed_run, monkeypatch):
     uri = promoted_twice(analyzed_run, "down_model")
-    monkeypatch.setenv(SERVER_ENV, f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv(SERVER_URL, f"http://127.0.0.1:{free_port()}")
     with pytest.raises(Refused, match=r"failed: POST /reload: ConnectError: .*rolled back to version 1$"):
         run_step("deploy", uri)
     assert aliases("down_model") == {"champion": 1, "challenger": 2}
@@ -165,7 +162,7 @@ def test_a_server_that_is_down_fails_the_deploy_and_rolls_back(analyzed_run, mon
 
 def test_a_failed_first_deploy_has_nothing_to_roll_back_to_and_says_so(analyzed_run, monkeypatch):
     uri = register(analyzed_run, "first_deploy", "first_deploy_model")["run"]
-    monkeypatch.setenv(SERVER_ENV, f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv(SERVER_URL, f"http://127.0.0.1:{free_port()}")
     with pytest.raises(Refused, match="the champion alias was not rolled back: first_deploy_model has no "
                                         "previous-champion version"):
         run_step("deploy", uri)
@@ -174,13 +171,13 @@ def test_a_failed_first_deploy_has_nothing_to_roll_back_to_and_says_so(analyzed_
 
 def test_nothing_to_deploy_without_a_server_or_a_promotion(analyzed_run, monkeypatch):
     uri = register(analyzed_run, "serverless", "serverless_model")["run"]
-    monkeypatch.delenv(SERVER_ENV, raising=False)
+    monkeypatch.delenv(SERVER_URL, raising=False)
     result = run_step("deploy", uri)
     assert (result["deployed"], result["skipped"], result["server"], result["smoke_rows"]) == (
-        False, f"${SERVER_ENV} is not set: no model server to deploy to", None, 0)
+        False, f"${SERVER_URL} is not set: no model server to deploy to", None, 0)
 
     older = register(analyzed_run, "older", "serverless_model")["run"]  # version 2 takes over from version 1
-    monkeypatch.setenv(SERVER_ENV, f"http://127.0.0.1:{free_port()}")  # nothing listens: it must not be called
+    monkeypatch.setenv(SERVER_URL, f"http://127.0.0.1:{free_port()}")  # nothing listens: it must not be called
     result = run_step("deploy", uri)
     assert (result["deployed"], result["skipped"]) == (
         False, "version 1 is no longer the champion (now: 2): nothing to deploy")

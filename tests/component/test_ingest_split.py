@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mlpipe.core.errors import Refused
+from mlpipe.core.errors import Refused, StorageError
 from mlpipe.core.spec import SpecError
 from mlpipe.data import datasets
 from mlpipe.data.pii import keyed_hash
@@ -68,7 +68,7 @@ def test_bad_source_is_refused_and_nothing_is_written(start_run, tmp_path, conte
     if content is not None:
         source.write_text(content)
     run = start_run(**{"data.source": source.as_uri()})
-    with pytest.raises((Refused, SpecError, storage.StorageError), match=pattern):
+    with pytest.raises((Refused, SpecError, StorageError), match=pattern):
         run_step("ingest", run)
     assert storage.children(Run(run).path("ingest")) == [ERROR]  # how it failed, nothing else
 

@@ -22,7 +22,7 @@ from mlpipe.steps.monitor import LAST_MONITORING_TAG, NOTHING
 from mlpipe.store import runs, storage
 from mlpipe.store.runs import Run, captured_folder
 from tests.conftest import DATA_PATH
-from tests.unit.analysis_fixtures import TRAINED, module_env_fixture, run_steps, start  # noqa: F401
+from tests.fixtures.analysis import TRAINED, run_steps, start
 
 ROWS = 3000
 

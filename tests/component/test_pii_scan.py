@@ -34,9 +34,9 @@ from mlpipe.serving.capture import Capture
 from mlpipe.steps import run_step
 from mlpipe.store import runs
 from tests.conftest import DATA_PATH
+from tests.fixtures.analysis import start
+from tests.fixtures.serving import records, running, wait_ready
 from tests.planted_secrets import files_under, hits
-from tests.unit.analysis_fixtures import module_env_fixture, start  # noqa: F401 (pytest fixture)
-from tests.unit.serving_fixtures import records, running, wait_ready
 
 MARK = "PLANTEDPII"
 TRAINING = ("ingest", "validate", "split", "validate_split", "train", "analyze", "register")

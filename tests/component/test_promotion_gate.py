@@ -35,15 +35,7 @@ from mlpipe.steps import run_step
 from mlpipe.store import audit, lease, storage
 from mlpipe.store.runs import OPTIONS, Run
 from tests.conftest import SPEC_PATH
-from tests.unit.analysis_fixtures import (  # noqa: F401 (the pytest fixtures analyzed_run, module_env)
-    TRAINED,
-    analyzed_run_fixture,
-    clone,
-    detach_mlflow_run,
-    module_env_fixture,
-    replace_result,
-    run_steps,
-)
+from tests.fixtures.analysis import TRAINED, clone, detach_mlflow_run, replace_result, run_steps
 
 # Absolute thresholds any trained model passes and no fairness rule: each test turns on the check it is about.
 LENIENT = {"thresholds.min_roc_auc": 0.5, "thresholds.min_lift_over_baseline": -1.0, "thresholds.fairness": None}

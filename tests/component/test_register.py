@@ -14,14 +14,7 @@ from mlpipe.steps import run_step
 from mlpipe.store import audit, lease, storage
 from mlpipe.store.runs import ERROR, OPTIONS, Run, StepNotFinished
 from tests.conftest import SPEC_PATH
-from tests.unit.analysis_fixtures import (  # noqa: F401 (the pytest fixtures analyzed_run, module_env)
-    TRAINED,
-    analyzed_run_fixture,
-    clone,
-    module_env_fixture,
-    run_steps,
-    start,
-)
+from tests.fixtures.analysis import TRAINED, clone, run_steps, start
 
 # Thresholds any trained model passes: these tests are about the registry, not the model's quality.
 LENIENT = {"thresholds.min_roc_auc": 0.5, "thresholds.min_lift_over_baseline": -1.0, "thresholds.fairness": None}

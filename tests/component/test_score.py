@@ -15,10 +15,6 @@ from mlpipe.steps import run_step
 from mlpipe.store import runs, storage
 from mlpipe.store.runs import Run
 from tests.conftest import DATA_PATH
-from tests.unit.analysis_fixtures import (  # noqa: F401 (the pytest fixtures analyzed_run, module_env)
-    analyzed_run_fixture,
-    module_env_fixture,
-)
 
 
 @pytest.fixture(scope="module")

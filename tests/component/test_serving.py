@@ -22,20 +22,7 @@ from mlpipe.registry.names import CHALLENGER, CHAMPION, THRESHOLD_TAG
 from mlpipe.serving.app import VERSION_HEADER, create_app
 from mlpipe.serving.capture import Capture
 from mlpipe.store.runs import Run
-from tests.unit.analysis_fixtures import analyzed_run_fixture, module_env_fixture  # noqa: F401 (pytest fixtures)
-from tests.unit.serving_fixtures import (  # noqa: F401 (the pytest fixtures registry, frame, masked, champion, server)
-    CHALLENGER_THRESHOLD,
-    champion_fixture,
-    frame_fixture,
-    masked_fixture,
-    predict,
-    records,
-    registry_fixture,
-    running,
-    server_fixture,
-    set_aliases,
-    wait_ready,
-)
+from tests.fixtures.serving import CHALLENGER_THRESHOLD, predict, records, running, set_aliases, wait_ready
 
 # --- scoring: inplace_predict on the encoded records is exactly TabularModel.scores --------------------------
 

@@ -20,16 +20,7 @@ import pytest
 from mlpipe.core import spec, uris
 from mlpipe.serving.app import create_app
 from mlpipe.serving.capture import Capture
-from tests.unit.analysis_fixtures import analyzed_run_fixture, module_env_fixture  # noqa: F401 (pytest fixtures)
-from tests.unit.serving_fixtures import (  # noqa: F401 (the pytest fixtures registry, frame, champion, server)
-    champion_fixture,
-    frame_fixture,
-    records,
-    registry_fixture,
-    running,
-    server_fixture,
-    wait_ready,
-)
+from tests.fixtures.serving import records, running, wait_ready
 
 MAX_RECORDS = 5
 ENDPOINTS = ["/predict", "/explain"]

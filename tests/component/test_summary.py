@@ -13,11 +13,13 @@ import pytest
 
 from mlpipe import cli
 from mlpipe.core import spec
+from mlpipe.core.errors import EXIT_REFUSED
+from mlpipe.core.results import Register, ResultError
 from mlpipe.steps import run_step
 from mlpipe.store import runs, storage
 from mlpipe.store.runs import ERROR, RESULT, Run, StepNotFinished
 from tests.conftest import DATA_PATH, SPEC_PATH
-from tests.unit.analysis_fixtures import FAST_TRAINING, module_env_fixture  # noqa: F401 (the pytest fixture)
+from tests.fixtures.analysis import FAST_TRAINING
 
 PIPELINE = "loan_default"
 # Thresholds any trained model passes: the successful run promotes its model.
@@ -39,7 +41,7 @@ def succeeded(module_env) -> str:
         uri = start("good")
         for step in TRAINING_STEPS:
             run_step(step, uri, 0 if step == "tune_trials" else None)
-    assert Run(uri).result("register")["promoted"] is True
+    assert Run(uri).result(Register).promoted is True
     return uri
 
 
@@ -56,7 +58,7 @@ def test_a_step_refusing_its_input_is_named_with_its_error(succeeded, tmp_path, 
     uri = start("refused", **{"data.source": (tmp_path / "loans.csv").as_uri()})
     assert cli.main(["step", "ingest", "--run", uri]) == 0
     capsys.readouterr()
-    assert cli.main(["step", "validate", "--run", uri]) == cli.EXIT_USER_ERROR
+    assert cli.main(["step", "validate", "--run", uri]) == EXIT_REFUSED
     printed = capsys.readouterr().err.splitlines()[-3:]  # the step's error, as the CLI prints it
     assert printed[0].startswith("mlpipe step: error: validate: 2 of 87 expectations failed")
 
@@ -82,10 +84,10 @@ def test_a_crashed_step_is_named_with_its_exception_and_a_retry_clears_it(succee
     run_step("ingest", uri)
     ingested = storage.read_json(Run(uri).path("ingest", RESULT))
     storage.write_json(Run(uri).path("ingest", RESULT), {**ingested, "snapshot": None})  # a bug's output
-    with pytest.raises(TypeError):
+    with pytest.raises(ResultError, match="snapshot: Input should be a valid string"):
         run_step("validate", uri)
     record = storage.read_json(Run(uri).path("validate", ERROR))
-    assert record["kind"] == "crash" and record["error"].startswith("TypeError: ")
+    assert record["kind"] == "crash" and record["error"].startswith("mlpipe.core.results.ResultError: ")
     assert "\n" not in record["error"] and "Traceback" not in record["error"]
     lines = summary(capsys, "--run", uri)
     assert lines[2] == f"  validation:   FAILED in validate (crash): {record['error']}"

@@ -69,7 +69,7 @@ class _Records(logging.Handler):
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     records = _Records()
-    logger = logging.getLogger("mlpipe.steps.train")
+    logger = logging.getLogger("mlpipe.model.booster")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MLPIPE_STORE", str(root / "store"))
         env.setenv("MLPIPE_PII_KEY", "test-key")
@@ -219,6 +219,22 @@ def test_saved_baseline_scores_like_the_one_measured(trained):
     assert ((scores > 0) & (scores < 1)).all()
 
 
+def test_baseline_weightings_searched_in_worker_processes_match_a_search_in_process(trained):
+    from sklearn.model_selection import StratifiedKFold
+
+    from mlpipe.model.baseline import CV_FOLDS, WEIGHTINGS, fit_baseline, preprocessing, weighted_search
+
+    feature_schema = TabularModel.load(trained.result["model_folder"]).schema
+    train, validation = ((matrix(frame, feature_schema), labels(frame, trained.run.spec))
+                         for frame in (trained.frame("train"), trained.frame("validation")))
+    fitted = fit_baseline(train, validation, feature_schema, seed=7)
+    features = preprocessing(feature_schema)
+    preprocessed = (features.fit_transform(train[0]), train[1]), (features.transform(validation[0]), validation[1])
+    folds = StratifiedKFold(n_splits=CV_FOLDS, shuffle=True, random_state=7)
+    in_process = {name: weighted_search(weight, *preprocessed, folds) for name, weight in WEIGHTINGS.items()}
+    assert fitted.settings["candidates"] == in_process
+
+
 def test_single_class_training_split_fails_cleanly(trained):
     source, uri = trained.run, runs.start(trained.run.spec, "one_class")
     run = Run(uri)
@@ -240,7 +256,7 @@ def test_single_class_training_split_fails_cleanly(trained):
 def test_fallback_warns_once_when_cuda_is_not_usable(caplog):
     if cuda_usable():
         pytest.skip("a GPU is usable here")
-    with caplog.at_level(logging.WARNING, logger="mlpipe.steps.train"):
+    with caplog.at_level(logging.WARNING, logger="mlpipe.model.booster"):
         assert resolve_device("cuda") == "cpu"
         assert resolve_device("cpu") == "cpu"
     assert [r.levelname for r in caplog.records] == ["WARNING"]

@@ -2,7 +2,7 @@
 
 One module-scoped run is ingested and split once; each test starts its own run that reuses
 those splits (a clone), so every study is new. Trials use the fast training settings of
-:mod:`tests.unit.analysis_fixtures` and budgets of a few trials; they are scored by the shipped
+:mod:`tests.fixtures.analysis` and budgets of a few trials; they are scored by the shipped
 spec's cross-validation (``tuning.cv_folds``) unless a test sets ``tuning.cv_folds`` to ``None``
 (train on train, score on validation).
 """
@@ -27,6 +27,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
 from mlpipe.core.errors import Refused
+from mlpipe.core.results import TunePrepare, TuneTrials
+from mlpipe.core.settings import OPTUNA_DIR, OPTUNA_STORAGE
 from mlpipe.data import datasets
 from mlpipe.data.features import labels, matrix, schema
 from mlpipe.model.booster import booster_params, scale_pos_weight, tuned_training
@@ -35,10 +37,8 @@ from mlpipe.steps import run_step
 from mlpipe.steps import tune as tune_module
 from mlpipe.steps.train import tuning_result
 from mlpipe.steps.tune import (
-    DIR_ENV,
     PARENT_TAG,
     SHARD_ATTR,
-    STORAGE_ENV,
     TRIAL_STATE_TAG,
     load_study,
     open_storage,
@@ -48,13 +48,7 @@ from mlpipe.steps.tune import (
 )
 from mlpipe.store import runs, storage
 from mlpipe.store.runs import Run
-from tests.unit.analysis_fixtures import (
-    clone,
-    module_env_fixture,  # noqa: F401  (the module_env fixture)
-    replace_result,
-    run_steps,
-    start,
-)
+from tests.fixtures.analysis import clone, replace_result, run_steps, start
 
 SPLIT = ("ingest", "split")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -66,8 +60,8 @@ QUICK = {"training.num_boost_round": 120, "training.early_stopping_rounds": 10}
 def split_run(module_env, tmp_path_factory) -> str:
     """A run ingested and split once; the Optuna journal in this module's own folder."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(DIR_ENV, str(tmp_path_factory.mktemp("optuna")))
-        patch.delenv(STORAGE_ENV, raising=False)
+        patch.setenv(OPTUNA_DIR, str(tmp_path_factory.mktemp("optuna")))
+        patch.delenv(OPTUNA_STORAGE, raising=False)
         yield run_steps(start("split", **{"tuning.enabled": True}), SPLIT)  # whatever the shipped spec says
 
 
@@ -79,7 +73,7 @@ def tuning_run(source: str, run_id: str, options: dict | None = None, **override
 
 
 def study_trials(uri: str) -> list[optuna.trial.FrozenTrial]:
-    return load_study(Run(uri).result("tune_prepare")).get_trials()
+    return load_study(Run(uri).result(TunePrepare)).get_trials()
 
 
 def worker(uri: str, shard: int) -> subprocess.Popen:
@@ -117,7 +111,7 @@ def test_parallel_worker_processes_share_one_study_and_train_uses_the_best(split
                                 "alpha": 1.0, "max_delta_step": 0}
     # Each worker ran the trials it claimed: together, the budget.
     by_shard = [sum(t.user_attrs[SHARD_ATTR] == shard for t in trials) for shard in (0, 1)]
-    assert by_shard == [Run(uri).result("tune_trials", shard)["trials_run"] for shard in (0, 1)]
+    assert by_shard == [Run(uri).result(TuneTrials, shard).trials_run for shard in (0, 1)]
     assert sum(by_shard) == 7
 
     # A retried worker runs nothing more once the budget is done.
@@ -216,7 +210,7 @@ def test_too_many_folds_for_the_rare_class_is_rejected_naming_the_field(split_ru
 
 
 def test_one_seeded_worker_is_reproducible_on_sqlite(split_run, tmp_path, monkeypatch):
-    monkeypatch.setenv(STORAGE_ENV, f"sqlite:///{tmp_path / 'optuna.db'}")
+    monkeypatch.setenv(OPTUNA_STORAGE, f"sqlite:///{tmp_path / 'optuna.db'}")
     histories = []
     for run_id in ("seeded_a", "seeded_b"):
         uri = tuning_run(split_run, run_id, **{"tuning.trials": 3, "tuning.workers": 1, "tuning.cv_folds": None})
@@ -353,7 +347,7 @@ def test_parallel_workers_reach_the_same_trials_whatever_their_timing(split_run)
 
 def test_storage_urls_never_show_credentials(monkeypatch, tmp_path):
     assert redacted("postgresql://optuna:s3cret@db:5432/optuna") == "postgresql://optuna:***@db:5432/optuna"
-    monkeypatch.delenv(STORAGE_ENV, raising=False)
-    monkeypatch.setenv(DIR_ENV, str(tmp_path))
+    monkeypatch.delenv(OPTUNA_STORAGE, raising=False)
+    monkeypatch.setenv(OPTUNA_DIR, str(tmp_path))
     assert storage_url() == f"journal://{tmp_path / 'optuna.journal'}"
-    assert os.environ.get(STORAGE_ENV) is None
+    assert os.environ.get(OPTUNA_STORAGE) is None

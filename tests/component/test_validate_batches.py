@@ -151,3 +151,82 @@ def test_checks_the_merge_does_not_know_are_refused():
     checks = [gxe.ExpectColumnMaxToBeBetween(column="x", max_value=1)]
     with pytest.raises(Refused, match="expect_column_max_to_be_between cannot be merged"):
         merge.run_batches("suite", [pd.DataFrame({"x": [0]})], checks)
+
+
+def gx_rows(monkeypatch) -> list[int]:
+    """The rows of each GX run from now on (GX still runs: this only records its frames' lengths)."""
+    checked: list[int] = []
+
+    def recorded(name, frame, checks):
+        checked.append(len(frame))
+        return suites.run_suite(name, frame, checks)
+
+    monkeypatch.setattr(merge, "run_suite", recorded)
+    return checked
+
+
+@pytest.mark.parametrize("mutate", [None, broken], ids=["bundled", "broken"])
+def test_gx_runs_only_where_its_verdict_can_differ(batched_run, monkeypatch, mutate):
+    run = Run(batched_run(mutate))
+    profiled = suites.profiled_columns(run.spec.validation.profile)
+    batches = list(steps_validate.snapshot_batches(run, profiled))
+    checked = gx_rows(monkeypatch)
+    merge.run_batches("whole", batches, suites.data_suite(run.spec, profiled))
+    if mutate is None:  # one row of the first batch: its columns and dtypes; every row is in range and known
+        assert checked == [1]
+    else:  # the first unexpected values of each check (GX keeps 20), and a row of each batch with new dtypes
+        assert len(checked) < len(batches) / 2
+        assert sum(checked) < sum(len(frame) for frame in batches) / 10
+
+
+def odd_batches() -> list[pd.DataFrame]:
+    """Small batches of every dtype the checks treat differently: nullable integers, text cells (pandas strings
+    and Python objects, one a number), values out of range, unknown and missing, and a 0/1 column to average."""
+    return [
+        pd.DataFrame({"n": pd.array([1, None, 5], dtype="Int64"), "s": pd.array(["a", None, "b"], dtype="str"),
+                      "o": ["a", "b", None], "flag": [1, 0, 1], "part": ["x", "y", "x"]}),
+        pd.DataFrame({"n": pd.array([7, 2, 3], dtype="Int64"), "s": pd.array(["c", "a", "a"], dtype="str"),
+                      "o": ["a", 3, "zz"], "flag": [0, 0, 1], "part": ["y", "y", "x"]}),
+        pd.DataFrame({"n": pd.array([2, None, -1], dtype="Int64"), "s": pd.array(["a", "b", None], dtype="str"),
+                      "o": ["b", None, "a"], "flag": [1, 1, 0], "part": ["x", "x", "y"]}),
+        pd.DataFrame({"n": pd.array([2, 3, 4], dtype="Int64"), "s": pd.array(["a", "b", "a"], dtype="str"),
+                      "o": ["a", "b", "a"], "flag": [0, 1, 1], "part": ["y", "x", "x"]}),
+    ]
+
+
+def odd_checks() -> list:
+    gxe = suites.expectations()
+    from great_expectations.expectations.row_conditions import Column
+
+    return [gxe.ExpectColumnValuesToBeBetween(column="n", min_value=0, max_value=4),
+            gxe.ExpectColumnValuesToBeBetween(column="n", min_value=0, max_value=4, strict_min=True, mostly=0.5),
+            gxe.ExpectColumnValuesToNotBeNull(column="n", mostly=0.8),
+            gxe.ExpectColumnValuesToBeInSet(column="s", value_set=["a", "b"], mostly=0.9),
+            gxe.ExpectColumnValuesToBeInTypeList(column="s", type_list=suites.TYPE_LISTS["string"]),
+            gxe.ExpectColumnValuesToBeInTypeList(column="o", type_list=suites.TYPE_LISTS["string"]),
+            gxe.ExpectColumnValuesToBeInSet(column="o", value_set=["a", "b"]),
+            gxe.ExpectColumnValuesToNotBeNull(column="o"),
+            gxe.ExpectColumnToExist(column="flag"),
+            gxe.ExpectColumnMeanToBeBetween(column="flag", min_value=0.4, max_value=0.7),
+            gxe.ExpectColumnMeanToBeBetween(column="flag", min_value=0.6, max_value=1,
+                                            row_condition=Column("part") == "x")]
+
+
+def test_every_kind_of_column_merges_to_one_run_on_all_rows():
+    batches = odd_batches()
+    merged = merge.run_batches("odd", batches, odd_checks())
+    assert_same(merged, suites.run_suite("odd", pd.concat(batches, ignore_index=True), odd_checks()))
+
+
+def test_the_unexpected_values_of_the_batches_are_those_of_one_run(batched_run):
+    """What batch scoring reports (``value_issues``): each check's unexpected values in all the batches so far."""
+    run = Run(batched_run(broken))
+    profiled = suites.profiled_columns(run.spec.validation.profile)
+    checks = suites.data_suite(run.spec, profiled)
+    batches, batch_run = list(steps_validate.snapshot_batches(run, profiled)), merge.BatchRun("whole", checks)
+    for frame in batches:
+        batch_run.add(frame)
+    counted = {merge._key(config): count for config, count in batch_run.unexpected_counts()}
+    whole = whole_snapshot_result(run, profiled)
+    assert counted == {merge._key(item.expectation_config): item.result["unexpected_count"]
+                       for item in whole.results if (item.result or {}).get("unexpected_count")}

@@ -33,7 +33,7 @@ from mlpipe.data import datasets
 from mlpipe.model.booster import CUDA_FALLBACK
 from mlpipe.orchestration import factory
 from mlpipe.orchestration.protocol import step_command
-from mlpipe.store import runs, storage
+from mlpipe.store import runs, s3, storage
 from tests import services, step_pods
 from tests.comparison import comparable
 from tests.conftest import DATA_PATH, ROOT, SPEC_PATH, require_packages
@@ -67,13 +67,13 @@ def environment(env: dict[str, str]):
     """``env`` in this process's environment for the block (the start_run task runs here, as on a worker)."""
     saved = dict(os.environ)
     os.environ.update(env)
-    storage._s3.cache_clear()
+    s3.client.cache_clear()
     try:
         yield
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        storage._s3.cache_clear()
+        s3.client.cache_clear()
 
 
 @dataclass
@@ -124,7 +124,7 @@ def secret(credentials: dict[str, str]) -> dict:
 
 def s3_spec(folder: Path) -> Path:
     """The shipped spec with its data, profile and scoring batch on S3 (a pod sees no host file), 6 trials."""
-    client = storage._s3()
+    client = s3.client()
     client.create_bucket(Bucket=BUCKET)
     profile = SPEC_PATH.with_name("loan_default.profile.json")
     for path in (DATA_PATH, profile):

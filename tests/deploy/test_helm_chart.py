@@ -439,13 +439,13 @@ def test_every_values_key_is_documented():
 
 
 def test_changing_the_gpu_pool_in_the_values_changes_the_training_pod(chart, tmp_path, monkeypatch):
-    from mlpipe.compute.node_pools import POOLS_ENV
+    from mlpipe.core.settings import NODE_POOLS
     from tests.conftest import SPEC_PATH
-    from tests.unit.test_kubernetes_runtime import pod_manifest, step_operators
+    from tests.unit.orchestration.test_kubernetes_runtime import pod_manifest, step_operators
 
     rendered = tmp_path / "node_pools.yaml"  # what the chart mounts at $MLPIPE_NODE_POOLS
     rendered.write_text(yaml.safe_dump(node_pools(render(chart, GPU_POOL_CHANGED))))
-    monkeypatch.setenv(POOLS_ENV, str(rendered))
+    monkeypatch.setenv(NODE_POOLS, str(rendered))
     pods = {op.task_id: pod_manifest(op) for op in step_operators(SPEC_PATH)}
     train, analyze = pods["train_model"], pods["analyze_model"]
     assert train["spec"]["containers"][0]["image"] == "registry.example/mlpipe/task-gpu:0.2.0"

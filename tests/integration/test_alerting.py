@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, SPEC_PATH, airflow_env
-from tests.unit.test_alerts import HttpReceiver, SmtpSink
+from tests.unit.orchestration.test_alerts import HttpReceiver, SmtpSink
 
 pytestmark = pytest.mark.integration
 DAG_ID = "loan_default_training"

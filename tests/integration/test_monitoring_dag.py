@@ -18,8 +18,8 @@ from mlpipe.steps import run_step
 from mlpipe.store import runs, storage
 from mlpipe.store.runs import Run
 from tests.conftest import DATA_PATH, airflow_env
-from tests.unit.analysis_fixtures import TRAINED, module_env_fixture, run_steps, start  # noqa: F401
-from tests.unit.test_alerts import HttpReceiver
+from tests.fixtures.analysis import TRAINED, run_steps, start
+from tests.unit.orchestration.test_alerts import HttpReceiver
 
 pytestmark = pytest.mark.integration
 DAG_ID = "loan_default_monitoring"

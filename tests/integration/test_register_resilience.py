@@ -28,7 +28,7 @@ from mlpipe.steps.register import DECISIONS
 from mlpipe.store import audit, runs, storage
 from mlpipe.store.runs import OPTIONS, RESULT, Run
 from tests import services
-from tests.unit.analysis_fixtures import TRAINED, clone, start
+from tests.fixtures.analysis import TRAINED, clone, start
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +104,7 @@ def finish(process: subprocess.Popen) -> tuple[int, str]:
 def trained(env) -> list[str]:
     """Two runs of the same pipeline (run ids ``alpha`` and ``beta``), trained at the same time in two processes."""
     uris = [start(run_id, **QUICK, **LENIENT, model_name=RACED) for run_id in ("alpha", "beta")]
-    code = ("import sys; from tests.unit.analysis_fixtures import TRAINED, run_steps; "
+    code = ("import sys; from tests.fixtures.analysis import TRAINED, run_steps; "
             "run_steps(sys.argv[1], TRAINED)")
     processes = [python(env, code, uri) for uri in uris]
     for process in processes:

@@ -13,16 +13,9 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import SPEC_PATH
+from tests.fixtures.serving import records, set_aliases
 from tests.load import request_bodies, run_load
 from tests.services import clean_env, start_model_server
-from tests.unit.analysis_fixtures import analyzed_run_fixture, module_env_fixture  # noqa: F401 (pytest fixtures)
-from tests.unit.serving_fixtures import (  # noqa: F401 (the pytest fixtures registry, frame, champion)
-    champion_fixture,
-    frame_fixture,
-    records,
-    registry_fixture,
-    set_aliases,
-)
 
 pytestmark = pytest.mark.integration
 RSS_BOUND_MIB = 20  # measured: 0.4 and 5.5 MiB in two runs of this minute, 3.3 MiB in bench_load.py's 5

@@ -15,14 +15,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from mlpipe.core.settings import OPTUNA_STORAGE
 from mlpipe.steps import run_step
-from mlpipe.steps.tune import SHARD_ATTR, STORAGE_ENV, open_storage
+from mlpipe.steps.tune import SHARD_ATTR, open_storage
 from mlpipe.store.runs import Run
-from tests.unit.analysis_fixtures import (
-    module_env_fixture,  # noqa: F401  (the module_env fixture)
-    run_steps,
-    start,
-)
+from tests.fixtures.analysis import run_steps, start
 
 pytestmark = pytest.mark.integration
 BUDGET, WORKERS = 6, 2
@@ -34,7 +31,7 @@ QUICK = {"training.num_boost_round": 120, "training.early_stopping_rounds": 10}
 def optuna_postgres(postgres_server, monkeypatch) -> str:
     """A fresh Postgres database for Optuna, set as ``$MLPIPE_OPTUNA_STORAGE``; returns its URL."""
     url = postgres_server.create_database("optuna_tune_test")
-    monkeypatch.setenv(STORAGE_ENV, url)
+    monkeypatch.setenv(OPTUNA_STORAGE, url)
     return url
 
 

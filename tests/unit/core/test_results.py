@@ -14,7 +14,7 @@ from mlpipe.orchestration import links
 from mlpipe.steps import STEPS, run_step
 from mlpipe.store import storage
 from mlpipe.store.runs import RESULT, Run
-from tests.unit.result_examples import EXAMPLES, stored
+from tests.result_examples import EXAMPLES, stored
 
 
 def subclasses(cls: type) -> list[type]:

@@ -21,9 +21,12 @@ from aiosmtpd.controller import Controller
 from airflow.sdk import Connection
 
 from mlpipe.core import spec, urls
+from mlpipe.core.names import Step
+from mlpipe.core.settings import MLFLOW_UI
 from mlpipe.orchestration import alerts, callbacks, factory
 from mlpipe.store import runs, storage
 from tests.conftest import SPEC_PATH, free_port
+from tests.result_examples import stored
 
 RUN_ID = "manual__2026-11-23T17:59:31.734240+00:00"
 
@@ -118,7 +121,7 @@ def connections(monkeypatch, receiver, smtp):
     monkeypatch.setenv("AIRFLOW_CONN_MLPIPE_ALERTS_WEBHOOK", f"{receiver.url}/services/T0/B0")
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp.conn_uri())
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.com/")
-    monkeypatch.setenv(urls.MLFLOW_UI_ENV, "https://mlflow.example.com")
+    monkeypatch.setenv(MLFLOW_UI, "https://mlflow.example.com")
 
 
 def failed_ti(task_id: str = "ingest_data", try_number: int = 1, map_index: int = -1):
@@ -132,7 +135,8 @@ def failed_ti(task_id: str = "ingest_data", try_number: int = 1, map_index: int 
 def training_run_with_mlflow(mlflow_run_id: str = "3fbc851a22c34740be01bd9ca4a2fcb0") -> str:
     """A training run folder of the bundled spec whose train step finished with an MLflow run."""
     uri = runs.start(spec.load(SPEC_PATH), RUN_ID)
-    storage.write_json(runs.Run(uri).path("train", runs.RESULT), {"mlflow_run_id": mlflow_run_id})
+    storage.write_json(runs.Run(uri).path("train", runs.RESULT),
+                       {**stored(Step.TRAIN, uri), "mlflow_run_id": mlflow_run_id})
     return uri
 
 
@@ -170,7 +174,7 @@ def test_mapped_task_link_and_no_mlflow_link_before_training(pipeline_env, conne
 
 def test_ui_links_default_to_localhost(pipeline_env, monkeypatch):
     monkeypatch.delenv("AIRFLOW__API__BASE_URL", raising=False)
-    monkeypatch.delenv(urls.MLFLOW_UI_ENV, raising=False)
+    monkeypatch.delenv(MLFLOW_UI, raising=False)
     assert callbacks.airflow_ui_base() == "http://localhost:8080"
     assert urls.mlflow_run_url("abc") == "http://localhost:5000/#/runs/abc"
     assert alerts.dag_run_url("http://localhost:8080/", "d", "r 1") == "http://localhost:8080/dags/d/runs/r%201"

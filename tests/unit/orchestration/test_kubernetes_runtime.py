@@ -15,7 +15,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from kubernetes.client import models as k8s
 
 from mlpipe.compute import node_pools
-from mlpipe.core import spec
+from mlpipe.core import settings, spec
 from mlpipe.orchestration import factory
 from mlpipe.orchestration.kubernetes import KubernetesStepOperator
 from tests import step_pods
@@ -29,7 +29,7 @@ STEP_TASKS = {task_id: step for step, task_id in (*factory.TRAINING_STEPS, *fact
 
 @pytest.fixture(autouse=True)
 def bundled_pools(monkeypatch):
-    monkeypatch.delenv(node_pools.POOLS_ENV, raising=False)
+    monkeypatch.delenv(settings.NODE_POOLS, raising=False)
 
 
 def spec_file(tmp_path: Path, **kubernetes) -> Path:
@@ -125,7 +125,7 @@ def test_changing_a_pool_in_the_node_pools_file_changes_the_pods(tmp_path, monke
     document["namespace"] = "ml-jobs"
     pools_path = tmp_path / "pools.yaml"
     pools_path.write_text(yaml.safe_dump(document))
-    monkeypatch.setenv(node_pools.POOLS_ENV, str(pools_path))
+    monkeypatch.setenv(settings.NODE_POOLS, str(pools_path))
     manifest = pod_manifest(next(op for op in step_operators(SPEC_PATH) if op.task_id == "train_model"))
     assert manifest["spec"]["containers"][0]["image"] == "registry.example/task-gpu:2"
     assert manifest["spec"]["nodeSelector"] == {"gpu-type": "h100"}
@@ -156,7 +156,7 @@ def test_a_bad_node_pools_file_names_the_field(tmp_path, monkeypatch):
     del document["pools"]["cpu"]["image"]
     pools_path = tmp_path / "pools.yaml"
     pools_path.write_text(yaml.safe_dump(document))
-    monkeypatch.setenv(node_pools.POOLS_ENV, str(pools_path))
+    monkeypatch.setenv(settings.NODE_POOLS, str(pools_path))
     with pytest.raises(ValueError, match=r"pools\.cpu\.image: Field required"):
         node_pools.load()
 

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from mlpipe.core import urls
+from mlpipe.core import settings
 from mlpipe.orchestration import links
 from mlpipe.orchestration.runtimes import LocalStepOperator
 
@@ -21,7 +21,7 @@ TUNE = {"step": "tune", "tuning_run_id": "tuned1", "best_params": {}}
 
 @pytest.fixture(autouse=True)
 def ui_urls(monkeypatch):
-    monkeypatch.setenv(urls.MLFLOW_UI_ENV, "http://mlflow.example:5000/")
+    monkeypatch.setenv(settings.MLFLOW_UI, "http://mlflow.example:5000/")
     monkeypatch.setattr(links, "airflow_base", lambda: "http://airflow.example:8080")
 
 

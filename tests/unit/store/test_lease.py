@@ -14,7 +14,7 @@ import time
 import pytest
 
 from mlpipe.core import uris
-from mlpipe.store import lease, storage
+from mlpipe.store import lease, s3, storage
 
 
 def warnings_of(caplog) -> list[str]:
@@ -36,8 +36,8 @@ def test_create_exclusive_creates_once_and_keeps_the_first_content(folder):
     assert storage.read_bytes(uri) == b"first"
     assert storage.children(folder) == ["object.json"]  # no temporary file left beside it
     if folder.startswith("s3://"):  # encrypted like every write (the chart's bucket policy denies others)
-        bucket, key = storage._bucket_key(uri)
-        assert storage._s3().head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "AES256"
+        bucket, key = uris.bucket_key(uri)
+        assert s3.client().head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "AES256"
 
 
 def test_one_holder_at_a_time_among_racing_threads(folder):

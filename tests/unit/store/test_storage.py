@@ -10,14 +10,15 @@ import pandas as pd
 import pytest
 
 from mlpipe.core import uris
-from mlpipe.store import s3_retry, storage
+from mlpipe.core.errors import StorageError, StorageUnavailable
+from mlpipe.store import s3, s3_retry, storage
 from tests.faults import CuttableProxy
 
 
 def test_normalize_makes_file_uris(tmp_path):
     assert uris.normalize(tmp_path / "a") == (tmp_path / "a").as_uri()
     assert uris.normalize("s3://bucket/key/") == "s3://bucket/key"
-    with pytest.raises(storage.StorageError, match="unsupported URI scheme 'ftp'"):
+    with pytest.raises(StorageError, match="unsupported URI scheme 'ftp'"):
         uris.normalize("ftp://host/file.csv")
 
 
@@ -31,7 +32,7 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path):
 
 def test_missing_file_is_named(tmp_path):
     uri = uris.normalize(tmp_path / "missing.csv")
-    with pytest.raises(storage.StorageError, match=f"{uri}: no such file"):
+    with pytest.raises(StorageError, match=f"{uri}: no such file"):
         storage.read_bytes(uri)
 
 
@@ -54,7 +55,7 @@ def test_local_roundtrip(tmp_path):
 
 def test_s3_roundtrip(s3_bucket):
     _roundtrip(f"s3://{s3_bucket}/prefix")
-    with pytest.raises(storage.StorageError, match="no such object"):
+    with pytest.raises(StorageError, match="no such object"):
         storage.read_bytes(f"s3://{s3_bucket}/nothing/here")
 
 
@@ -64,22 +65,22 @@ def s3_proxy(s3_bucket, s3_endpoint, monkeypatch) -> Iterator[CuttableProxy]:
     moto = urlparse(s3_endpoint)
     proxy = CuttableProxy((moto.hostname, moto.port))
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-    storage._s3.cache_clear()
+    s3.client.cache_clear()
     yield proxy
     proxy.close()
-    storage._s3.cache_clear()
+    s3.client.cache_clear()
 
 
 def test_s3_writes_ask_for_sse_s3_or_sse_kms_with_the_configured_key(s3_bucket, monkeypatch):
     monkeypatch.delenv("MLPIPE_S3_KMS_KEY_ID", raising=False)
     storage.write_bytes(f"s3://{s3_bucket}/plain", b"x")
-    head = storage._s3().head_object(Bucket=s3_bucket, Key="plain")
+    head = s3.client().head_object(Bucket=s3_bucket, Key="plain")
     assert (head["ServerSideEncryption"], head.get("SSEKMSKeyId")) == ("AES256", None)
 
     key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     monkeypatch.setenv("MLPIPE_S3_KMS_KEY_ID", key)
     storage.write_parquet(pd.DataFrame({"x": [1]}), f"s3://{s3_bucket}/kms/part.parquet")
-    head = storage._s3().head_object(Bucket=s3_bucket, Key="kms/part.parquet")
+    head = s3.client().head_object(Bucket=s3_bucket, Key="kms/part.parquet")
     assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", key)
 
 
@@ -104,9 +105,9 @@ def test_s3_errors_that_cannot_pass_fail_at_once_naming_the_uri(s3_proxy, s3_buc
                                                                 caplog):
     s3_proxy.fail_next((status, code))
     uri = f"s3://{s3_bucket}/refused"
-    with pytest.raises(storage.StorageError, match=f"^{uri}: {message}") as refused:
+    with pytest.raises(StorageError, match=f"^{uri}: {message}") as refused:
         access(uri)
-    assert not isinstance(refused.value, storage.StorageUnavailable)  # refused: a step exits 2, not retried
+    assert not isinstance(refused.value, StorageUnavailable)  # refused: a step exits 2, not retried
     assert not [r for r in caplog.records if r.name == "mlpipe.store.s3_retry"]  # failed at once
     assert not storage.exists(uri)
 
@@ -114,7 +115,7 @@ def test_s3_errors_that_cannot_pass_fail_at_once_naming_the_uri(s3_proxy, s3_buc
 def test_an_exclusive_create_that_s3_refuses_fails_naming_the_uri(s3_proxy, s3_bucket):
     s3_proxy.fail_next((403, "AccessDenied"))
     uri = f"s3://{s3_bucket}/leases/taken"
-    with pytest.raises(storage.StorageError, match=rf"^{uri}: An error occurred \(AccessDenied\)"):
+    with pytest.raises(StorageError, match=rf"^{uri}: An error occurred \(AccessDenied\)"):
         storage.create_exclusive(uri, b"holder")
     assert not storage.exists(uri)
     assert storage.create_exclusive(uri, b"holder") is True and storage.create_exclusive(uri, b"other") is False
@@ -123,11 +124,11 @@ def test_an_exclusive_create_that_s3_refuses_fails_naming_the_uri(s3_proxy, s3_b
 def test_s3_outage_is_retried_until_the_deadline_then_fails_naming_the_uri(s3_proxy, s3_bucket, monkeypatch,
                                                                            caplog):
     monkeypatch.setenv("MLPIPE_S3_RETRY_SECONDS", "2")
-    storage._s3.cache_clear()
+    s3.client.cache_clear()
     uri = f"s3://{s3_bucket}/never"
-    storage._s3()
+    s3.client()
     s3_proxy.cut()
-    with pytest.raises(storage.StorageUnavailable, match=rf"^{uri}: S3 is still unavailable at the retry deadline "
+    with pytest.raises(StorageUnavailable, match=rf"^{uri}: S3 is still unavailable at the retry deadline "
                                                           r"\(\$MLPIPE_S3_RETRY_SECONDS\): Could not connect"):
         storage.write_bytes(uri, b"data")
     retries = [r for r in caplog.records if r.name == "mlpipe.store.s3_retry"]

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlpipe.ui.metrics import exposition
-from tests.unit.test_ui_page import sample_report
+from tests.unit.ui.test_page import sample_report
 
 
 def samples(text: bytes) -> dict[tuple, float]:
