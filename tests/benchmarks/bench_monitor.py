@@ -34,12 +34,12 @@ def peak():
 atexit.register(peak)
 """
 CLI = PEAK + """
-from mlpipe.core import uris
 from mlpipe.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 READ_INPUTS = PEAK + """
 import pandas as pd
+from mlpipe.core import uris
 from mlpipe.store import storage
 frames = [storage.read_parquet(uris.join(sys.argv[1], name)) for name in storage.children(sys.argv[1])]
 print(len(pd.concat(frames, ignore_index=True)), "rows")

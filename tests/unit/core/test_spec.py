@@ -92,7 +92,7 @@ def test_overrides_are_revalidated(loan_spec):
 
 @pytest.mark.parametrize(("key", "field"), [("col\nour", "'col\\nour'"), ("", "''"), ("a\u2028b", "'a\\u2028b'")])
 def test_an_unknown_key_with_a_line_break_or_empty_stays_on_its_line(document, key, field):
-    document[key] = 1  # found by tests/unit/core/test_spec_properties.py: the key split the message / read "(top level)"
+    document[key] = 1  # found by test_spec_properties.py: the key split the message / read "(top level)"
     with pytest.raises(spec.SpecError) as error:
         spec.parse(document, source="fuzz.yaml")
     assert str(error.value).splitlines() == [f"fuzz.yaml: {field}: unknown key"]
