@@ -87,32 +87,28 @@ def _text(name: str) -> str | None:
     return os.environ.get(name) or None
 
 
-def _seconds(name: str, default: float) -> float:
-    """Variable ``name`` as a number of seconds, 0 or more; ``default`` when unset."""
+def _non_negative(name: str, default: float, parse: type, what: str, unit: str = "") -> float:
+    """Variable ``name`` read by ``parse`` (``what`` it must be), 0 or more; ``default`` when unset."""
     text = _text(name)
     if text is None:
         return default
     try:
-        seconds = float(text)
+        value = parse(text)
     except ValueError:
-        raise SettingError(f"${name}={text!r} is not a number of seconds") from None
-    if not seconds >= 0:  # also refuses nan
-        raise SettingError(f"${name}={text!r} must be 0 or more seconds")
-    return seconds
+        raise SettingError(f"${name}={text!r} is not {what}") from None
+    if not value >= 0:  # also refuses nan
+        raise SettingError(f"${name}={text!r} must be 0 or more{unit}")
+    return value
+
+
+def _seconds(name: str, default: float) -> float:
+    """Variable ``name`` as a number of seconds, 0 or more; ``default`` when unset."""
+    return _non_negative(name, default, float, "a number of seconds", " seconds")
 
 
 def _count(name: str, default: int) -> int:
     """Variable ``name`` as a whole number, 0 or more; ``default`` when unset."""
-    text = _text(name)
-    if text is None:
-        return default
-    try:
-        count = int(text)
-    except ValueError:
-        raise SettingError(f"${name}={text!r} is not a whole number") from None
-    if count < 0:
-        raise SettingError(f"${name}={text!r} must be 0 or more")
-    return count
+    return int(_non_negative(name, default, int, "a whole number"))
 
 
 def _choice(name: str, choices: tuple[str, ...]) -> str | None:
