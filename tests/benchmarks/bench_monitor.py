@@ -93,6 +93,7 @@ def detection(pipeline, root: Path, seeds: int) -> None:
 
 
 def scale(pipeline, root: Path, rows: int, env: dict[str, str]) -> None:
+    from mlpipe.core.results import Monitor
     from mlpipe.steps import run_step
     from mlpipe.store import runs
 
@@ -105,11 +106,11 @@ def scale(pipeline, root: Path, rows: int, env: dict[str, str]) -> None:
     scored = run_step("score", runs.start(pipeline, "scale", options={"input_uri": str(batch)}, kind=runs.SCORING))
     uri = runs.start(pipeline, "scale_monitor", kind=runs.MONITORING)
     wall, rss = run_peak([sys.executable, "-c", CLI, "step", "monitor", "--run", uri], env)
-    result = runs.Run(uri).result("monitor")
+    result = runs.Run(uri).result(Monitor)
     read_wall, read_rss = run_peak([sys.executable, "-c", READ_INPUTS, scored["inputs"]], env)
-    print(f"scale: monitor of a {result['rows']['total']:,}-row window: {wall:.1f} s wall "
-          f"({result['seconds']:.1f} s in the step), peak RSS {rss:,.0f} MiB (aim < 60 s: "
-          f"{'met' if wall < 60 else 'MISSED'}); status {result['status']}, drifting {result['drifting_features']}")
+    print(f"scale: monitor of a {result.rows['total']:,}-row window: {wall:.1f} s wall "
+          f"({result.seconds:.1f} s in the step), peak RSS {rss:,.0f} MiB (aim < 60 s: "
+          f"{'met' if wall < 60 else 'MISSED'}); status {result.status}, drifting {result.drifting_features}")
     print(f"floor: reading the window's inputs alone: {read_wall:.1f} s wall, peak RSS {read_rss:,.0f} MiB; "
           f"monitor = {wall / read_wall:.1f}x the time and {rss / read_rss:.1f}x the memory of that read")
 

@@ -39,15 +39,16 @@ RAW = PEAK + """
 import json, sys, time
 import xgboost as xgb
 from mlpipe.core import uris
+from mlpipe.core.results import Split, Train
 from mlpipe.data import datasets, features
 from mlpipe.store import storage
 from mlpipe.store.runs import Run
 from mlpipe.model.booster import booster_params
 run = Run(sys.argv[1])
-trained, parts = run.result("train"), run.result("split")
-params = booster_params(run.spec.training, trained["scale_pos_weight"], trained["device"])
-schema = storage.read_json(uris.join(trained["model_folder"], "feature_schema.json"))
-frames = {part: datasets.read(parts[part]) for part in ("train", "validation")}
+trained, parts = run.result(Train), run.result(Split)
+params = booster_params(run.spec.training, trained.scale_pos_weight, trained.device)
+schema = storage.read_json(uris.join(trained.model_folder, "feature_schema.json"))
+frames = {part: datasets.read(parts.folder(part)) for part in ("train", "validation")}
 dtrain = xgb.QuantileDMatrix(features.matrix(frames["train"], schema), label=features.labels(frames["train"], run.spec),
                              enable_categorical=True)
 dvalid = xgb.QuantileDMatrix(features.matrix(frames["validation"], schema),
@@ -71,6 +72,7 @@ def environment(root: Path) -> dict[str, str]:
 def pipeline_at(rows: int, root: Path, env: dict[str, str], rounds: int) -> dict:
     """Synthesize ``rows`` loans and run the steps on them; seconds and MiB per step, and what came out."""
     from mlpipe.core import spec, uris
+    from mlpipe.core.results import Analyze, Train
     from mlpipe.store import runs, storage
     from mlpipe.store.runs import Run
 
@@ -83,10 +85,10 @@ def pipeline_at(rows: int, root: Path, env: dict[str, str], rounds: int) -> dict
     uri = runs.start(spec.with_overrides(spec.load(SPEC), overrides), f"scale_{rows}")
     measured = {step: run_peak([sys.executable, "-c", CLI, "step", step, "--run", uri], env) for step in STEPS}
     run = Run(uri)
-    model = run.result("train")["model_folder"]
+    model = run.result(Train).model_folder
     columns = len(storage.read_json(uris.join(model, "feature_schema.json"))["columns"])
     return {"rows": rows, "steps": measured, "uri": uri, "features": columns,
-            "matrix_mib": rows * columns * 4 / 2**20, "roc_auc": run.result("analyze")["metrics"]["roc_auc"]}
+            "matrix_mib": rows * columns * 4 / 2**20, "roc_auc": run.result(Analyze).metrics["roc_auc"]}
 
 
 def raw_training(result: dict, env: dict[str, str]) -> tuple[float, float, str]:

@@ -115,6 +115,7 @@ def main() -> None:
         root = Path(folder)
         env = setup(root)
         from mlpipe.core import spec
+        from mlpipe.core.results import Score
         from mlpipe.store import runs
 
         batch = root / "batch.parquet"
@@ -125,33 +126,33 @@ def main() -> None:
         args.chunk_rows = pipeline.scoring.chunk_rows
         uri = runs.start(pipeline, "bench_score", options={"input_uri": str(batch)}, kind=runs.SCORING)
         _, wall, ours_rss = measured([sys.executable, "-m", "mlpipe", "step", "score", "--run", uri], env)
-        result = runs.Run(uri).result("score")
-        out, _, raw_rss = measured([sys.executable, "-c", RAW, str(batch), result["model_name"],
-                                    str(result["model_version"]), str(args.chunk_rows), str(SPEC)], env)
+        result = runs.Run(uri).result(Score)
+        out, _, raw_rss = measured([sys.executable, "-c", RAW, str(batch), result.model_name,
+                                    str(result.model_version), str(args.chunk_rows), str(SPEC)], env)
         raw = json.loads(out.strip().splitlines()[-1])
 
         import pandas as pd
 
-        predictions = pd.read_parquet(result["predictions"].removeprefix("file://"), columns=["score"])  # file store
-        assert result["rows"] == raw["rows"] == args.rows, (result["rows"], raw["rows"])
+        predictions = pd.read_parquet(result.predictions.removeprefix("file://"), columns=["score"])  # file store
+        assert result.rows == raw["rows"] == args.rows, (result.rows, raw["rows"])
         assert abs(float(predictions["score"].sum()) - raw["score_sum"]) < 1e-6 * args.rows, "scores differ"
         frame_mib = pd.read_parquet(batch).memory_usage(deep=True).sum() / 2**20
-        ours_rate, wall_rate, raw_rate = (args.rows / result["seconds"], args.rows / wall,
+        ours_rate, wall_rate, raw_rate = (args.rows / result.seconds, args.rows / wall,
                                           args.rows / raw["seconds"])
         print(f"batch: {args.rows:,} rows, {batch.stat().st_size / 2**20:.0f} MiB Parquet, "
               f"{frame_mib:.0f} MiB as one DataFrame; chunks of {args.chunk_rows:,} rows")
-        print(f"ours (score step):  {ours_rate:,.0f} rows/s in the step ({result['seconds']:.1f} s), "
+        print(f"ours (score step):  {ours_rate:,.0f} rows/s in the step ({result.seconds:.1f} s), "
               f"{wall_rate:,.0f} rows/s with process start ({wall:.1f} s); peak RSS {ours_rss:,.0f} MiB")
         print(f"raw inplace_predict: {raw_rate:,.0f} rows/s ({raw['seconds']:.1f} s of predict calls); "
               f"peak RSS {raw_rss:,.0f} MiB")
-        phases = result["seconds_by_phase"]
+        phases = result.seconds_by_phase
         print("the step's time by phase: " + ", ".join(f"{name} {sec:.1f} s" for name, sec in phases.items()))
         scoring_rate = args.rows / phases["score"]
         ratio, whole = scoring_rate / raw_rate, ours_rate / raw_rate
         print(f"scoring (encode + inplace_predict + decisions): {scoring_rate:,.0f} rows/s = {ratio:.2f}x raw "
               f"(aim >= {RATIO_AIM}x: {'met' if ratio >= RATIO_AIM else 'MISSED'})")
         print(f"whole step (read, PII, GE validation, score, write): {whole:.2f}x raw; "
-              f"value issues counted: {sum(result['value_issues'].values())}")
+              f"value issues counted: {sum(result.value_issues.values())}")
 
 
 if __name__ == "__main__":

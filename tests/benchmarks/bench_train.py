@@ -62,14 +62,15 @@ def raw(uri: str) -> tuple[int, float, float]:
     """The same training with nothing around it: rounds, seconds of ``xgboost.train``, of the whole path."""
     import xgboost as xgb
 
+    from mlpipe.core.results import Split
     from mlpipe.data import datasets, features
     from mlpipe.model.booster import booster_params, requested_device, resolve_device, scale_pos_weight
     from mlpipe.store.runs import Run
 
     started = time.perf_counter()
     run = Run(uri)
-    spec, parts = run.spec, run.result("split")
-    train, validation = (datasets.read(parts[part]) for part in ("train", "validation"))
+    spec, parts = run.spec, run.result(Split)
+    train, validation = (datasets.read(parts.folder(part)) for part in ("train", "validation"))
     schema = features.schema(train, spec)
     y_train, y_valid = features.labels(train, spec), features.labels(validation, spec)
     params = booster_params(spec.training, scale_pos_weight(len(y_train), int(y_train.sum()),

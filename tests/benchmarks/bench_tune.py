@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "plugins"))
 
 from mlpipe.core import spec, uris  # noqa: E402
+from mlpipe.core.results import Split  # noqa: E402
 from mlpipe.data import datasets  # noqa: E402
 from mlpipe.data.features import labels  # noqa: E402
 from mlpipe.model.booster import tuned_training  # noqa: E402
@@ -92,7 +93,8 @@ def best(study: optuna.Study) -> optuna.trial.FrozenTrial:
 
 def analysis_auc(run: Run, params: dict) -> float:
     """ROC AUC on the analysis set of a model trained (as ``train`` does) with ``params`` merged in."""
-    parts = run.result("split")
+    split = run.result(Split)
+    parts = {part: split.folder(part) for part in ("train", "validation", "analysis")}
     frames = {part: datasets.read(parts[part]) for part in ("train", "validation", "analysis")}
     tuned = run.spec.model_copy(update={"training": tuned_training(run.spec.training, params)})
     fit = fit_models(tuned, parts, frames["train"])

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from mlpipe.core import spec, uris
+from mlpipe.core.results import Train
 from mlpipe.data import columns
 from mlpipe.data.features import labels
 from mlpipe.data.profile import write_profile
@@ -165,11 +166,11 @@ def test_text_columns_nobody_listed_train_through_the_real_steps(pipeline_env, n
     assert Run(run).spec.features.categorical == ["purpose", "housing", "has_phone"]
     for step in ("validate", "split", "validate_split", "train"):
         run_step(step, run)
-    trained = Run(run).result("train")
-    schema = TabularModel.load(trained["model_folder"]).schema
+    trained = Run(run).result(Train)
+    schema = TabularModel.load(trained.model_folder).schema
     assert sorted(schema["categorical"]) == ["has_phone", "housing", "purpose"]
     assert set(schema["categorical"]["purpose"]) == {"car", "house", "debt", "holiday", "freelance"}
-    assert trained["validation"]["roc_auc"] > 0.6  # the planted signal was learnt, text columns included
+    assert trained.validation["roc_auc"] > 0.6  # the planted signal was learnt, text columns included
 
 
 def test_several_target_values_can_be_the_positive_class():

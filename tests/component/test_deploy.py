@@ -21,6 +21,7 @@ from fastapi import FastAPI, HTTPException, Request
 from mlflow import MlflowClient
 
 from mlpipe.core.errors import Refused
+from mlpipe.core.results import Split, Train
 from mlpipe.core.settings import SERVE_TOKEN, SERVER_URL
 from mlpipe.data import datasets
 from mlpipe.model.tabular import TabularModel
@@ -111,8 +112,8 @@ def test_deploy_reloads_the_server_and_checks_its_answers(analyzed_run, monkeypa
     assert {key: result[key] for key in ("deployed", "skipped", "server", "version", "smoke_rows")} == {
         "deployed": True, "skipped": None, "server": url, "version": 2, "smoke_rows": SMOKE_ROWS}
     assert aliases("deployed_model") == {"champion": 2, "challenger": 2, "previous-champion": 1}
-    first = datasets.read(Run(uri).result("split")["analysis"]).head(SMOKE_ROWS)  # the set's first rows
-    assert app.state.records == records(first, TabularModel.load(Run(uri).result("train")["model_folder"]).schema)
+    first = datasets.read(Run(uri).result(Split).analysis).head(SMOKE_ROWS)  # the set's first rows
+    assert app.state.records == records(first, TabularModel.load(Run(uri).result(Train).model_folder).schema)
     event = audit.history("loan_default")[-1]
     assert (event["action"], event["model"], event["version"], event["server"]) == (
         "deployed", "deployed_model", 2, url)

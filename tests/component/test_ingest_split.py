@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from mlpipe.core.errors import Refused, StorageError
+from mlpipe.core.results import Ingest
 from mlpipe.core.spec import SpecError
 from mlpipe.data import datasets
 from mlpipe.data.pii import keyed_hash
@@ -105,7 +106,7 @@ def test_split_is_stratified_seeded_and_disjoint(start_run, loans, batch_rows):
     rates = result["positive_rate"]
     assert max(rates.values()) - min(rates.values()) < 0.002
     rows = sorted(tuple(r) for part in parts.values() for r in part.astype(str).itertuples(index=False))
-    snapshot = datasets.read(Run(run).result("ingest")["snapshot"])
+    snapshot = datasets.read(Run(run).result(Ingest).snapshot)
     assert rows == sorted(tuple(r) for r in snapshot.astype(str).itertuples(index=False))  # every row once
     again = run_step("split", run)
     pd.testing.assert_frame_equal(datasets.read(again["analysis"]), parts["analysis"])

@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 from mlpipe import cli
 from mlpipe.core import spec, uris
 from mlpipe.core.errors import EXIT_REFUSED, Refused
+from mlpipe.core.results import Analyze, Split, Train
 from mlpipe.data import datasets
 from mlpipe.registry import rollback as rollback_module
 from mlpipe.registry.names import AUDIT_TAG, COMPARED_TAG, COMPARISON_TAG, FORCED_TAG, REPLACED_TAG
@@ -202,8 +203,8 @@ def test_a_worse_challenger_is_not_promoted_and_the_record_says_why(analyzed_run
     MlflowClient().set_model_version_tag("worse_model", "1", "mlpipe.analysis_roc_auc", "0.999")
     # Slices may drop any amount: this test is about the overall ROC AUC.
     result = register(crippled_run, "bad_2", "worse_model", **{"thresholds.max_slice_roc_auc_drop": 1.0})
-    good = Run(analyzed_run).result("analyze")["metrics"]["roc_auc"]
-    bad = Run(crippled_run).result("analyze")["metrics"]["roc_auc"]
+    good = Run(analyzed_run).result(Analyze).metrics["roc_auc"]
+    bad = Run(crippled_run).result(Analyze).metrics["roc_auc"]
     assert bad < good
     assert (result["version"], result["promoted"], result["compared_with"]) == (2, False, 1)
     assert result["reasons"] == [f"roc_auc {bad:.4f} vs champion version 1 {good:.4f} on this run's analysis set: "
@@ -221,8 +222,7 @@ def test_a_worse_challenger_is_not_promoted_and_the_record_says_why(analyzed_run
     assert (event["action"], event["model"], event["version"], event["promoted"], event["forced"]) == (
         "not_promoted", "worse_model", 2, False, False)
     assert event["reasons"] == result["reasons"] and event["comparison"] == side
-    assert event["run"].endswith("/bad_2") and event["data_version"] == Run(crippled_run).result("train")[
-        "data_version"]
+    assert event["run"].endswith("/bad_2") and event["data_version"] == Run(crippled_run).result(Train).data_version
 
 
 def test_a_better_challenger_is_promoted_and_the_old_champion_kept_as_previous(analyzed_run, crippled_run):
@@ -274,7 +274,7 @@ def test_the_gate_decides_the_same_whatever_the_batch_size(analyzed_run, cripple
     assert comparisons[0] == comparisons[1]
     side = comparisons[0][1]
     assert side["slices"] and side["fairness"]["groups"] and side["metrics"]["roc_auc"]["champion"] == Run(
-        analyzed_run).result("analyze")["metrics"]["roc_auc"]
+        analyzed_run).result(Analyze).metrics["roc_auc"]
 
 
 def test_a_fairness_column_missing_from_the_analysis_set_fails_clearly(analyzed_run):
@@ -291,9 +291,9 @@ def own_model_run(source: str, run_id: str, model: str) -> tuple[str, Path]:
 
     uri = detach_mlflow_run(clone(source, run_id, TRAINED, model_name=model, **LENIENT))
     run = Run(uri)
-    with mlflow.start_run(run_id=run.result("train")["mlflow_run_id"]):
-        info = log_model(TabularModel.load(run.result("train")["model_folder"]),
-                         next(datasets.batches(run.result("split")["analysis"], 3)))
+    with mlflow.start_run(run_id=run.result(Train).mlflow_run_id):
+        info = log_model(TabularModel.load(run.result(Train).model_folder),
+                         next(datasets.batches(run.result(Split).analysis, 3)))
     replace_result(uri, "train", model_uri=f"runs:/{info.run_id}/model")
     folder = uris.local_path(MlflowClient().get_logged_model(info.model_id).artifact_location)
     [booster] = folder.rglob("model.ubj")
@@ -340,7 +340,7 @@ def test_force_promote_promotes_a_worse_challenger_and_records_the_override(anal
 
 def test_a_degenerate_challenger_is_not_promoted_even_when_forced_and_the_record_says_why(degenerate_run):
     result = register(degenerate_run, "degenerate_forced", "degenerate_model", options={"force_promote": True})
-    assert Run(degenerate_run).result("train")["num_trees"] == 2
+    assert Run(degenerate_run).result(Train).num_trees == 2
     assert (result["promoted"], result["forced"]) == (False, True)
     assert result["reasons"][0] == f"sanity: the model predicts with 2 trees < {MIN_TREES}"
     assert f"{FORCED} does not override the sanity check" in result["reasons"]

@@ -8,6 +8,7 @@ from mlflow import MlflowClient
 from mlpipe import cli
 from mlpipe.core import spec, uris
 from mlpipe.core.errors import EXIT_REFUSED, Refused
+from mlpipe.core.results import Analyze, Ingest, Register, Train
 from mlpipe.registry.promotion import decide
 from mlpipe.registry.tracking import DATA_VERSION_TAG, NOTES_TAG, RUN_URI_TAG
 from mlpipe.steps import run_step
@@ -97,12 +98,12 @@ def test_first_registration_is_challenger_and_champion_with_lineage_tags(analyze
     assert aliases("first_model") == {"challenger": 1, "champion": 1}
 
     version = MlflowClient().get_model_version_by_alias("first_model", "champion")
-    train, metrics = run.result("train"), run.result("analyze")["metrics"]
-    assert version.run_id == train["mlflow_run_id"]
+    train, metrics = run.result(Train), run.result(Analyze).metrics
+    assert version.run_id == train.mlflow_run_id
     tags = version.tags
-    assert tags[DATA_VERSION_TAG] == run.result("ingest")["data_version"] == train["data_version"]
+    assert tags[DATA_VERSION_TAG] == run.result(Ingest).data_version == train.data_version
     assert tags[RUN_URI_TAG] == uri
-    assert tags["mlpipe.mlflow_run_id"] == train["mlflow_run_id"]
+    assert tags["mlpipe.mlflow_run_id"] == train.mlflow_run_id
     assert float(tags["mlpipe.analysis_roc_auc"]) == metrics["roc_auc"]
     assert float(tags["mlpipe.baseline_roc_auc"]) == metrics["baseline_roc_auc"]
     assert float(tags["mlpipe.lift"]) == metrics["lift"]
@@ -118,14 +119,14 @@ def test_a_second_run_is_challenger_and_the_champion_stays(analyzed_run):
     second = run_steps(clone(analyzed_run, "two", ("ingest", "split"), model_name="two_runs", **LENIENT,
                              **{"thresholds.min_improvement_over_champion": 0.01}),
                        ("train", "analyze", "register"))
-    result = Run(second).result("register")
-    assert Run(second).result("train")["mlflow_run_id"] != Run(first).result("train")["mlflow_run_id"]
-    assert (result["version"], result["aliases"], result["promoted"], result["champion_version"]) == (
+    result = Run(second).result(Register)
+    assert Run(second).result(Train).mlflow_run_id != Run(first).result(Train).mlflow_run_id
+    assert (result.version, result.aliases, result.promoted, result.champion_version) == (
         2, ["challenger"], False, 1)
-    assert result["reasons"] == ["roc_auc {0:.4f} vs champion version 1 {0:.4f} on this run's analysis set: "
-                                 "improvement +0.0000 < thresholds.min_improvement_over_champion 0.01".format(
-                                     Run(second).result("analyze")["metrics"]["roc_auc"])]
-    assert result["compared_with"] == 1 and result["metrics"]["roc_auc"]["champion"] == result["metrics"][
+    assert result.reasons == ["roc_auc {0:.4f} vs champion version 1 {0:.4f} on this run's analysis set: "
+                              "improvement +0.0000 < thresholds.min_improvement_over_champion 0.01".format(
+                                  Run(second).result(Analyze).metrics["roc_auc"])]
+    assert result.compared_with == 1 and result.metrics["roc_auc"]["champion"] == result.metrics[
         "roc_auc"]["challenger"]
     assert aliases("two_runs") == {"champion": 1, "challenger": 2}
     tags = MlflowClient().get_model_version("two_runs", "2").tags
@@ -142,7 +143,7 @@ def test_a_retried_register_keeps_the_first_decision(analyzed_run):
     run_step("register", first)
     second = run_steps(clone(analyzed_run, "retry_two", ("ingest", "split"), model_name="retried", **LENIENT),
                        ("train", "analyze", "register"))
-    decided, aliases_before = Run(second).result("register"), aliases("retried")
+    decided, aliases_before = Run(second).result(Register), aliases("retried")
     events = audit.history(Run(second).spec.name)
 
     again = run_step("register", second)  # e.g. the task was retried after the step had finished
@@ -150,7 +151,7 @@ def test_a_retried_register_keeps_the_first_decision(analyzed_run):
     assert versions("retried") == [1, 2] and aliases("retried") == aliases_before
     assert audit.history(Run(second).spec.name) == events  # no second audit event
     keys = ("version", "promoted", "reasons", "compared_with", "replaced", "metrics", "audit", "aliases")
-    assert {k: again[k] for k in keys} == {k: decided[k] for k in keys}
+    assert {k: again[k] for k in keys} == {k: getattr(decided, k) for k in keys}
 
 
 def test_failing_thresholds_register_a_challenger_that_is_not_champion(analyzed_run):
@@ -255,10 +256,10 @@ def test_a_register_refused_inside_the_gate_deletes_the_version_it_created(analy
 def test_summary_of_a_registered_run(analyzed_run, capsys):
     uri = clone(analyzed_run, "summarized", TRAINED, model_name="summarized_model", **LENIENT)
     register = run_step("register", uri)
-    analysis = Run(uri).result("analyze")["metrics"]
+    analysis = Run(uri).result(Analyze).metrics
     assert cli.main(["summary", "--run", uri]) == 0
     text = capsys.readouterr().out
-    assert Run(uri).result("ingest")["data_version"] in text
+    assert Run(uri).result(Ingest).data_version in text
     assert f"ROC AUC {analysis['roc_auc']:.4f}" in text and f"PR AUC {analysis['pr_auc']:.4f}" in text
     assert f"F1 {analysis['f1']:.4f} @ threshold {analysis['threshold']:.4f}" in text
     assert f"baseline ROC AUC {analysis['baseline_roc_auc']:.4f}, lift {analysis['lift']:+.4f}" in text

@@ -8,6 +8,7 @@ import pytest
 
 from mlpipe.core import uris
 from mlpipe.core.errors import Refused
+from mlpipe.core.results import Train
 from mlpipe.data import datasets
 from mlpipe.data.pii import keyed_hash
 from mlpipe.model.tabular import TabularModel
@@ -52,7 +53,7 @@ def expected_scores(champion_run: str, batch: pd.DataFrame) -> np.ndarray:
     """The champion's scores of ``batch`` with its PII hashed as the score step hashes it."""
     masked = batch.copy()
     masked["addr_state"] = keyed_hash(batch["addr_state"], b"test-key-not-a-secret")
-    return TabularModel.load(Run(champion_run).result("train")["model_folder"]).scores(masked)
+    return TabularModel.load(Run(champion_run).result(Train).model_folder).scores(masked)
 
 
 @pytest.mark.parametrize("name", ["batch.csv", "batch.parquet"])

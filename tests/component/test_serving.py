@@ -17,6 +17,7 @@ import pytest
 from mlflow import MlflowClient
 
 from mlpipe.core import spec, uris
+from mlpipe.core.results import Train
 from mlpipe.data.features import matrix
 from mlpipe.registry.names import CHALLENGER, CHAMPION, THRESHOLD_TAG
 from mlpipe.serving.app import VERSION_HEADER, create_app
@@ -144,7 +145,7 @@ def test_ready_only_once_a_champion_is_loaded(registry, analyzed_run, frame, tmp
             "type": "object", "required": ["records"], "additionalProperties": False, "properties": {
                 "records": {"type": "array", "minItems": 1, "maxItems": 10_000, "items": {"type": "object"}}}}
         assert httpx.post(f"{url}/reload").json() == {"version": None, "changed": False}
-        version = mlflow.register_model(Run(analyzed_run).result("train")["model_uri"], "late_model",
+        version = mlflow.register_model(Run(analyzed_run).result(Train).model_uri, "late_model",
                                         tags={THRESHOLD_TAG: "0.5"})
         set_aliases("late_model", champion=int(version.version))
         assert httpx.post(f"{url}/reload", timeout=60).json() == {"version": 1, "changed": True}

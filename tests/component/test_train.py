@@ -24,6 +24,7 @@ from sklearn.metrics import roc_auc_score
 
 from mlpipe.core import spec
 from mlpipe.core.errors import Refused
+from mlpipe.core.results import Ingest, Split, Train
 from mlpipe.data import datasets
 from mlpipe.data.features import count_levels, labels, matrix, ordered_levels, schema
 from mlpipe.model.baseline import load_baseline
@@ -50,7 +51,7 @@ class Trained:
     fallback_warnings: list[str]
 
     def frame(self, part: str):
-        return datasets.read(self.run.result("split")[part])
+        return datasets.read(self.run.result(Split).folder(part))
 
     def mlflow_run(self):
         return MlflowClient().get_run(self.result["mlflow_run_id"])
@@ -93,7 +94,7 @@ def test_result_lists_the_outputs(trained):
     assert result["model_uri"] == f"runs:/{result['mlflow_run_id']}/model"
     assert result["model_folder"] == trained.run.path("train", "model")
     assert result["baseline"] == trained.run.path("train", "baseline")
-    assert result["data_version"] == trained.run.result("ingest")["data_version"]
+    assert result["data_version"] == trained.run.result(Ingest).data_version
     assert result["num_trees"] == result["best_iteration"] + 1
     assert 0 < result["train_seconds"] < result["seconds"]
     assert set(result["validation"]) == {"roc_auc", "logloss", "baseline_roc_auc"}
@@ -104,7 +105,7 @@ def test_the_drift_reference_is_the_train_split_with_the_models_scores(trained):
 
     kept = reference.load(trained.run.uri)
     model = TabularModel.load(trained.result["model_folder"])
-    train = datasets.read(trained.run.result("split")["train"])
+    train = datasets.read(trained.run.result(Split).train)
     assert list(kept.columns) == [*model.schema["columns"], reference.SCORE]
     assert len(kept) == len(train)  # fewer rows than monitoring.reference_rows: all of them
     assert np.allclose(kept[reference.SCORE], model.scores(train[model.schema["columns"]]), atol=1e-6)
@@ -161,7 +162,7 @@ def test_mlflow_run_has_params_tags_metrics_and_datasets(trained):
     assert metrics["validation_baseline_roc_auc"] == pytest.approx(result["validation"]["baseline_roc_auc"])
     inputs = {d.tags[0].value: d.dataset for d in mlflow_run.inputs.dataset_inputs}
     assert set(inputs) == {"training", "validation"}
-    snapshot = trained.run.result("ingest")["snapshot"]
+    snapshot = trained.run.result(Ingest).snapshot
     for context, dataset in inputs.items():
         assert result["data_version"] in dataset.name, context
         assert json.loads(dataset.source)["uri"] == snapshot
@@ -175,7 +176,7 @@ from mlpipe.data import datasets
 from mlpipe.model.pyfunc import as_inputs
 loaded = mlflow.pyfunc.load_model({trained.result['model_uri']!r})
 model = loaded.unwrap_python_model().model
-frame = datasets.read({trained.run.result('split')['analysis']!r})
+frame = datasets.read({trained.run.result(Split).analysis!r})
 scores = loaded.predict(as_inputs(frame, model.schema))
 inputs = [c.name for c in loaded.metadata.get_input_schema().inputs]
 outputs = [c.name for c in loaded.metadata.get_output_schema().inputs]
@@ -300,7 +301,7 @@ def test_booster_params_reject_settings_that_belong_elsewhere(params, message):
 
 
 def test_many_batches_and_external_memory_train_the_same_model(trained):
-    parts = {part: trained.run.result("split")[part] for part in ("train", "validation")}
+    parts = {part: trained.run.result(Split).folder(part) for part in ("train", "validation")}
     sample = trained.frame("train")
     fits = {name: fit_models(spec.with_overrides(trained.run.spec, overrides), parts, sample) for name, overrides in (
         ("one batch", {}), ("700-row batches", {"data.batch_rows": 700}),
@@ -339,7 +340,7 @@ def unlucky_validation_run(trained, run_id: str, **overrides) -> str:
 def validation_stopping_round(uri: str) -> int:
     """Where XGBoost's own early stopping on the validation split stops (0-based), the spec's patience."""
     run = Run(uri)
-    train, validation = (datasets.read(run.result("split")[part]) for part in ("train", "validation"))
+    train, validation = (datasets.read(run.result(Split).folder(part)) for part in ("train", "validation"))
     feature_schema = schema(train, run.spec)
     y = labels(train, run.spec)
     params = booster_params(run.spec.training, scale_pos_weight(len(y), int(y.sum()), "auto"), "cpu")
@@ -367,7 +368,7 @@ def test_after_tuning_the_final_model_boosts_the_tuned_round_count_not_a_noisy_e
     assert mlflow_run.data.params["round_rule"] == "tuned"
     points = MlflowClient().get_metric_history(result["mlflow_run_id"], "round/validation_auc")
     assert sorted(p.step for p in points) == list(range(150))
-    validation = datasets.read(Run(uri).result("split")["validation"])
+    validation = datasets.read(Run(uri).result(Split).validation)
     observed = roc_auc_score(labels(validation, Run(uri).spec), model.scores(validation))
     assert result["validation"]["roc_auc"] == pytest.approx(observed, abs=1e-6)
 
@@ -403,8 +404,8 @@ def test_two_pii_keys_train_the_same_model(trained, monkeypatch):
         uri = runs.start(spec.with_overrides(trained.run.spec, {"training.num_boost_round": 80}), f"pii_{key}")
         for step in ("ingest", "split", "train"):
             run_step(step, uri)
-        analysis = datasets.read(Run(uri).result("split")["analysis"])
-        model = TabularModel.load(Run(uri).result("train")["model_folder"])
+        analysis = datasets.read(Run(uri).result(Split).analysis)
+        model = TabularModel.load(Run(uri).result(Train).model_folder)
         scores.append(model.scores(analysis))
         hashed = model.schema["categorical"]["addr_state"]
         assert "CA" not in hashed and len(hashed) > 40

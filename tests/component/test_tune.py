@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
 from mlpipe.core.errors import Refused
-from mlpipe.core.results import TunePrepare, TuneTrials
+from mlpipe.core.results import Split, TunePrepare, TuneTrials
 from mlpipe.core.settings import OPTUNA_DIR, OPTUNA_STORAGE
 from mlpipe.data import datasets
 from mlpipe.data.features import labels, matrix, schema
@@ -158,7 +158,7 @@ def held_out_auc(uri: str, trial: optuna.trial.FrozenTrial) -> float:
     round, scored with scikit-learn on the fold's held-out rows; the mean over folds. Without
     ``tuning.cv_folds`` the one fold is train (held out: validation)."""
     run = Run(uri)
-    frames = [datasets.read(run.result("split")[part]) for part in ("train", "validation")]
+    frames = [datasets.read(run.result(Split).folder(part)) for part in ("train", "validation")]
     feature_schema = schema(frames[0], run.spec)
     features = pd.concat([matrix(frame, feature_schema) for frame in frames], ignore_index=True)
     y = np.concatenate([labels(frame, run.spec) for frame in frames])
@@ -198,7 +198,7 @@ def test_a_trial_scores_the_held_out_auc_at_its_best_round(split_run, folds):
 def test_too_many_folds_for_the_rare_class_is_rejected_naming_the_field(split_run):
     uri = tuning_run(split_run, "few_positives", **{"tuning.cv_folds": 5})
     for part, keep in (("train", 3), ("validation", 1)):  # 4 positives in train + validation
-        frame = datasets.read(Run(uri).result("split")[part])
+        frame = datasets.read(Run(uri).result(Split).folder(part))
         positive = labels(frame, Run(uri).spec) == 1
         smaller = Run(uri).path("split", f"{part}_few.parquet")
         storage.write_parquet(pd.concat([frame[positive].head(keep), frame[~positive]]), smaller)

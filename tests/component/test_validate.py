@@ -13,6 +13,7 @@ import pytest
 
 from mlpipe.core import uris
 from mlpipe.core.errors import Refused
+from mlpipe.core.results import Ingest
 from mlpipe.core.spec import SpecError
 from mlpipe.data import datasets
 from mlpipe.steps import run_step
@@ -72,7 +73,7 @@ def test_bundled_data_passes_every_kind_of_check(ingested, loan_spec, tmp_path, 
     result = run_step("validate", run)
     assert result["success"] is True and result["failed"] == 0
     assert result["profile"] == loan_spec.validation.profile
-    assert result["data_version"] == Run(run).result("ingest")["data_version"]
+    assert result["data_version"] == Run(run).result(Ingest).data_version
     validation = storage.read_json(result["result"])
     assert validation["success"] is True
     statistics = validation["statistics"]

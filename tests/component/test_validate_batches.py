@@ -15,6 +15,7 @@ import pytest
 
 from mlpipe.core.errors import Refused
 from mlpipe.core.names import PARTS
+from mlpipe.core.results import Ingest
 from mlpipe.data import datasets
 from mlpipe.data.features import labels
 from mlpipe.steps import run_step
@@ -64,7 +65,7 @@ def batched_run(start_run, tmp_path, loans):
 
 def whole_snapshot_result(run: Run, profiled: dict):
     """The reference: one GX run of the validate suite on the whole snapshot, read at once."""
-    snapshot = datasets.read(run.result("ingest")["snapshot"])
+    snapshot = datasets.read(run.result(Ingest).snapshot)
     frame = suites.batch_frame(snapshot, [name for name, entry in profiled.items() if "categories" in entry])
     frame[suites.LABEL] = labels(snapshot, run.spec)
     return suites.run_suite("whole", frame, suites.data_suite(run.spec, profiled))
@@ -122,7 +123,7 @@ def test_validate_step_reports_the_whole_snapshot_result(batched_run):
     whole = whole_snapshot_result(Run(run), profiled)
     suites.render_html(whole)  # as the step does before listing failures: values as plain JSON
     text = failures.TextInNumbers(suites.data_suite(Run(run).spec, profiled))
-    list(text.counted([datasets.read(Run(run).result("ingest")["snapshot"])]))  # in the whole snapshot at once
+    list(text.counted([datasets.read(Run(run).result(Ingest).snapshot)]))  # in the whole snapshot at once
     assert str(caught.value).splitlines()[1:] == failures.failures(whole, text)
     assert "int_rate: expect_column_values_to_be_in_type_list (observed: 0.01% of rows unexpected, " \
            "e.g. ['13%' (1 row)] / expected: type_list=numeric)" in str(caught.value)
@@ -136,7 +137,7 @@ def test_split_rates_are_those_of_the_whole_parts(batched_run):
     run = batched_run()
     split = run_step("split", run)
     result = run_step("validate_split", run)
-    rate = labels(datasets.read(Run(run).result("ingest")["snapshot"]), Run(run).spec).mean()
+    rate = labels(datasets.read(Run(run).result(Ingest).snapshot), Run(run).spec).mean()
     assert result["positive_rate"] == round(rate, 6)
     observed = {item["expectation_config"]["meta"]["subject"].rsplit(" ", 1)[1]: item["result"]["observed_value"]
                 for item in storage.read_json(result["result"])["results"]}

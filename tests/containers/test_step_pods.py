@@ -29,6 +29,7 @@ import yaml
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlpipe.compute import node_pools
+from mlpipe.core.results import Ingest, Score
 from mlpipe.data import datasets
 from mlpipe.model.booster import CUDA_FALLBACK
 from mlpipe.orchestration import factory
@@ -183,7 +184,7 @@ def outputs(runtime: Runtime, run_uri: str, steps: list[str]) -> dict:
 
 def predictions(runtime: Runtime, run_uri: str) -> pd.DataFrame:
     with environment(runtime.env):
-        return datasets.read(runs.Run(run_uri).result("score")["predictions"])
+        return datasets.read(runs.Run(run_uri).result(Score).predictions)
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +248,7 @@ def test_a_step_that_refuses_its_input_in_its_pod_fails_its_task_without_retries
     message = str(refusal)
     assert message.startswith("step ingest refused its input:\n") and "'Class'" in message, message
     with environment(pods.env), pytest.raises(runs.StepNotFinished):
-        runs.Run(run_uri).result("ingest")
+        runs.Run(run_uri).result(Ingest)
 
 
 def test_the_airflow_image_lists_every_dag_and_loads_the_plugin():

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from mlpipe.core import uris, urls
+from mlpipe.core.results import Monitor
 from mlpipe.steps import run_step
 from mlpipe.store import runs, storage
 from mlpipe.store.runs import Run
@@ -80,12 +81,12 @@ def task_states(airflow, run_id: str) -> dict[str, str]:
             for row in listing(airflow("tasks", "states-for-dag-run", DAG_ID, run_id, "-o", "json"))}
 
 
-def monitoring_run(airflow) -> tuple[dict, dict[str, str]]:
+def monitoring_run(airflow) -> tuple[Monitor, dict[str, str]]:
     before = {run["run_id"] for run in dag_runs(airflow, DAG_ID)}
     out = airflow("dags", "test", DAG_ID)
     assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
     (run_id,) = {run["run_id"] for run in dag_runs(airflow, DAG_ID)} - before
-    result = Run(runs.run_uri("loan_default", run_id, kind=runs.MONITORING)).result("monitor")
+    result = Run(runs.run_uri("loan_default", run_id, kind=runs.MONITORING)).result(Monitor)
     return result, task_states(airflow, run_id)
 
 
@@ -94,7 +95,7 @@ def test_drift_triggers_training_and_no_drift_does_not(airflow, receiver, champi
     rng = np.random.default_rng(0)
     score(champion, tmp_path, loans.iloc[rng.integers(0, len(loans), 3000)], "steady")
     result, states = monitoring_run(airflow)
-    assert (result["status"], result["breach"]) == ("ok", False)
+    assert (result.status, result.breach) == ("ok", False)
     assert states["monitor_drift"] == "success"
     assert states["check_breach"] == "success"
     assert states["trigger_training"] == states["alert_breach"] == "skipped"
@@ -104,15 +105,15 @@ def test_drift_triggers_training_and_no_drift_does_not(airflow, receiver, champi
     shifted["int_rate"] += 2 * loans["int_rate"].std()
     score(champion, tmp_path, shifted, "shifted")
     result, states = monitoring_run(airflow)
-    assert result["breach"] and "int_rate" in result["drifting_features"]
+    assert result.breach and "int_rate" in result.drifting_features
     assert states["trigger_training"] == states["alert_breach"] == "success"
     ((path, alert),) = receiver.requests
     assert path == "/hooks/ops" and "monitoring breach of loan_default v1" in alert["text"]
-    assert all(reason in alert["text"] for reason in result["reasons"])
-    assert urls.artifact_url(result["report_html"], base="http://localhost:8080") in alert["text"]  # via the ops view
+    assert all(reason in alert["text"] for reason in result.reasons)
+    assert urls.artifact_url(result.report_html, base="http://localhost:8080") in alert["text"]  # via the ops view
     (triggered,) = dag_runs(airflow, "loan_default_training")
     with sqlite3.connect(airflow.home / "airflow.db") as database:  # the CLI does not print a run's conf
         (conf,), = database.execute("select conf from dag_run where run_id = ?", (triggered["run_id"],))
     conf = json.loads(conf)
-    assert conf == {"notes": result["retrain_notes"]}
+    assert conf == {"notes": result.retrain_notes}
     assert conf["notes"].startswith("monitoring breach of loan_default v1") and "int_rate" in conf["notes"]

@@ -28,6 +28,7 @@ import pytest
 import requests
 
 from mlpipe.core import uris
+from mlpipe.core.results import Train
 from mlpipe.store import audit, runs
 from tests import services
 from tests.conftest import DATA_PATH, ROOT, airflow_env
@@ -244,8 +245,8 @@ def test_ops_view_end_to_end(deployment, mlflow_env, browser, artifacts_dir):
         assert response.status_code == 200, response.text
         return response.json()["extra_links"]
 
-    trained = second.result("train")
-    assert task_links("train_model") == {"MLflow run": f"{MLFLOW_UI}/#/runs/{trained['mlflow_run_id']}",
+    trained = second.result(Train)
+    assert task_links("train_model") == {"MLflow run": f"{MLFLOW_UI}/#/runs/{trained.mlflow_run_id}",
                                          "Model version": None, "Monitoring report": None, "Validation report": None}
     assert task_links("register_model")["Model version"] == f"{MLFLOW_UI}/#/models/loan_default/versions/2"
     validation = task_links("validate_data")

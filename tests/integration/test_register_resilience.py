@@ -22,6 +22,7 @@ from mlflow import MlflowClient
 
 from mlpipe.core import uris
 from mlpipe.core.errors import EXIT_UNAVAILABLE
+from mlpipe.core.results import Analyze, Register, Train
 from mlpipe.registry.names import AUDIT_TAG
 from mlpipe.registry.tracking import RUN_URI_TAG
 from mlpipe.steps.register import DECISIONS
@@ -144,9 +145,9 @@ def test_runs_trained_at_once_never_mix(trained):
             paths = [value for key, value in result.items()
                      if key != "run" and isinstance(value, str) and value.startswith(store)]
             assert paths and all(path.startswith(uri + "/") for path in paths), (step, paths)
-        mlflow_run = MlflowClient().get_run(run.result("train")["mlflow_run_id"])
+        mlflow_run = MlflowClient().get_run(run.result(Train).mlflow_run_id)
         assert mlflow_run.data.tags[RUN_URI_TAG] == uri
-        assert mlflow_run.data.metrics["analysis_lift"] == run.result("analyze")["metrics"]["lift"]
+        assert mlflow_run.data.metrics["analysis_lift"] == run.result(Analyze).metrics["lift"]
         mlflow_runs.add(mlflow_run.info.run_id)
     assert len(mlflow_runs) == 2
 
@@ -168,7 +169,7 @@ def test_two_registers_at_once_decide_one_after_the_other(trained, env, tmp_path
         code, err = finish(process)
         assert code == 0, err[-3000:]
 
-    results = {uri: Run(uri).result("register") for uri in trained}
+    results = {uri: Run(uri).result(Register) for uri in trained}
     first, second = decision_events("loan_default", RACED)  # exactly two, oldest first
     assert {first["run"], second["run"]} == set(trained)
     assert (first["compared_with"], first["promoted"]) == (None, True)
@@ -177,8 +178,8 @@ def test_two_registers_at_once_decide_one_after_the_other(trained, env, tmp_path
     assert registry_state(RACED) == ([1, 2], {"champion": second["version"], "previous-champion": first["version"],
                                               "challenger": 2})
     for uri, result in results.items():  # one version per run, carrying its own run's tags
-        version = MlflowClient().get_model_version(RACED, str(result["version"]))
-        assert (version.run_id, version.tags[RUN_URI_TAG]) == (Run(uri).result("train")["mlflow_run_id"], uri)
+        version = MlflowClient().get_model_version(RACED, str(result.version))
+        assert (version.run_id, version.tags[RUN_URI_TAG]) == (Run(uri).result(Train).mlflow_run_id, uri)
 
 
 def test_register_while_mlflow_is_down_fails_clearly_then_registers_once(trained, env, registry):
@@ -198,15 +199,15 @@ def test_register_while_mlflow_is_down_fails_clearly_then_registers_once(trained
     registry.restart()
     up = register(env, uri)
     assert up.returncode == 0, up.stderr[-3000:]
-    result = Run(uri).result("register")
-    assert (result["version"], result["promoted"], result["aliases"]) == (1, True, ["challenger", "champion"])
+    result = Run(uri).result(Register)
+    assert (result.version, result.promoted, result.aliases) == (1, True, ["challenger", "champion"])
     assert registry_state("outage_model") == ([1], {"champion": 1, "challenger": 1})
     events = decision_events("loan_default", "outage_model")
-    assert [event["uri"] for event in events] == [result["audit"]]
+    assert [event["uri"] for event in events] == [result.audit]
 
     again = register(env, uri)  # a third time: nothing changes
     assert again.returncode == 0, again.stderr[-3000:]
-    assert {**Run(uri).result("register"), "seconds": 0} == {**result, "seconds": 0}
+    assert {**Run(uri).result(Register).model_dump(), "seconds": 0} == {**result.model_dump(), "seconds": 0}
     assert registry_state("outage_model") == ([1], {"champion": 1, "challenger": 1})
     assert decision_events("loan_default", "outage_model") == events
 
@@ -231,8 +232,8 @@ def test_mlflow_dying_after_the_version_is_created_leaves_a_retry_one_version_on
 
     retry = register(env, uri)
     assert retry.returncode == 0, retry.stderr[-3000:]
-    result = Run(uri).result("register")
-    assert (result["version"], result["promoted"]) == (1, True)
+    result = Run(uri).result(Register)
+    assert (result.version, result.promoted) == (1, True)
     assert registry_state("crash_model") == ([1], {"champion": 1, "challenger": 1})
-    assert [event["uri"] for event in decision_events("loan_default", "crash_model")] == [result["audit"]]
-    assert client.get_model_version("crash_model", "1").tags[AUDIT_TAG] == result["audit"]
+    assert [event["uri"] for event in decision_events("loan_default", "crash_model")] == [result.audit]
+    assert client.get_model_version("crash_model", "1").tags[AUDIT_TAG] == result.audit

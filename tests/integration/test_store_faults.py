@@ -25,6 +25,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from mlpipe.core import spec, uris
 from mlpipe.core.errors import EXIT_UNAVAILABLE
+from mlpipe.core.results import Split
 from mlpipe.data import datasets
 from mlpipe.model.baseline import load_baseline
 from mlpipe.orchestration.runtimes import LocalStepOperator
@@ -122,7 +123,7 @@ def test_split_survives_a_20s_s3_outage_and_writes_what_an_uninterrupted_run_wri
                 while time.monotonic() - cut < OUTAGE_SECONDS:
                     assert step.poll() is None, "the step gave up while S3 was down"
                     with pytest.raises(StepNotFinished, match="step 'split' has not finished"):
-                        Run(interrupted).result("split")
+                        Run(interrupted).result(Split)
                     time.sleep(0.5)
             _, log = step.communicate(timeout=120)
         seconds = time.monotonic() - started
@@ -131,9 +132,9 @@ def test_split_survives_a_20s_s3_outage_and_writes_what_an_uninterrupted_run_wri
     assert step.returncode == 0, log
     assert "retrying in" in log
     assert SECRET not in log
-    assert Run(interrupted).result("split")["seconds"] >= OUTAGE_SECONDS
+    assert Run(interrupted).result(Split).seconds >= OUTAGE_SECONDS
     compared = assert_same_outputs("split", interrupted, reference)
-    assert compared == sum(Run(reference).result("split")["parts"].values())
+    assert compared == sum(Run(reference).result(Split).parts.values())
     print(f"split survived a {OUTAGE_SECONDS}s S3 outage: {seconds:.1f}s in all, {compared} objects equal")
 
 
@@ -159,7 +160,7 @@ def test_a_step_killed_mid_write_and_rerun_writes_what_an_uninterrupted_run_writ
     compared = assert_same_outputs(step, killed, reference)
     assert compared > 0
     if step == "train":
-        validation = datasets.read(Run(reference).result("split")["validation"])
+        validation = datasets.read(Run(reference).result(Split).validation)
         scores = [load_baseline(Run(uri)).scores(validation) for uri in (killed, reference)]
         np.testing.assert_array_equal(*scores)
     print(f"{step}: killed mid-write, rerun: {compared} objects equal")

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from mlpipe.core import uris
+from mlpipe.core.results import Analyze, Deploy, Ingest, Register, Score, Train, Tune
 from mlpipe.registry.tracking import NOTES_TAG
 from mlpipe.store import runs, storage
 from mlpipe.summary import summarize
@@ -64,27 +65,27 @@ def test_training_then_scoring_end_to_end(dag_run, airflow_home, pipeline_env, t
     code, log, run_uri = dag_run(notes="integration test", env=SECRETS)
     assert code == 0, log[-5000:]
     run = runs.Run(run_uri)
-    registered = run.result("register")
-    analysis = run.result("analyze")["metrics"]
-    assert registered["version"] == 1
+    registered = run.result(Register)
+    analysis = run.result(Analyze).metrics
+    assert registered.version == 1
     client = MlflowClient()
     champion = client.get_model_version_by_alias("loan_default", "champion")
     challenger = client.get_model_version_by_alias("loan_default", "challenger")
-    assert int(champion.version) == int(challenger.version) == registered["version"]
-    assert champion.tags["mlpipe.data_version"] == run.result("ingest")["data_version"]
-    mlflow_run = client.get_run(run.result("train")["mlflow_run_id"])
+    assert int(champion.version) == int(challenger.version) == registered.version
+    assert champion.tags["mlpipe.data_version"] == run.result(Ingest).data_version
+    mlflow_run = client.get_run(run.result(Train).mlflow_run_id)
     assert mlflow_run.data.metrics["analysis_roc_auc"] == pytest.approx(analysis["roc_auc"])
     assert analysis["roc_auc"] >= run.spec.thresholds.min_roc_auc  # promoted: passed the spec's bar
     assert analysis["roc_auc"] - analysis["baseline_roc_auc"] >= run.spec.thresholds.min_lift_over_baseline
     assert run.options == {"data_uri": "", "force_promote": False, "notes": "integration test",
                            "skip_tuning": False, "tuning_trials": 0, "force_cpu": False}
-    tuned = run.result("tune")
-    assert sum(tuned["trials"].values()) == run.spec.tuning.trials  # the mapped workers shared the budget
-    trained_with = client.get_run(run.result("train")["mlflow_run_id"]).data.params
-    assert {k: trained_with[k] for k in tuned["best_params"]} == {k: str(v) for k, v in tuned["best_params"].items()}
-    assert run.result("deploy")["skipped"]
+    tuned = run.result(Tune)
+    assert sum(tuned.trials.values()) == run.spec.tuning.trials  # the mapped workers shared the budget
+    trained_with = client.get_run(run.result(Train).mlflow_run_id).data.params
+    assert {k: trained_with[k] for k in tuned.best_params} == {k: str(v) for k, v in tuned.best_params.items()}
+    assert run.result(Deploy).skipped
     summary = summarize(run_uri)
-    assert f"tuning:       best {tuned['objective']} {tuned['best_value']:.4f}" in summary
+    assert f"tuning:       best {tuned.objective} {tuned.best_value:.4f}" in summary
     assert f"analysis:     ROC AUC {analysis['roc_auc']:.4f}" in summary
     assert "deploy:       skipped: $MLPIPE_SERVER_URL is not set" in summary
     assert mlflow_run.data.tags[NOTES_TAG] == champion.tags[NOTES_TAG] == "integration test"
@@ -94,10 +95,10 @@ def test_training_then_scoring_end_to_end(dag_run, airflow_home, pipeline_env, t
     pd.read_csv(DATA_PATH).drop(columns=["Class"]).head(1000).to_csv(batch, index=False)
     code, scoring_log, scoring_uri = dag_run("loan_default_scoring", runs.SCORING, env=SECRETS, input_uri=str(batch))
     assert code == 0, scoring_log[-5000:]
-    scored = runs.Run(scoring_uri).result("score")
-    assert (scored["rows"], scored["model_version"], scored["source"]) == (1000, 1, batch.as_uri())
-    predictions = pd.concat(pd.read_parquet(uris.local_path(uris.join(scored["predictions"], name)))
-                            for name in storage.children(scored["predictions"]))
+    scored = runs.Run(scoring_uri).result(Score)
+    assert (scored.rows, scored.model_version, scored.source) == (1000, 1, batch.as_uri())
+    predictions = pd.concat(pd.read_parquet(uris.local_path(uris.join(scored.predictions, name)))
+                            for name in storage.children(scored.predictions))
     assert len(predictions) == 1000 and predictions["model_version"].eq(1).all()
 
     files = files_under(airflow_home, *(uris.local_path(pipeline_env[name])

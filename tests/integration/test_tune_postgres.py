@@ -15,6 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from mlpipe.core.results import TuneTrials
 from mlpipe.core.settings import OPTUNA_STORAGE
 from mlpipe.steps import run_step
 from mlpipe.steps.tune import SHARD_ATTR, open_storage
@@ -60,7 +61,7 @@ def test_two_parallel_workers_fill_one_postgres_study_and_select_its_best(module
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     # Workers claim trials in turn (mlpipe.steps.tune): together they ran the budget.
     by_shard = [sum(t.user_attrs[SHARD_ATTR] == shard for t in trials) for shard in range(WORKERS)]
-    assert by_shard == [Run(uri).result("tune_trials", shard)["trials_run"] for shard in range(WORKERS)]
+    assert by_shard == [Run(uri).result(TuneTrials, shard).trials_run for shard in range(WORKERS)]
     assert sum(by_shard) == BUDGET
     # The two workers really ran at the same time: their trial windows overlap.
     spans = [(min(t.datetime_start for t in trials if t.user_attrs[SHARD_ATTR] == shard),
