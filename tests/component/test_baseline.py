@@ -13,11 +13,14 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 
 from mlpipe.core import uris
+from mlpipe.core.results import Split
 from mlpipe.data import datasets, features
-from mlpipe.model.baseline import C_GRID, Baseline, fit_baseline, preprocessing
+from mlpipe.model import baseline as baseline_module
+from mlpipe.model.baseline import C_GRID, Baseline, fit_baseline, preprocessing, search_rows, weighted_search
 from mlpipe.steps import run_step
 from mlpipe.store.runs import Run
 
@@ -116,6 +119,29 @@ def test_the_fit_is_seeded_and_deterministic():
     np.testing.assert_array_equal(fits[0].scores(validation[0]), fits[1].scores(validation[0]))
 
 
+def test_the_search_fits_a_seeded_subsample_and_the_chosen_model_all_the_rows(monkeypatch):
+    train, validation, schema = split_book(well_specified_wide)
+    monkeypatch.setattr(baseline_module, "SEARCH_ROWS", 1000)
+    picked = search_rows(len(train[1]), SEED)
+    assert len(picked) == 1000 == len(set(picked)) and list(picked) == sorted(picked)
+    np.testing.assert_array_equal(picked, search_rows(len(train[1]), SEED))
+    assert search_rows(1000, SEED) == slice(None)  # small enough: all of them
+    baseline = fit_baseline(train, validation, schema, SEED)
+    chosen = baseline.settings
+    # The search saw the subsample alone: its cross-validated AUCs are those of the same search on those rows
+    # (features scaled as on all the rows), never of the full data.
+    features_all = preprocessing(schema).fit(train[0])
+    x_train, x_valid = features_all.transform(train[0]), features_all.transform(validation[0])
+    folds = StratifiedKFold(n_splits=baseline_module.CV_FOLDS, shuffle=True, random_state=SEED)
+    assert chosen["candidates"]["none"] == weighted_search(None, (x_train[picked], train[1][picked]),
+                                                           (x_valid, validation[1]), folds)
+    # The chosen model is fitted on every train row, not on the subsample.
+    regression = LogisticRegression(C=chosen["C"], class_weight=None if chosen["class_weight"] == "none" else
+                                    "balanced", solver="newton-cholesky", max_iter=1000)
+    regression.fit(x_train, train[1])
+    np.testing.assert_allclose(baseline.pipeline[-1].coef_, regression.coef_)
+
+
 def informative_nulls(rng: np.random.Generator, rows: int) -> tuple[np.ndarray, np.ndarray]:
     """x0 is missing for most positives and few negatives; its values, where present, are noise."""
     y = (rng.random(rows) < 0.05).astype(int)
@@ -146,9 +172,9 @@ def loans_split(start_run) -> Run:
 
 
 def test_on_the_bundled_loans_it_scores_at_least_a_plain_logistic_regression(loans_split):
-    spec, parts = loans_split.spec, loans_split.result("split")
+    spec, parts = loans_split.spec, loans_split.result(Split)
     assert spec.split.seed == 42
-    frames = {part: datasets.read(parts[part]) for part in ("train", "validation")}
+    frames = {part: datasets.read(parts.folder(part)) for part in ("train", "validation")}
     schema = features.schema(frames["train"], spec)
     train, validation = ((features.matrix(frame, schema), features.labels(frame, spec)) for frame in frames.values())
     plain = make_pipeline(preprocessing(schema), LogisticRegression(max_iter=1000)).fit(*train)

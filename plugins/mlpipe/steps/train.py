@@ -17,15 +17,17 @@ When the ``tune`` step found params in this run, they are merged over ``training
 (MLflow param ``tuned``, tag ``mlpipe.tuning_run_id``); when tuning was skipped, disabled or not
 part of the run, the spec's params are used as they are.
 
-Memory does not grow with the data: one pass over the train split's categorical and target
-columns gives the feature schema and class counts (the validation split's: its target column
-alone); XGBoost builds its quantized matrices from
-the splits batch by batch (:func:`batch_iterator`; on disk above ``training.external_memory_rows``
-train rows); the baseline and the drift reference use one seeded sample (:func:`train_sample`),
-the baseline's choice of class weighting a seeded sample of as many validation rows (both
-weightings searched at once, in worker processes); each phase's seconds are logged;
-the validation metrics come from one batched pass (:func:`mlpipe.model.evaluation.evaluate`). With
-``training.distributed`` the booster trains on Dask instead (:func:`uses_dask`).
+Memory grows with the data only as XGBoost's quantized matrices do: one pass over the train split's
+categorical and target columns gives the feature schema and class counts (the validation split's: its
+target column alone); XGBoost builds its matrices from the splits batch by batch
+(:func:`~mlpipe.model.booster.batch_iterator`: the encoded batches kept in memory while it builds them;
+above ``training.external_memory_rows`` train rows, read again on each pass and the matrix kept on
+disk); the baseline and the drift reference use one seeded sample (:func:`train_sample`), the
+baseline's choice of ``C`` and class weighting a seeded subsample of it and a seeded sample of as
+many validation rows (both weightings searched at once, in worker processes); each phase's seconds
+are logged; the model's validation metrics come from one batched pass
+(:func:`mlpipe.model.evaluation.evaluate`), the baseline's from the validation rows it was chosen on.
+With ``training.distributed`` the booster trains on Dask instead (:func:`uses_dask`).
 
 Every round is evaluated on the validation set with ``logloss`` and ``auc`` plus any
 other ``eval_metric`` of the spec; as in XGBoost, the *last* metric listed decides
@@ -130,13 +132,16 @@ def timed(phase: str) -> Iterator[None]:
 
 
 def validation_metrics(model: TabularModel, baseline: Baseline, uri: str, spec: Spec) -> dict[str, float]:
-    """ROC AUC and log loss of the model, ROC AUC of the baseline, on the validation split (one batched pass)."""
+    """ROC AUC and log loss of the model on the validation split (one batched pass), and ROC AUC of the baseline
+    on the validation rows it chose its class weighting on (all of them up to ``training.baseline_rows``, else
+    a seeded sample of as many: scoring all of 2M rows cost ~5 s for a figure 0.0014 apart, 0.7775 against
+    0.7760 on the sample)."""
     from sklearn.metrics import log_loss, roc_auc_score
 
-    scored = evaluate(uri, spec, {"model": model.scores, "baseline": baseline.scores})
+    scored = evaluate(uri, spec, {"model": model.scores})
     return {"roc_auc": round(float(roc_auc_score(scored.y, scored.scores["model"])), 6),
             "logloss": round(float(log_loss(scored.y, scored.scores["model"].astype("float64"))), 6),
-            "baseline_roc_auc": round(float(roc_auc_score(scored.y, scored.scores["baseline"])), 6)}
+            "baseline_roc_auc": baseline.settings["validation_roc_auc"]}
 
 
 def tuning_result(run: Run) -> Tune | None:
