@@ -13,7 +13,8 @@ reported), and is scored by ``models:/<model>@champion``. Per chunk it writes:
 - ``inputs/part-<n>.parquet``: the masked feature columns and the score, kept for
   drift monitoring.
 
-Memory holds one chunk at a time, whatever the size of the batch. A batch whose rows
+Memory holds one chunk, and the outputs of the one before while a worker thread writes them
+(:func:`written_behind`), whatever the size of the batch. A batch whose rows
 repeat an id, or lack one, is refused (:mod:`mlpipe.data.ids`): outcomes are joined by id.
 """
 
@@ -24,7 +25,8 @@ import gc
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -122,6 +124,32 @@ def release_memory() -> None:
 
 
 @contextmanager
+def written_behind(outputs: dict[str, datasets.PartWriter]) -> Iterator[Callable[[dict[str, pd.DataFrame]], None]]:
+    """A function that writes a chunk's frames (output name -> frame) as the next part of each output in a
+    worker thread, while the next chunk is read and scored (Parquet encoding and zstd leave Python's lock).
+
+    One chunk's writes are in flight at a time, so memory holds two chunks' outputs at most, and the parts are
+    numbered in chunk order. A failed write raises at the next chunk's, or when the block ends; the block ends
+    once every write has finished.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlpipe-score-write") as worker:
+        pending: list[Future] = []
+
+        def write_parts(frames: dict[str, pd.DataFrame]) -> None:
+            for name, frame in frames.items():
+                outputs[name].write(frame)
+
+        def write(frames: dict[str, pd.DataFrame]) -> None:
+            while pending:
+                pending.pop().result()
+            pending.append(worker.submit(write_parts, frames))
+
+        yield write
+        while pending:
+            pending.pop().result()
+
+
+@contextmanager
 def frozen_heap() -> Iterator[None]:
     """Leave the objects made so far (the libraries' modules, the model) out of collections within the block
     (:func:`gc.freeze`): :func:`release_memory` then walks the objects a chunk made, not ~0.3 s of the others."""
@@ -168,7 +196,7 @@ def score(run: Run) -> Score:
     outputs = {name: datasets.PartWriter(run.path("score", name)) for name in ("predictions", "inputs")}
     ids = UniqueIds(spec.id_columns, source)
     batches = datasets.batches(source, spec.scoring.chunk_rows, fmt=spec.data.format)
-    with frozen_heap():
+    with frozen_heap(), written_behind(outputs) as write:
         for frame in timed(batches, phases, "read"):
             if missing := [c for c in spec.id_columns if c not in frame.columns]:
                 raise Refused(f"id_columns {missing} are not in the batch")
@@ -179,9 +207,8 @@ def score(run: Run) -> Score:
                 check_chunk(frame, validation, profiled, issues)
             with phase(phases, "score"):
                 predictions, inputs = score_chunk(model, frame, spec, version, threshold, scored_at)
-            with phase(phases, "write"):
-                outputs["predictions"].write(predictions)
-                outputs["inputs"].write(inputs)
+            with phase(phases, "write"):  # the wait for the chunk before's writes, and handing this one's over
+                write({"predictions": predictions, "inputs": inputs})
             positives += int(predictions["decision"].sum())
             del frame, predictions, inputs
             release_memory()
