@@ -126,3 +126,23 @@ def test_a_batch_repeating_an_id_is_refused_naming_the_rows(champion_run, batch,
     with pytest.raises(Refused, match=r"id_columns \['loan_id'\]: rows 6 and 2401 of .*ids.csv have the same id"):
         run_step("score", uri)
     assert not storage.exists(Run(uri).path("score", "result.json"))
+
+
+def test_outputs_written_behind_are_numbered_in_chunk_order_and_a_failed_write_is_raised(tmp_path):
+    from mlpipe.steps.score import written_behind
+
+    outputs = {"a": datasets.PartWriter(uris.normalize(tmp_path / "a"))}
+    with written_behind(outputs) as write:
+        for rows in (3, 1, 2):
+            write({"a": pd.DataFrame({"n": np.full(rows, rows)})})
+    assert outputs["a"].rows == 6
+    assert [len(pd.read_parquet(uris.local_path(uri))) for uri in outputs["a"].uris] == [3, 1, 2]
+    (tmp_path / "blocked").write_text("a file where the output folder would be")
+    outputs = {"b": datasets.PartWriter(uris.normalize(tmp_path / "blocked"))}
+    with pytest.raises(FileExistsError, match="blocked"), written_behind(outputs) as write:
+        write({"b": pd.DataFrame({"n": [1]})})  # fails in the worker, raised when the block ends
+    with pytest.raises(FileExistsError, match="blocked"), written_behind(outputs) as write:
+        write({"b": pd.DataFrame({"n": [1]})})
+        write({"b": pd.DataFrame({"n": [2]})})  # raised here, at the next chunk's write
+        raise AssertionError("the failed write was not raised at the next one")
+    assert outputs["b"].rows == 0 and not outputs["b"].uris
