@@ -310,10 +310,11 @@ def register(run: Run) -> Register:
         found = mlflow.register_model(train.model_uri, name, tags=version_tags(run, train, metrics))
     else:
         log.info("reusing version %s of %s registered earlier by this run", found.version, name)
-    client.set_registered_model_tag(name, PIPELINE_TAG, spec.name)  # where rollback finds the audit log
     version = int(found.version)
     with undone_when_refused(run, client, name, version, created), \
             promotion_lease(name, f"register step of run {run.uri}") as held:  # the champion is read and moved under it
+        # where rollback finds the audit log; under the lease: MLflow's SQLite store inserts a new tag racily
+        client.set_registered_model_tag(name, PIPELINE_TAG, spec.name)
         outcome = (recorded_decision(client, name, version) or resumed_decision(run, client, name, version)
                    or apply_decision(run, client, name, version, bool(run.options.get("force_promote")), held))
         if version == latest_version(client, name):  # an old run re-registered does not take the alias back
