@@ -146,6 +146,13 @@ def browser(deployment):
     driver.quit()
 
 
+def showing(driver, text: str, timeout: float = 60) -> None:
+    """Wait until the page holds ``text`` (any case); a timeout names it."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout).until(lambda page: text in page.page_source.lower(), f"no {text!r} on the page")
+
+
 def wait(driver, css: str, timeout: float = 60):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
@@ -252,7 +259,7 @@ def test_ops_view_end_to_end(deployment, mlflow_env, browser, artifacts_dir):
     validation = task_links("validate_data")
     assert [name for name, link in validation.items() if link] == ["Validation report"]
     browser.get(validation["Validation report"])  # served by the ops app, with the browser's login cookie
-    assert "expectation" in browser.page_source.lower()
+    showing(browser, "expectation")  # a loaded machine once read the page before it had any
     shot(browser, artifacts_dir, "validation-report")
     browser.get(report_link)
     assert "loan_default" in browser.page_source
