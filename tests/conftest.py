@@ -16,7 +16,7 @@ from mlpipe.store import runs, s3
 from tests.services import free_port
 
 # fixtures shared by the component and integration tests (an analyzed run, a registry, a model server)
-pytest_plugins = ("tests.fixtures.analysis", "tests.fixtures.serving")
+pytest_plugins = ("tests.fixtures.analysis", "tests.fixtures.serving", "tests.fixtures.tasks")
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_PATH = ROOT / "dags" / "pipelines" / "loan_default.yaml"
 DATA_PATH = ROOT / "dags" / "pipelines" / "data" / "lending_club.csv"

@@ -18,6 +18,7 @@ from sklearn.pipeline import make_pipeline
 
 from mlpipe.core import uris
 from mlpipe.core.results import Split
+from mlpipe.core.tasks import Task
 from mlpipe.data import datasets, features
 from mlpipe.model import baseline as baseline_module
 from mlpipe.model.baseline import C_GRID, Baseline, fit_baseline, preprocessing, search_rows, weighted_search
@@ -69,7 +70,7 @@ def spread_positives(rng: np.random.Generator, rows: int) -> tuple[np.ndarray, n
 
 def test_no_weighting_where_weighting_hurts_on_validation():
     train, validation, schema = split_book(well_specified_wide)
-    settings = fit_baseline(train, validation, schema, SEED).settings
+    settings = fit_baseline(Task.BINARY, train, validation, schema, SEED).settings
     found = settings["candidates"]
     assert found["balanced"]["validation_roc_auc"] < found["none"]["validation_roc_auc"]
     assert settings["class_weight"] == "none"
@@ -78,7 +79,7 @@ def test_no_weighting_where_weighting_hurts_on_validation():
 
 def test_balanced_weighting_where_it_helps_on_validation():
     train, validation, schema = split_book(spread_positives)
-    baseline = fit_baseline(train, validation, schema, SEED)
+    baseline = fit_baseline(Task.BINARY, train, validation, schema, SEED)
     found = baseline.settings["candidates"]
     assert found["balanced"]["validation_roc_auc"] > found["none"]["validation_roc_auc"] + 0.01
     assert baseline.settings["class_weight"] == "balanced"
@@ -105,7 +106,7 @@ def test_regularization_strength_comes_from_cross_validation_on_the_training_row
     chosen = {}
     for name, make, rows in (("noisy", noisy_wide, 1500), ("clean", clean_contrast, 3000)):
         train, validation, schema = split_book(make, rows=rows)
-        baseline = fit_baseline(train, validation, schema, SEED)
+        baseline = fit_baseline(Task.BINARY, train, validation, schema, SEED)
         chosen[name] = baseline.settings["C"]
         assert chosen[name] in C_GRID
         assert chosen[name] == baseline.pipeline[-1].C
@@ -114,7 +115,7 @@ def test_regularization_strength_comes_from_cross_validation_on_the_training_row
 
 def test_the_fit_is_seeded_and_deterministic():
     train, validation, schema = split_book(well_specified_wide)
-    fits = [fit_baseline(train, validation, schema, SEED) for _ in range(2)]
+    fits = [fit_baseline(Task.BINARY, train, validation, schema, SEED) for _ in range(2)]
     assert fits[0].settings == fits[1].settings
     np.testing.assert_array_equal(fits[0].scores(validation[0]), fits[1].scores(validation[0]))
 
@@ -126,7 +127,7 @@ def test_the_search_fits_a_seeded_subsample_and_the_chosen_model_all_the_rows(mo
     assert len(picked) == 1000 == len(set(picked)) and list(picked) == sorted(picked)
     np.testing.assert_array_equal(picked, search_rows(len(train[1]), SEED))
     assert search_rows(1000, SEED) == slice(None)  # small enough: all of them
-    baseline = fit_baseline(train, validation, schema, SEED)
+    baseline = fit_baseline(Task.BINARY, train, validation, schema, SEED)
     chosen = baseline.settings
     # The search saw the subsample alone: its cross-validated AUCs are those of the same search on those rows
     # (features scaled as on all the rows), never of the full data.
@@ -152,7 +153,7 @@ def informative_nulls(rng: np.random.Generator, rows: int) -> tuple[np.ndarray, 
 
 def test_a_column_with_nulls_gets_a_missing_indicator_which_carries_its_signal(tmp_path):
     train, validation, schema = split_book(informative_nulls)
-    baseline = fit_baseline(train, validation, schema, SEED)
+    baseline = fit_baseline(Task.BINARY, train, validation, schema, SEED)
     assert roc_auc_score(validation[1], baseline.scores(validation[0])) > 0.7  # median imputation alone: ~0.5
     # Saved and loaded, it scores the same; unseen levels and nulls in a column without nulls in training
     # (no indicator for it) are scored too.
@@ -179,5 +180,5 @@ def test_on_the_bundled_loans_it_scores_at_least_a_plain_logistic_regression(loa
     train, validation = ((features.matrix(frame, schema), features.labels(frame, spec)) for frame in frames.values())
     plain = make_pipeline(preprocessing(schema), LogisticRegression(max_iter=1000)).fit(*train)
     plain_auc = roc_auc_score(validation[1], plain.predict_proba(validation[0])[:, 1])
-    baseline = fit_baseline(train, validation, schema, spec.split.seed)
+    baseline = fit_baseline(Task.BINARY, train, validation, schema, spec.split.seed)
     assert roc_auc_score(validation[1], baseline.scores(validation[0])) >= plain_auc

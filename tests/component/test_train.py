@@ -25,6 +25,7 @@ from sklearn.metrics import roc_auc_score
 from mlpipe.core import spec
 from mlpipe.core.errors import Refused
 from mlpipe.core.results import Ingest, Split, Train
+from mlpipe.core.tasks import Task
 from mlpipe.data import datasets
 from mlpipe.data.features import count_levels, labels, matrix, ordered_levels, schema
 from mlpipe.model.baseline import load_baseline
@@ -228,7 +229,7 @@ def test_baseline_weightings_searched_in_worker_processes_match_a_search_in_proc
     feature_schema = TabularModel.load(trained.result["model_folder"]).schema
     train, validation = ((matrix(frame, feature_schema), labels(frame, trained.run.spec))
                          for frame in (trained.frame("train"), trained.frame("validation")))
-    fitted = fit_baseline(train, validation, feature_schema, seed=7)
+    fitted = fit_baseline(Task.BINARY, train, validation, feature_schema, seed=7)
     features = preprocessing(feature_schema)
     preprocessed = (features.fit_transform(train[0]), train[1]), (features.transform(validation[0]), validation[1])
     folds = StratifiedKFold(n_splits=CV_FOLDS, shuffle=True, random_state=7)
@@ -283,8 +284,8 @@ def _training(**fields):
 
 def test_booster_params_add_round_metrics_weight_and_device():
     params = booster_params(_training(params={"eval_metric": "aucpr", "eta": 0.1}), 3.0, "cpu")
-    assert params == {**spec.DEFAULT_PARAMS, "eval_metric": ["logloss", "auc", "aucpr"], "eta": 0.1,
-                      "scale_pos_weight": 3.0, "device": "cpu"}  # the spec's params laid over the defaults
+    assert params == {**spec.DEFAULT_PARAMS, "objective": "binary:logistic", "eval_metric": ["logloss", "auc", "aucpr"],
+                      "eta": 0.1, "scale_pos_weight": 3.0, "device": "cpu"}  # the spec's params over the defaults
     # The spec's last metric still decides early stopping.
     params = booster_params(_training(params={"eval_metric": ["auc", "logloss"]}), 1.0, "cpu")
     assert params["eval_metric"] == ["auc", "logloss"]

@@ -102,7 +102,7 @@ def test_merged_batches_equal_one_run_on_the_whole_snapshot(batched_run, mutate,
     run = Run(batched_run(mutate))
     profiled = suites.profiled_columns(run.spec.validation.profile)
     checks = suites.data_suite(run.spec, profiled)
-    batches = list(steps_validate.snapshot_batches(run, profiled))
+    batches = list(steps_validate.snapshot_batches(run, profiled, []))
     assert [len(frame) for frame in batches] == [BATCH_ROWS] * 14 + [57]
     merged = merge.run_batches("whole", batches, checks)
     whole = whole_snapshot_result(run, profiled)
@@ -170,7 +170,7 @@ def gx_rows(monkeypatch) -> list[int]:
 def test_gx_runs_only_where_its_verdict_can_differ(batched_run, monkeypatch, mutate):
     run = Run(batched_run(mutate))
     profiled = suites.profiled_columns(run.spec.validation.profile)
-    batches = list(steps_validate.snapshot_batches(run, profiled))
+    batches = list(steps_validate.snapshot_batches(run, profiled, []))
     checked = gx_rows(monkeypatch)
     merge.run_batches("whole", batches, suites.data_suite(run.spec, profiled))
     if mutate is None:  # one row of the first batch: its columns and dtypes; every row is in range and known
@@ -224,7 +224,7 @@ def test_the_unexpected_values_of_the_batches_are_those_of_one_run(batched_run):
     run = Run(batched_run(broken))
     profiled = suites.profiled_columns(run.spec.validation.profile)
     checks = suites.data_suite(run.spec, profiled)
-    batches, batch_run = list(steps_validate.snapshot_batches(run, profiled)), merge.BatchRun("whole", checks)
+    batches, batch_run = list(steps_validate.snapshot_batches(run, profiled, [])), merge.BatchRun("whole", checks)
     for frame in batches:
         batch_run.add(frame)
     counted = {merge._key(config): count for config, count in batch_run.unexpected_counts()}

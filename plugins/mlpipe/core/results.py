@@ -128,7 +128,7 @@ class Validate(Checks):
 
 class ValidateSplit(Checks):
     step: ClassVar[Step] = Step.VALIDATE_SPLIT
-    positive_rate: float  # of the whole snapshot
+    positive_rate: float | None  # of the whole snapshot (binary targets)
 
 
 class Split(StepResult):
@@ -138,7 +138,7 @@ class Split(StepResult):
     analysis: str
     rows: dict[str, int]  # part -> rows
     parts: dict[str, int]  # part -> files
-    positive_rate: dict[str, float]  # part -> share of positives
+    positive_rate: dict[str, float]  # part -> share of positives (binary targets; none for other tasks)
 
     def folder(self, part: str) -> str:
         """The folder of split part ``part`` (one of :data:`mlpipe.core.names.PARTS`)."""
@@ -198,7 +198,7 @@ class Train(StepResult):
     num_trees: int
     round_rule: str
     rounds: str
-    scale_pos_weight: float
+    scale_pos_weight: float | None  # binary targets only
     validation: dict[str, float]
     train_seconds: float
     data_version: str

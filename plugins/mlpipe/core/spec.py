@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from mlpipe.core import uris
 from mlpipe.core.errors import Refused
+from mlpipe.core.tasks import RULES, Task
 
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
 
@@ -69,11 +70,32 @@ Label = str | int | bool
 
 
 class Target(_Section):
+    """The column a model predicts, and the task: ``binary`` (with ``positive_class``), ``multiclass`` or
+    ``regression`` (:mod:`mlpipe.core.tasks`)."""
+
     column: str
-    positive_class: Label | Annotated[list[Label], Field(min_length=1)] = Field(
-        description="The value of `column` that is the positive (rare) class, or a list of values that all "
-                    "count as positive (e.g. [charged_off, late, in_grace_period])."
+    task: Task = Field(Task.BINARY, description="binary (needs positive_class), multiclass or regression; "
+                                                "binary when absent.")
+    positive_class: Label | Annotated[list[Label], Field(min_length=1)] | None = Field(
+        None, description="binary: the value of `column` that is the positive (rare) class, or a list of values "
+                          "that all count as positive (e.g. [charged_off, late, in_grace_period])."
     )
+    classes: Annotated[list[Label], Field(min_length=2)] | None = Field(
+        None, description="multiclass: every class of `column`, in the order the model's probabilities take; "
+                          "absent: the train split's classes, ordered by their text."
+    )
+
+    @model_validator(mode="after")
+    def _fits_the_task(self) -> Target:
+        if self.task == Task.BINARY and self.positive_class is None:
+            raise ValueError("a binary target needs positive_class (or set task: multiclass or regression)")
+        if self.task != Task.BINARY and self.positive_class is not None:
+            raise ValueError(f"positive_class is for binary targets; this one is {self.task}")
+        if self.classes is not None and self.task != Task.MULTICLASS:
+            raise ValueError(f"classes is for multiclass targets; this one is {self.task}")
+        if self.classes is not None and len(texts := [str(c) for c in self.classes]) > len(set(texts)):
+            raise ValueError(f"classes lists a class twice: {self.classes}")
+        return self
 
     @property
     def positive_values(self) -> list[str]:
@@ -173,9 +195,10 @@ class Distributed(_Section):
 
 
 # The booster params of a spec that names none; a spec's own params are laid over these, key by key.
+# The objective and the round metrics follow target.task (:data:`mlpipe.core.tasks.RULES`).
 DEFAULT_PARAMS: dict[str, Any] = {
-    "objective": "binary:logistic", "eval_metric": ["logloss", "auc"], "tree_method": "hist",
-    "eta": 0.05, "max_depth": 4, "min_child_weight": 5, "subsample": 0.8, "colsample_bytree": 0.8, "seed": 42,
+    "tree_method": "hist", "eta": 0.05, "max_depth": 4, "min_child_weight": 5, "subsample": 0.8,
+    "colsample_bytree": 0.8, "seed": 42,
 }
 
 
@@ -476,6 +499,21 @@ class Spec(_Section):
         if isinstance(self.features.include, list) and (missing := set(self.features.categorical)
                                                         - set(self.features.include)):
             raise ValueError(f"features.categorical: {sorted(missing)} are not in features.include")
+        return self
+
+    @model_validator(mode="after")
+    def _fits_the_task(self) -> Spec:
+        task = self.target.task
+        if task == Task.BINARY:
+            return self
+        if self.validation.positive_rate is not None:
+            raise ValueError(f"validation.positive_rate: a {task} target has no positive class")
+        if self.training.scale_pos_weight != "auto":
+            raise ValueError(f"training.scale_pos_weight: a {task} target has no positive class")
+        objective = self.training.params.get("objective")
+        if objective is not None and objective not in RULES[task].objectives:
+            raise ValueError(f"training.params.objective: {objective!r} does not fit a {task} target; "
+                             f"use one of {', '.join(RULES[task].objectives)}")
         return self
 
     @property

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mlpipe.core.errors import Refused
+from mlpipe.core.tasks import Task
 from mlpipe.data.columns import feature_kinds, with_kinds
 
 if TYPE_CHECKING:
@@ -19,10 +21,41 @@ if TYPE_CHECKING:
     from mlpipe.core.spec import Spec
 
 
-def labels(frame: pd.DataFrame, spec: Spec) -> np.ndarray:
-    """1 where the target is (one of) the spec's positive class, else 0; compared as text."""
-    target = frame[spec.target.column]
-    return target.astype(str).isin(spec.target.positive_values).to_numpy(dtype="int8")
+def labels(frame: pd.DataFrame, spec: Spec, classes: list[str] | None = None) -> np.ndarray:
+    """The target of each row as the model learns it (:class:`~mlpipe.core.tasks.Task`): binary, 1 where it is (one
+    of) the positive class, else 0, compared as text; multiclass, the index of its class in ``classes`` (as text;
+    default ``target.classes``); regression, the number.
+
+    Refused, naming the column: a multiclass row whose class is not one of ``classes``, a regression target
+    that is not numeric; either with a missing value.
+    """
+    import pandas as pd
+
+    name, task = spec.target.column, spec.target.task
+    target = frame[name]
+    if task == Task.BINARY:
+        return target.astype(str).isin(spec.target.positive_values).to_numpy(dtype="int8")
+    if target.isna().any():
+        raise Refused(f"target.column {name!r}: {int(target.isna().sum())} rows have no value")
+    if task == Task.REGRESSION:
+        values = pd.to_numeric(target, errors="coerce")
+        if values.isna().any():
+            raise Refused(f"target.column {name!r}: a regression target must be numeric, got "
+                          f"{target[values.isna()].iloc[0]!r}")
+        return values.to_numpy(dtype="float64")
+    classes = classes if classes is not None else class_names(spec)
+    codes = pd.Categorical(target.astype(str), categories=classes).codes
+    if (codes < 0).any():
+        unseen = sorted(set(target[codes < 0].astype(str)))
+        raise Refused(f"target.column {name!r}: classes {unseen[:10]} are not among the model's classes {classes}")
+    return codes.astype("int32")
+
+
+def class_names(spec: Spec) -> list[str]:
+    """``target.classes`` as text (how they are compared with the target's values); refused when absent."""
+    if spec.target.classes is None:
+        raise Refused(f"target.column {spec.target.column!r}: the classes of a multiclass target are not known here")
+    return [str(value) for value in spec.target.classes]
 
 
 def count_levels(values: pd.Series, counts: dict[str, int] | None = None) -> dict[str, int]:

@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 from mlpipe.core import uris
 from mlpipe.core.errors import Refused
 from mlpipe.core.spec import Spec, SpecError
+from mlpipe.core.tasks import Task
 from mlpipe.data import datasets
 from mlpipe.data.columns import check_named, feature_kinds
-from mlpipe.data.features import labels
+from mlpipe.data.features import count_levels, labels
 from mlpipe.data.pii import mask_pii
 from mlpipe.store import storage
 
@@ -92,23 +93,50 @@ def combined(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
         if "categories" in entry:
             entry["categories"] = sorted({*entry["categories"], *other["categories"]})
         columns[name] = entry
-    rate = weighted(first["target"]["positive_rate"], second["target"]["positive_rate"])
-    return {**first, "rows": rows, "columns": columns, "target": {**first["target"], "positive_rate": rate}}
+    target = {**first["target"]}
+    for key in SHARES & target.keys():  # a fraction of the rows
+        target[key] = weighted(first["target"][key], second["target"][key])
+    if "class_shares" in target:
+        shares = [first["target"]["class_shares"], second["target"]["class_shares"]]
+        target["class_shares"] = {name: weighted(shares[0].get(name, 0.0), shares[1].get(name, 0.0))
+                                  for name in sorted({*shares[0], *shares[1]})}
+    return {**first, "rows": rows, "columns": columns, "target": target}
+
+
+SHARES = {"positive_rate", "mean"}  # the target facts that are means over the rows
 
 
 def rounded(reference: dict[str, Any]) -> dict[str, Any]:
     """``reference`` with its fractions rounded to :data:`DIGITS` digits, as it is written."""
     columns = {name: {**entry, "null_fraction": round(entry["null_fraction"], DIGITS)}
                for name, entry in reference["columns"].items()}
-    target = {**reference["target"], "positive_rate": round(reference["target"]["positive_rate"], DIGITS)}
+    target = {key: round(value, DIGITS) if key in SHARES else value for key, value in reference["target"].items()}
+    if "class_shares" in target:
+        target["class_shares"] = {name: round(share, DIGITS) for name, share in target["class_shares"].items()}
     return {**reference, "columns": columns, "target": target}
 
 
+def target_profile(frame: pd.DataFrame, spec: Spec) -> dict[str, Any]:
+    """The target's reference facts: binary, the positive class and rate; multiclass, each class's share of
+    the rows; regression, the mean (its range and nulls are the target column's)."""
+    target = spec.target
+    if target.task == Task.BINARY:
+        return {"column": target.column, "positive_class": target.positive_class,
+                "positive_rate": float(labels(frame, spec).mean())}
+    values = frame[target.column]
+    found: dict[str, Any] = {"column": target.column, "task": str(target.task)}
+    if target.task == Task.MULTICLASS:
+        found["class_shares"] = {name: rows / len(frame) for name, rows in count_levels(values).items()}
+    else:
+        found["mean"] = float(labels(frame, spec).mean())
+    return found
+
+
 def column_kind(name: str, series: pd.Series, spec: Spec, kinds: dict[str, str]) -> str:
-    """Which checks a column gets: categorical (the target), the feature's resolved kind (``kinds``),
-    numeric (another number, not an id), else other."""
+    """Which checks a column gets: categorical (the target; a regression target: numeric), the feature's resolved
+    kind (``kinds``), numeric (another number, not an id), else other."""
     if name == spec.target.column:
-        return "categorical"
+        return "numeric" if spec.target.task == Task.REGRESSION else "categorical"
     if name in kinds:
         return kinds[name]
     if type_family(series) == "numeric" and name not in spec.id_columns:
@@ -122,10 +150,7 @@ def profile(frame: pd.DataFrame, spec: Spec, kinds: dict[str, str]) -> dict[str,
     hashed = {rule.column for rule in spec.pii if rule.action == "hash"}
     columns = {str(name): column_profile(frame[name], column_kind(name, frame[name], spec, kinds), name in hashed)
                for name in frame.columns}
-    rate = float(labels(frame, spec).mean())
-    return {"version": VERSION, "rows": len(frame), "columns": columns,
-            "target": {"column": spec.target.column, "positive_class": spec.target.positive_class,
-                       "positive_rate": rate}}
+    return {"version": VERSION, "rows": len(frame), "columns": columns, "target": target_profile(frame, spec)}
 
 
 def read_profile(uri: str | None, pipeline: str = "<name>") -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""The logistic-regression baseline a careful analyst would fit; the model's lift is measured against it.
+"""The linear baseline a careful analyst would fit; the model's lift is measured against it.
+
+Per task (:mod:`mlpipe.core.tasks`): a logistic regression (binary), a multinomial logistic regression
+(multiclass; ``C`` chosen by cross-validated log loss, no class weighting), a ridge regression (regression;
+its ``alpha`` chosen by efficient leave-one-out cross-validation over :data:`ALPHA_GRID`). The binary one:
 
 A weak baseline overstates the lift (the class-weighted regression with a fixed ``C=1`` once scored
 0.03 ROC AUC below a plain one on the same split), so every choice an analyst would make is made
@@ -28,7 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 from mlpipe.core import uris
 from mlpipe.core.results import Train
+from mlpipe.core.tasks import RULES, Task
 from mlpipe.data.features import matrix
+from mlpipe.model.metrics import headline
 from mlpipe.model.tabular import SCHEMA_FILE
 from mlpipe.store import storage
 
@@ -41,6 +47,7 @@ if TYPE_CHECKING:
 BASELINE_FILE = "pipeline.skops"
 BASELINE_TRUSTED = ["numpy.dtype"]
 C_GRID = tuple(10.0 ** (exponent / 2) for exponent in range(-8, 5))  # 1e-4 .. 1e2, half a decade apart
+ALPHA_GRID = tuple(10.0 ** (exponent / 2) for exponent in range(-6, 9))  # 1e-3 .. 1e4 (ridge; standardized inputs)
 CV_FOLDS = 5
 SEARCH_ROWS = 50_000  # train rows C and the class weighting are chosen on (a seeded subsample)
 MAX_ITER = 1000
@@ -63,8 +70,9 @@ class Baseline:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def scores(self, frame: pd.DataFrame) -> np.ndarray:
-        """Probability of the positive class for each row of a raw frame, like ``TabularModel.scores``."""
-        return self.pipeline.predict_proba(matrix(frame, self.schema))[:, 1]
+        """What the model predicts for each row of a raw frame, like ``TabularModel.scores``: the probability of the
+        positive class (binary), of each class (multiclass: one column per class of the schema), the value."""
+        return predictions(self.pipeline, matrix(frame, self.schema), self.schema)
 
     def save(self, folder: str) -> str:
         """Write the pipeline (skops format, no pickle) and the feature schema under ``folder``."""
@@ -128,16 +136,81 @@ def search_rows(rows: int, seed: int) -> np.ndarray | slice:
     return np.sort(np.random.default_rng(seed).choice(rows, SEARCH_ROWS, replace=False))
 
 
-def fit_baseline(train: tuple[pd.DataFrame, np.ndarray], validation: tuple[pd.DataFrame, np.ndarray],
-                 feature_schema: dict[str, Any], seed: int) -> Baseline:
-    """Fit the baseline on ``train`` and choose its class weighting on ``validation``.
+def predictions(pipeline: Any, x: Any, feature_schema: dict[str, Any]) -> np.ndarray:
+    """What a fitted estimator (or pipeline) predicts for the inputs ``x`` of a task's model (see
+    :meth:`Baseline.scores`); a multiclass estimator gets a column for each class of the schema, 0 for a class
+    it never saw."""
+    import numpy as np
 
-    Both are (feature matrix (:func:`mlpipe.data.features.matrix`), 0/1 labels) pairs; ``seed`` shuffles
-    the cross-validation folds and draws the search's rows (:func:`search_rows`). For each weighting, ``C`` is the
-    one of :data:`C_GRID` with the best mean ROC AUC over :data:`CV_FOLDS` stratified folds of those rows; the
-    weighting kept is the one whose model scores the higher ROC AUC on ``validation`` (no weighting on a tie).
-    The chosen model is then fitted on all of ``train``; its ROC AUC on ``validation`` is ``validation_roc_auc``
-    of its settings.
+    task = Task(feature_schema.get("task", Task.BINARY))
+    if task == Task.REGRESSION:
+        return pipeline.predict(x)
+    found = pipeline.predict_proba(x)
+    if task == Task.BINARY:
+        return found[:, 1]
+    full = np.zeros((len(found), len(feature_schema["classes"])))
+    full[:, pipeline.classes_] = found
+    return full
+
+
+def fit_baseline(task: Task, train: tuple[pd.DataFrame, np.ndarray], validation: tuple[pd.DataFrame, np.ndarray],
+                 feature_schema: dict[str, Any], seed: int) -> Baseline:
+    """The baseline of ``task`` fitted on ``train``, its choices made as the module says; ``validation`` measures
+    its headline metric (``validation_<metric>`` of its settings; binary: ``validation_roc_auc``).
+
+    Both are (feature matrix (:func:`mlpipe.data.features.matrix`), labels) pairs; ``seed`` shuffles the
+    cross-validation folds and draws the search's rows (:func:`search_rows`).
+    """
+    if task == Task.BINARY:
+        return fit_binary(train, validation, feature_schema, seed)
+    from sklearn.pipeline import Pipeline
+
+    features = preprocessing(feature_schema)
+    x_train, x_valid = features.fit_transform(train[0]), features.transform(validation[0])
+    fit, settings = (fit_multinomial if task == Task.MULTICLASS else fit_ridge)(x_train, train[1], seed)
+    measured = headline(task, validation[1], predictions(fit, x_valid, feature_schema))
+    settings[f"validation_{RULES[task].headline}"] = round(measured, 6)
+    return Baseline(pipeline=Pipeline([("features", features), ("regression", fit)]), schema=feature_schema,
+                    settings=settings)
+
+
+def fit_multinomial(x: Any, y: np.ndarray, seed: int) -> tuple[Any, dict[str, Any]]:
+    """A multinomial logistic regression, ``C`` the one of :data:`C_GRID` with the best mean log loss over
+    :data:`CV_FOLDS` stratified folds of (at most :data:`SEARCH_ROWS` of) the rows; refitted on all of them."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold
+
+    searched = search_rows(len(y), seed)
+    counts = np.bincount(y[searched])
+    smallest = int(counts[counts > 0].min())  # folds need a row of each class, where there are enough
+    folds = StratifiedKFold(n_splits=min(CV_FOLDS, max(2, smallest)), shuffle=True, random_state=seed)
+    search = LogisticRegressionCV(Cs=list(C_GRID), l1_ratios=(0.0,), cv=folds, scoring="neg_log_loss",
+                                  solver=SOLVER, max_iter=MAX_ITER, use_legacy_attributes=False)
+    search.fit(x[searched], y[searched])
+    chosen = float(search.C_)
+    fit = LogisticRegression(C=chosen, solver=SOLVER, max_iter=MAX_ITER).fit(x, y)
+    return fit, {"kind": "multinomial_logistic_regression", "C": chosen,
+                 "cv_log_loss": round(float(-search.scores_.mean(axis=0).max()), 6)}
+
+
+def fit_ridge(x: Any, y: np.ndarray, seed: int) -> tuple[Any, dict[str, Any]]:
+    """A ridge regression, ``alpha`` the one of :data:`ALPHA_GRID` with the least leave-one-out squared error
+    (scikit-learn's efficient form: one fit for the whole grid); ``seed`` is unused (no folds to shuffle)."""
+    from sklearn.linear_model import RidgeCV
+
+    fit = RidgeCV(alphas=ALPHA_GRID).fit(x, y)
+    return fit, {"kind": "ridge_regression", "alpha": float(fit.alpha_)}
+
+
+def fit_binary(train: tuple[pd.DataFrame, np.ndarray], validation: tuple[pd.DataFrame, np.ndarray],
+               feature_schema: dict[str, Any], seed: int) -> Baseline:
+    """The binary baseline: fitted on ``train``, its class weighting chosen on ``validation``.
+
+    For each weighting, ``C`` is the one of :data:`C_GRID` with the best mean ROC AUC over :data:`CV_FOLDS`
+    stratified folds of the search's rows (:func:`search_rows`); the weighting kept is the one whose model
+    scores the higher ROC AUC on ``validation`` (no weighting on a tie). The chosen model is then fitted on all
+    of ``train``; its ROC AUC on ``validation`` is ``validation_roc_auc`` of its settings.
 
     The weightings are searched at once, each in a worker process (up to one per CPU): the search is
     single-threaded (its Hessians are sparse products) and was most of the train step's time besides boosting
@@ -164,8 +237,8 @@ def fit_baseline(train: tuple[pd.DataFrame, np.ndarray], validation: tuple[pd.Da
                                     max_iter=MAX_ITER)
     pipeline = Pipeline([("features", features), ("regression", regression.fit(x_train, train[1]))])
     measured = round(float(roc_auc_score(validation[1], regression.decision_function(x_valid))), 6)
-    settings = {"C": candidates[chosen]["C"], "class_weight": chosen, "validation_roc_auc": measured,
-                "candidates": candidates}
+    settings = {"kind": "logistic_regression", "C": candidates[chosen]["C"], "class_weight": chosen,
+                "validation_roc_auc": measured, "candidates": candidates}
     return Baseline(pipeline=pipeline, schema=feature_schema, settings=settings)
 
 def load_baseline(run: Run) -> Baseline:

@@ -13,14 +13,15 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from mlpipe.core import settings
 from mlpipe.core.errors import Refused
+from mlpipe.core.tasks import RULES, Task
 from mlpipe.data import datasets
-from mlpipe.data.features import count_levels, labels, matrix, schema_of
+from mlpipe.data.features import class_names, count_levels, labels, matrix, schema_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 TRAIN, VALIDATION = "train", "validation"
 DEVICES = settings.DEVICES
 CUDA_FALLBACK = "device 'cuda' was requested but no usable GPU was found: training on cpu instead"
-ROUND_METRICS = ("logloss", "auc")
 RESERVED_PARAMS = {"device": "training.device (or $MLPIPE_DEVICE)",
                    "scale_pos_weight": "training.scale_pos_weight"}
 MAXIMIZED_METRICS = ("auc", "aucpr", "map", "ndcg", "pre")  # XGBoost's metrics where higher is better
@@ -84,8 +84,11 @@ def scale_pos_weight(rows: int, positives: int, setting: str | float) -> float:
     return float(setting) if setting != "auto" else (rows - positives) / positives
 
 
-def booster_params(training: Training, pos_weight: float, device: str) -> dict[str, Any]:
-    """The params of ``xgboost.train``: the spec's, with the evaluation metrics, class weight and device."""
+def booster_params(training: Training, pos_weight: float | None, device: str, task: Task = Task.BINARY,
+                   num_class: int | None = None) -> dict[str, Any]:
+    """The params of ``xgboost.train``: the spec's, with the task's objective (unless the spec names one) and
+    round metrics (:data:`mlpipe.core.tasks.RULES`), the class weight (binary: ``pos_weight``), the number of
+    classes (multiclass: ``num_class``) and the device."""
     params = dict(training.params)
     for key, setting in RESERVED_PARAMS.items():
         if key in params:
@@ -94,26 +97,84 @@ def booster_params(training: Training, pos_weight: float, device: str) -> dict[s
     if method != "hist":
         raise Refused(f"training.params.tree_method: only 'hist' is supported "
                         f"(native categorical features on cpu and cuda), got {method!r}")
+    rules = RULES[task]
+    params.setdefault("objective", rules.objective)
     given = params.get("eval_metric") or []
     given = [given] if isinstance(given, str) else list(given)
-    metrics = [*(m for m in ROUND_METRICS if m not in given), *given]
-    return {**params, "eval_metric": metrics, "scale_pos_weight": pos_weight, "device": device}
+    metrics = [*(m for m in rules.round_metrics if m not in given), *given]
+    weighting = {"scale_pos_weight": pos_weight} if task == Task.BINARY else {}
+    classes = {"num_class": num_class} if task == Task.MULTICLASS else {}
+    return {**params, "eval_metric": metrics, **weighting, **classes, "device": device}
+
+
+def require_learnable(tally: Tally, spec: Spec, part: str) -> None:
+    """A split must hold both classes (binary), two classes or more (multiclass), two values or more (regression)."""
+    column, task = spec.target.column, spec.target.task
+    if task == Task.BINARY and tally.positives in (0, tally.rows):
+        raise Refused(f"the {part} split needs both classes of target.column {column!r}: "
+                        f"{tally.positives} of its {tally.rows} rows are the positive class "
+                        f"{spec.target.positive_text}")
+    if task == Task.MULTICLASS and len(tally.classes) < 2:
+        raise Refused(f"the {part} split needs two classes or more of target.column {column!r} for a multiclass "
+                      f"model; its {tally.rows} rows hold {sorted(tally.classes) or 'none'}")
+    if task == Task.REGRESSION and not tally.low < tally.high:
+        raise Refused(f"the {part} split needs two values or more of target.column {column!r} for a regression "
+                      f"model; its {tally.rows} rows hold {'only ' + repr(tally.low) if tally.rows else 'none'}")
 
 
 def require_both_classes(positives: int, rows: int, spec: Spec, part: str) -> None:
-    """A split must hold both classes of the target."""
-    if positives in (0, rows):
-        raise Refused(f"the {part} split needs both classes of target.column {spec.target.column!r}: "
-                        f"{positives} of its {rows} rows are the positive class "
-                        f"{spec.target.positive_text}")
+    """A binary split must hold both classes of the target (in memory: ``positives`` of ``rows``)."""
+    require_learnable(Tally(rows=rows, classes={"1": positives, "0": rows - positives}), spec, part)
 
 
 def inputs(frame: pd.DataFrame, feature_schema: dict[str, Any], spec: Spec,
            part: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """Feature matrix and 0/1 labels of one split (in memory), which must hold both classes."""
-    y = labels(frame, spec)
-    require_both_classes(int(y.sum()), len(y), spec, part)
-    return matrix(frame, feature_schema), y
+    """Feature matrix and labels (:func:`~mlpipe.data.features.labels`) of one split in memory, which must be
+    learnable (:func:`require_learnable`)."""
+    tally = Tally()
+    tally.add(frame, spec)
+    require_learnable(tally, spec, part)
+    return matrix(frame, feature_schema), labels(frame, spec, feature_schema.get("classes"))
+
+
+@dataclass
+class Tally:
+    """What a pass over a split's target column counts: its rows; per class, as text, its rows (binary: ``"1"``
+    for the positive class, ``"0"`` for the others); a regression target's lowest and highest value."""
+
+    rows: int = 0
+    classes: dict[str, int] = field(default_factory=dict)
+    low: float = math.inf
+    high: float = -math.inf
+
+    @property
+    def positives(self) -> int:
+        return self.classes.get("1", 0)
+
+    def add(self, frame: pd.DataFrame, spec: Spec) -> None:
+        """Count one batch of the split in."""
+        self.rows += len(frame)
+        task = spec.target.task
+        if task == Task.REGRESSION:
+            y = labels(frame, spec)
+            if len(y):
+                self.low, self.high = min(self.low, float(y.min())), max(self.high, float(y.max()))
+            return
+        if task == Task.BINARY:
+            positives = int(labels(frame, spec).sum())
+            found = {"1": positives, "0": len(frame) - positives}
+        else:
+            if spec.target.classes is not None:
+                labels(frame, spec)  # refuses a class the spec does not list
+            found = count_levels(frame[spec.target.column])
+            if (missing := len(frame) - sum(found.values())) > 0:
+                raise Refused(f"target.column {spec.target.column!r}: {missing} rows have no value")
+        for name, rows in found.items():
+            self.classes[name] = self.classes.get(name, 0) + rows
+
+    def class_names(self, spec: Spec) -> list[str]:
+        """A multiclass model's classes: ``target.classes``, else the ones counted, ordered by their text."""
+        return class_names(spec) if spec.target.classes is not None else sorted(self.classes)
 
 
 @dataclass
@@ -121,31 +182,34 @@ class Scanned:
     """What one pass over the train split's categorical and target columns finds."""
 
     schema: dict[str, Any]
-    rows: int
-    positives: int
+    tally: Tally
 
 
 def scan(uri: str, spec: Spec) -> Scanned:
-    """The feature schema, rows and positives of a split, reading only its categorical and target columns."""
+    """The feature schema (with a multiclass target's classes) and the target :class:`Tally` of a split, reading
+    only its categorical and target columns."""
     names = datasets.column_names(uri)
     categorical = [c for c in spec.feature_columns(names) if c in spec.features.categorical]
     levels: dict[str, dict[str, int]] = {c: {} for c in categorical}
-    rows = positives = 0
+    tally = Tally()
     for frame in datasets.batches(uri, spec.data.batch_rows, columns=[*categorical, spec.target.column]):
         for column in categorical:
             count_levels(frame[column], levels[column])
-        y = labels(frame, spec)
-        rows, positives = rows + len(y), positives + int(y.sum())
-    return Scanned(schema_of(names, levels, spec), rows, positives)
+        tally.add(frame, spec)
+    found = schema_of(names, levels, spec)
+    if spec.target.task != Task.BINARY:
+        found["task"] = str(spec.target.task)
+    if spec.target.task == Task.MULTICLASS:
+        found["classes"] = tally.class_names(spec)
+    return Scanned(found, tally)
 
 
-def class_counts(uri: str, spec: Spec) -> tuple[int, int]:
-    """The rows and positives of a split, reading only its target column."""
-    rows = positives = 0
+def target_tally(uri: str, spec: Spec) -> Tally:
+    """The target :class:`Tally` of a split, reading only its target column."""
+    tally = Tally()
     for frame in datasets.batches(uri, spec.data.batch_rows, columns=[spec.target.column]):
-        y = labels(frame, spec)
-        rows, positives = rows + len(y), positives + int(y.sum())
-    return rows, positives
+        tally.add(frame, spec)
+    return tally
 
 
 def batch_iterator(uri: str, feature_schema: dict[str, Any], spec: Spec, cache_prefix: str | None = None):
@@ -169,7 +233,7 @@ def batch_iterator(uri: str, feature_schema: dict[str, Any], spec: Spec, cache_p
         def encoded(self) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
             passing = []
             for frame in datasets.batches(uri, spec.data.batch_rows):
-                batch = matrix(frame, feature_schema), labels(frame, spec)
+                batch = matrix(frame, feature_schema), labels(frame, spec, feature_schema.get("classes"))
                 if cache_prefix is None:
                     passing.append(batch)
                 yield batch

@@ -32,7 +32,8 @@ import mlflow.pyfunc
 import pandas as pd
 
 from mlpipe.core import uris
-from mlpipe.model.tabular import TabularModel
+from mlpipe.core.tasks import Task
+from mlpipe.model.tabular import PREDICTED_CLASS, TabularModel
 
 if TYPE_CHECKING:
     from mlflow.models import ModelSignature
@@ -54,9 +55,14 @@ class ServingModel(mlflow.pyfunc.PythonModel):
         self.model = TabularModel.load(uris.normalize(context.artifacts[ARTIFACT]))
 
     def predict(self, context: Any, model_input: pd.DataFrame,
-                params: dict[str, Any] | None = None) -> pd.Series:
-        """The positive-class probability of each row of a DataFrame of raw feature columns."""
-        return pd.Series(self.model.scores(model_input), index=model_input.index, name=OUTPUT)
+                params: dict[str, Any] | None = None) -> pd.Series | pd.DataFrame:
+        """What the model predicts for each row of a DataFrame of raw feature columns: the positive-class
+        probability (binary) or the value (regression) as ``score``; multiclass, each class's probability and the
+        predicted class (:meth:`TabularModel.class_frame`)."""
+        scores = self.model.scores(model_input)
+        if self.model.task == Task.MULTICLASS:
+            return self.model.class_frame(scores, model_input.index)
+        return pd.Series(scores, index=model_input.index, name=OUTPUT)
 
 
 def load_version(name: str, version: int | str) -> TabularModel:
@@ -65,13 +71,18 @@ def load_version(name: str, version: int | str) -> TabularModel:
 
 
 def signature(schema: dict[str, Any]) -> ModelSignature:
-    """Inputs: the raw feature columns (categoricals as strings, numbers as doubles); output: the score."""
+    """Inputs: the raw feature columns (categoricals as strings, numbers as doubles); outputs: the score, or a
+    multiclass model's class probabilities and predicted class."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
     inputs = [ColSpec("string" if column in schema["categorical"] else "double", column)
               for column in schema["columns"]]
-    return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("float", OUTPUT)]))
+    outputs = [ColSpec("float", OUTPUT)]
+    if schema.get("task") == Task.MULTICLASS:
+        model = TabularModel(None, schema)
+        outputs = [*(ColSpec("float", name) for name in model.class_columns()), ColSpec("string", PREDICTED_CLASS)]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
 
 def as_inputs(frame: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:

@@ -22,10 +22,15 @@ SCORE = "score"
 
 
 def reference_sample(frame: pd.DataFrame, model: TabularModel, rows: int, seed: int) -> pd.DataFrame:
-    """At most ``rows`` rows of ``frame`` (a seeded sample when it has more), the model's columns and scores."""
+    """At most ``rows`` rows of ``frame`` (a seeded sample when it has more), the model's columns and scores (a
+    multiclass model's: each class's probability, :meth:`TabularModel.class_columns`)."""
     sample = frame if len(frame) <= rows else frame.sample(n=rows, random_state=seed)
     reference = sample[model.schema["columns"]].reset_index(drop=True)
-    reference[SCORE] = model.scores(reference)
+    scores = model.scores(reference)
+    if scores.ndim == 2:
+        reference[model.class_columns()] = scores
+    else:
+        reference[SCORE] = scores
     return reference
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlpipe.core import uris
+from mlpipe.core.tasks import Task
 from mlpipe.data.features import matrix
 from mlpipe.store import storage
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 BOOSTER_FILE = "model.ubj"
 SCHEMA_FILE = "feature_schema.json"
+PROBABILITY, PREDICTED_CLASS = "probability", "predicted_class"  # a multiclass model's outputs
 
 
 @dataclass
@@ -33,9 +35,28 @@ class TabularModel:
 
         return xgb.DMatrix(matrix(frame, self.schema), enable_categorical=True)
 
+    @property
+    def task(self) -> Task:
+        return Task(self.schema.get("task", Task.BINARY))
+
     def scores(self, frame: pd.DataFrame) -> np.ndarray:
-        """Probability of the positive class for each row (``inplace_predict``: no DMatrix is built)."""
+        """What the model predicts for each row (``inplace_predict``: no DMatrix is built): the probability of the
+        positive class (binary), of each class of ``schema["classes"]`` (multiclass: a column each), the value
+        (regression)."""
         return self.booster.inplace_predict(matrix(frame, self.schema), iteration_range=self.tree_range())
+
+    def class_columns(self) -> list[str]:
+        """A multiclass model's output columns: ``probability_<class>`` for each class, in the model's order."""
+        return [f"{PROBABILITY}_{name}" for name in self.schema["classes"]]
+
+    def class_frame(self, scores: np.ndarray, index: pd.Index) -> pd.DataFrame:
+        """A multiclass model's ``scores`` as a frame: each class's probability (:meth:`class_columns`) and the
+        most probable class (:data:`PREDICTED_CLASS`)."""
+        import pandas as pd
+
+        frame = pd.DataFrame(scores, columns=self.class_columns(), index=index)
+        frame[PREDICTED_CLASS] = pd.Series(self.schema["classes"], dtype=object).to_numpy()[scores.argmax(axis=1)]
+        return frame
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Per-feature SHAP contributions (log-odds) for each row, plus a ``bias`` column."""

@@ -23,6 +23,7 @@ from mlpipe.core import uris
 from mlpipe.core.errors import Refused, failure
 from mlpipe.core.names import Step
 from mlpipe.core.results import model_of
+from mlpipe.core.tasks import Task
 from mlpipe.registry import tracking
 from mlpipe.store import storage
 from mlpipe.store.runs import ERROR, RESULT, Run, shard_folder
@@ -45,6 +46,16 @@ STEPS: dict[Step, str] = {
     Step.SCORE: "mlpipe.steps.score:score",
     Step.MONITOR: "mlpipe.steps.monitor:monitor",
 }
+
+# The steps that handle binary targets only, so far: a run of another task (target.task) is refused there.
+BINARY_ONLY = (Step.REGISTER, Step.DEPLOY, Step.SCORE, Step.MONITOR)
+
+
+def require_supported(name: str, run: Run) -> None:
+    """Refuse step ``name`` for the run's target task when the step does not handle it yet (:data:`BINARY_ONLY`)."""
+    if name in BINARY_ONLY and (task := run.spec.target.task) != Task.BINARY:
+        raise Refused(f"target.task {task}: the {name} step handles binary targets only so far "
+                      "(training, validation and analysis handle every task)")
 
 
 def record_failure(folder: str, record: dict[str, Any], error: Exception) -> None:
@@ -83,6 +94,7 @@ def run_step(name: str, run_uri: str, shard: int | None = None) -> dict[str, Any
     started = time.perf_counter()
     which = {"step": name, "run": run_uri, **({} if shard is None else {"shard": shard})}
     try:
+        require_supported(name, run)
         result = step(run) if shard is None else step(run, shard=shard)
     except Exception as error:
         record_failure(folder, {**which, "seconds": round(time.perf_counter() - started, 3)}, error)

@@ -2,8 +2,11 @@
 
 The analysis set is held out: training, early stopping and tuning never see it.
 
+The sets are stratified by the target's class (binary, multiclass) or, for a regression target,
+by its decile among the first batch's rows (:func:`strata`).
+
 The snapshot is read ``data.batch_rows`` rows at a time. Within each batch, the rows of each
-class are shuffled (seeded by ``split.seed`` and the batch number) and dealt to the three sets
+class (stratum) are shuffled (seeded by ``split.seed`` and the batch number) and dealt to the three sets
 so that, over all batches so far, each set holds its share of each class, rounded to a row
 (:class:`Dealer`). Each batch adds one part to each set's folder, ``<run>/split/<set>/``.
 """
@@ -14,13 +17,33 @@ from typing import TYPE_CHECKING
 
 from mlpipe.core.names import PARTS
 from mlpipe.core.results import Ingest, Split
+from mlpipe.core.tasks import Task
 from mlpipe.data import datasets
 from mlpipe.data.features import labels
 from mlpipe.store.runs import Run
 
 if TYPE_CHECKING:
     import numpy as np
+    import pandas as pd
 
+    from mlpipe.core.spec import Spec
+
+
+
+STRATA_BINS = 10  # a regression target's strata: its deciles
+
+
+def strata(frame: pd.DataFrame, spec: Spec, edges: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each row's stratum: its class as text (binary: positive or not), or, for a regression target, its bin
+    between ``edges``: the first batch's deciles (``None``: this is the first batch); and the edges."""
+    import numpy as np
+
+    y = labels(frame, spec) if spec.target.task != Task.MULTICLASS else frame[spec.target.column].astype(str)
+    if spec.target.task != Task.REGRESSION:
+        return np.asarray(y), edges
+    if edges is None:
+        edges = np.unique(np.quantile(y, np.linspace(0, 1, STRATA_BINS + 1)[1:-1]))
+    return np.searchsorted(edges, y, side="right"), edges
 
 
 class Dealer:
@@ -32,7 +55,7 @@ class Dealer:
         self.dealt: dict[tuple[int, str], int] = {}  # (class, set) -> rows so far
 
     def deal(self, y: np.ndarray, batch: int) -> np.ndarray:
-        """The index (into :data:`PARTS`) of the set each row of a batch goes to."""
+        """The index (into :data:`PARTS`) of the set each row of a batch goes to; ``y``: each row's stratum."""
         import numpy as np
 
         rng = np.random.default_rng([self.seed, batch])
@@ -56,16 +79,17 @@ def split(run: Run) -> Split:
     dealer = Dealer({"train": 1 - sum(shares.values()), **shares}, spec.split.seed)
     writers = {part: datasets.PartWriter(run.path("split", part)) for part in PARTS}
     positives = dict.fromkeys(PARTS, 0)
+    binary, edges = spec.target.task == Task.BINARY, None
     with writers["train"], writers["validation"], writers["analysis"]:
         for number, frame in enumerate(datasets.batches(run.result(Ingest).snapshot, spec.data.batch_rows)):
-            y = labels(frame, spec)
+            y, edges = strata(frame, spec, edges)
             dealt = dealer.deal(y, number)
             for index, part in enumerate(PARTS):
                 chosen = dealt == index
                 if chosen.any():
                     writers[part].write(frame[chosen].reset_index(drop=True))
-                    positives[part] += int(y[chosen].sum())
+                    positives[part] += int(y[chosen].sum()) if binary else 0
     rows = {part: writers[part].rows for part in PARTS}
+    rates = {part: round(positives[part] / max(rows[part], 1), 6) for part in PARTS} if binary else {}
     return Split(**{part: writers[part].folder for part in PARTS}, rows=rows,
-                 parts={part: len(writers[part].uris) for part in PARTS},
-                 positive_rate={part: round(positives[part] / max(rows[part], 1), 6) for part in PARTS})
+                 parts={part: len(writers[part].uris) for part in PARTS}, positive_rate=rates)

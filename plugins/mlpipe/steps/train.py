@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 from mlpipe.compute.distributed import fit_distributed
 from mlpipe.core.errors import Refused
 from mlpipe.core.results import Ingest, Split, Train, Tune
+from mlpipe.core.tasks import RULES, Task
 from mlpipe.data import datasets
 from mlpipe.model import reference
 from mlpipe.model.baseline import Baseline, fit_baseline
@@ -69,15 +70,15 @@ from mlpipe.model.booster import (
     Rounds,
     boost_on_splits,
     booster_params,
-    class_counts,
     inputs,
     plain_stopping,
     requested_device,
-    require_both_classes,
+    require_learnable,
     resolve_device,
     round_plan,
     scale_pos_weight,
     scan,
+    target_tally,
     tuned_training,
 )
 from mlpipe.model.tabular import TabularModel
@@ -94,6 +95,7 @@ log = logging.getLogger(__name__)
 STEP = "train"
 TUNING_RUN_TAG = "mlpipe.tuning_run_id"
 EXAMPLE_ROWS = 5
+BASELINE_PARAMS = ("C", "class_weight", "alpha")  # the baseline's settings logged as MLflow params
 LOGGED_ROWS = 10_000  # rows of each split logged to MLflow as the run's datasets: train's from its seeded sample,
 # validation's first rows
 
@@ -130,18 +132,27 @@ def timed(phase: str) -> Iterator[None]:
     log.info("%s: %.1fs", phase, time.perf_counter() - started)
 
 
-def validation_metrics(history: dict[str, list[float]], best_iteration: int, baseline: Baseline) -> dict[str, float]:
-    """ROC AUC and log loss of the model on the validation split, and ROC AUC of the baseline.
+# The validation metrics of each task: the name the model's metric is recorded under, and XGBoost's metric it is.
+VALIDATION_METRICS = {Task.BINARY: {"roc_auc": "auc", "logloss": "logloss"},
+                      Task.MULTICLASS: {"log_loss": "mlogloss", "error": "merror"},
+                      Task.REGRESSION: {"rmse": "rmse", "mae": "mae"}}
+
+
+def validation_metrics(task: Task, history: dict[str, list[float]], best_iteration: int,
+                       baseline: Baseline) -> dict[str, float]:
+    """The model's metrics on the validation split (:data:`VALIDATION_METRICS`: binary, ROC AUC and log loss), and
+    the baseline's headline metric (binary: ``baseline_roc_auc``).
 
     The model's are XGBoost's own, from evaluating every round on the validation split (``history``) at the round
     the model keeps: the scores of the saved model, without another pass over the split (tested equal to
     scikit-learn's on them; at 2M validation rows the pass cost ~3 s). The baseline's is measured on the
-    validation rows it chose its class weighting on: all of them up to ``training.baseline_rows``, else a seeded
+    validation rows it was chosen on: all of them up to ``training.baseline_rows``, else a seeded
     sample of as many (scoring all of 2M rows cost ~5 s for a figure 0.0014 apart, 0.7775 against 0.7760).
     """
-    return {"roc_auc": round(float(history["auc"][best_iteration]), 6),
-            "logloss": round(float(history["logloss"][best_iteration]), 6),
-            "baseline_roc_auc": baseline.settings["validation_roc_auc"]}
+    headline = RULES[task].headline
+    measured = {name: round(float(history[metric][best_iteration]), 6)
+                for name, metric in VALIDATION_METRICS[task].items()}
+    return {**measured, f"baseline_{headline}": baseline.settings[f"validation_{headline}"]}
 
 
 def tuning_result(run: Run) -> Tune | None:
@@ -159,8 +170,8 @@ def mlflow_params(fit: Fit, training: Training, tuned: bool) -> dict[str, Any]:
             "early_stopping_rounds": training.early_stopping_rounds, "best_iteration": fit.best_iteration,
             "round_rule": fit.plan.rule, "round_floor": fit.plan.floor, "round_patience": fit.plan.patience,
             "rounds_trained": fit.model.booster.num_boosted_rounds(),
-            "baseline": "logistic_regression", "baseline_C": fit.baseline.settings["C"],
-            "baseline_class_weight": fit.baseline.settings["class_weight"]}
+            "baseline": fit.baseline.settings["kind"],
+            **{f"baseline_{key}": value for key, value in fit.baseline.settings.items() if key in BASELINE_PARAMS}}
 
 
 def mlflow_metrics(fit: Fit) -> list[tuple[str, float, int]]:
@@ -222,18 +233,22 @@ def fit_models(spec: Spec, parts: dict[str, str], sample: pd.DataFrame, shards_f
     seeded sample of the train split, :func:`train_sample`), its class weighting chosen on a seeded
     sample of at most as many validation rows (:func:`mlpipe.model.baseline.fit_baseline`).
     """
-    with timed("scanning the train split (feature schema, classes) and the validation split's classes"):
+    with timed("scanning the train split (feature schema, target) and the validation split's target"):
         scanned = scan(parts[TRAIN], spec)
-        counts = {TRAIN: (scanned.rows, scanned.positives), VALIDATION: class_counts(parts[VALIDATION], spec)}
-    for part, (total, positives) in counts.items():
-        require_both_classes(positives, total, spec, part)
-    feature_schema, rows = scanned.schema, scanned.rows
-    pos_weight = scale_pos_weight(rows, scanned.positives, spec.training.scale_pos_weight)
-    params = booster_params(spec.training, pos_weight, resolve_device(requested_device(spec)))
+        tallies = {TRAIN: scanned.tally, VALIDATION: target_tally(parts[VALIDATION], spec)}
+    for part, tally in tallies.items():
+        require_learnable(tally, spec, part)
+    feature_schema, rows, task = scanned.schema, scanned.tally.rows, spec.target.task
+    pos_weight = (scale_pos_weight(rows, scanned.tally.positives, spec.training.scale_pos_weight)
+                  if task == Task.BINARY else None)
+    params = booster_params(spec.training, pos_weight, resolve_device(requested_device(spec)), task,
+                            len(feature_schema.get("classes", ())))
     plan = round_plan(spec.training, params, tuned_rounds)
     settings = spec.training.distributed
     external = spec.training.external_memory_rows is not None and rows > spec.training.external_memory_rows
     if uses_dask(settings, rows):
+        if task != Task.BINARY:
+            raise Refused(f"training.distributed: Dask training is for binary targets so far; this one is {task}")
         if shards_folder is None:
             raise Refused("training.distributed: the Dask workers need a folder for the shards")
         booster, history, seconds = fit_distributed(spec, params, parts, feature_schema, shards_folder,
@@ -249,15 +264,16 @@ def fit_models(spec: Spec, parts: dict[str, str], sample: pd.DataFrame, shards_f
         sample = sample.sample(n=spec.training.baseline_rows, random_state=spec.split.seed)
     with timed("fitting the baseline"):
         held_out = datasets.sample(parts[VALIDATION], spec.training.baseline_rows, spec.split.seed)
-        baseline = fit_baseline(inputs(sample, feature_schema, spec, TRAIN),
+        baseline = fit_baseline(task, inputs(sample, feature_schema, spec, TRAIN),
                                 inputs(held_out, feature_schema, spec, VALIDATION), feature_schema, spec.split.seed)
-    measured = validation_metrics(history, booster.best_iteration, baseline)
-    log.info("trained on %s in %.2fs (%d rows%s): %d trees (of %d rounds; %s), validation ROC AUC %.4f "
+    measured = validation_metrics(task, history, booster.best_iteration, baseline)
+    headline = RULES[task].headline
+    log.info("trained on %s in %.2fs (%d rows%s): %d trees (of %d rounds; %s), validation %s %.4f "
              "(baseline %.4f)", params["device"], seconds, rows, ", external memory" if external else "",
-             booster.best_iteration + 1, booster.num_boosted_rounds(), plan.describe(), measured["roc_auc"],
-             measured["baseline_roc_auc"])
+             booster.best_iteration + 1, booster.num_boosted_rounds(), plan.describe(), headline,
+             measured[headline], measured[f"baseline_{headline}"])
     return Fit(model, baseline, params, history, seconds, measured,
-               {part: total for part, (total, _) in counts.items()}, external, plan)
+               {part: tally.rows for part, tally in tallies.items()}, external, plan)
 
 
 def train_sample(uri: str, spec: Spec) -> pd.DataFrame:
@@ -289,6 +305,6 @@ def train(run: Run) -> Train:
                  device=trained.params["device"], rows=trained.rows, external_memory=trained.external_memory,
                  best_iteration=trained.best_iteration, num_trees=trained.num_trees,
                  round_rule=trained.plan.rule, rounds=trained.plan.describe(),
-                 scale_pos_weight=trained.params["scale_pos_weight"], validation=trained.validation,
+                 scale_pos_weight=trained.params.get("scale_pos_weight"), validation=trained.validation,
                  train_seconds=round(trained.seconds, 4), data_version=ingested.data_version,
                  tuned=bool(tuning), baseline_settings=trained.baseline.settings)

@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 from mlpipe.core import settings
 from mlpipe.core.errors import Refused
 from mlpipe.core.results import Ingest, Split, Tune, TunePrepare, TuneTrials
+from mlpipe.core.tasks import Task
 from mlpipe.data import datasets
 from mlpipe.data.features import schema
 from mlpipe.model.booster import (
@@ -139,6 +140,8 @@ def skip_reason(run: Run) -> str | None:
     """Why this run does not tune (trigger option or spec), or ``None`` when it does."""
     if run.options.get("skip_tuning"):
         return "skip_tuning was set when the run was triggered"
+    if (task := run.spec.target.task) != Task.BINARY:
+        return f"tuning handles binary targets only so far; target.task is {task}"
     split = run.result(Split)
     rows, rate = split.rows[TRAIN], split.positive_rate[TRAIN]
     return run.spec.tuning.skip_reason(rows, round(rows * min(rate, 1 - rate)))

@@ -29,14 +29,24 @@ from typing import TYPE_CHECKING, Any
 from mlpipe.core.errors import Refused
 from mlpipe.core.names import PARTS
 from mlpipe.core.results import Ingest, Split, Validate, ValidateSplit
+from mlpipe.core.tasks import Task
 from mlpipe.data import datasets
-from mlpipe.data.features import labels
 from mlpipe.data.profile import read_profile
 from mlpipe.store import storage
 from mlpipe.store.runs import Run
 from mlpipe.validation.failures import TextInNumbers, failures
 from mlpipe.validation.merge import run_batches
-from mlpipe.validation.suites import LABEL, PART, batch_frame, data_suite, positive_rate_check, render_html
+from mlpipe.validation.suites import (
+    LABEL,
+    PART,
+    batch_frame,
+    data_suite,
+    mean_check,
+    profiled_classes,
+    render_html,
+    target_columns,
+    with_target_columns,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,22 +70,22 @@ def check(run: Run, step: str, frames: Iterable[pd.DataFrame], checks: list[Expe
     return {"success": True, "evaluated": evaluated, "failed": 0, "report": report_uri, "result": result_uri}
 
 
-def snapshot_batches(run: Run, profiled: dict[str, dict[str, Any]]) -> Iterator[pd.DataFrame]:
-    """The ingested snapshot as GX checks it (:func:`batch_frame` plus the 0/1 label), a batch at a time."""
+def snapshot_batches(run: Run, profiled: dict[str, dict[str, Any]], classes: list[str]) -> Iterator[pd.DataFrame]:
+    """The ingested snapshot as GX checks it (:func:`batch_frame` plus the target's columns, :func:`target_columns`),
+    a batch at a time."""
     spec = run.spec
     text = [name for name, entry in profiled.items() if "categories" in entry]
     for snapshot in datasets.batches(run.result(Ingest).snapshot, spec.data.batch_rows):
-        frame = batch_frame(snapshot, text)
-        frame[LABEL] = labels(snapshot, spec)
-        yield frame
+        yield with_target_columns(batch_frame(snapshot, text), snapshot, spec, classes)
 
 
 def validate_data(run: Run) -> Validate:
     """Check every row of the ingested snapshot against the spec and the reference profile."""
     spec = run.spec
     reference = read_profile(spec.validation.profile, spec.name)
-    profiled, rate = reference["columns"], reference.get("target", {}).get("positive_rate")
-    summary = check(run, "validate", snapshot_batches(run, profiled), data_suite(spec, profiled, rate))
+    profiled, target = reference["columns"], reference.get("target", {})
+    classes = profiled_classes(spec, target)
+    summary = check(run, "validate", snapshot_batches(run, profiled, classes), data_suite(spec, profiled, target))
     return Validate(**summary, profile=spec.validation.profile, data_version=run.result(Ingest).data_version)
 
 
@@ -84,31 +94,47 @@ def target_batches(run: Run, uri: str) -> Iterator[pd.DataFrame]:
     yield from datasets.batches(uri, run.spec.data.batch_rows, columns=[run.spec.target.column])
 
 
-def positive_rate(run: Run) -> float:
-    """The snapshot's share of positive labels, reading only its target column."""
-    positives = rows = 0
+def snapshot_means(run: Run, columns: dict[str, str], classes: list[str]) -> tuple[dict[str, float], float]:
+    """The snapshot's mean of each of the target's ``columns`` (:func:`target_columns`: binary, the positive
+    rate), reading only its target column; and the width of the target's range (regression; 1 otherwise)."""
+    import numpy as np
+
+    sums, rows, low, high = dict.fromkeys(columns, 0.0), 0, np.inf, -np.inf
     for frame in target_batches(run, run.result(Ingest).snapshot):
-        positives += int(labels(frame, run.spec).sum())
+        added = with_target_columns(frame.iloc[:, :0].copy(), frame, run.spec, classes)
+        for column in columns:
+            sums[column] += float(added[column].sum())
+        if run.spec.target.task == Task.REGRESSION:
+            low, high = min(low, float(added[LABEL].min())), max(high, float(added[LABEL].max()))
         rows += len(frame)
-    return positives / rows
+    width = high - low if run.spec.target.task == Task.REGRESSION else 1.0
+    return {column: total / rows for column, total in sums.items()}, width
 
 
-def part_batches(run: Run) -> Iterator[pd.DataFrame]:
-    """The 0/1 labels of each split part, with the part's name, a batch at a time."""
+def part_batches(run: Run, classes: list[str]) -> Iterator[pd.DataFrame]:
+    """The target's columns (:func:`target_columns`) of each split part, with the part's name, a batch at a time."""
     import pandas as pd
 
     split = run.result(Split)
     for part in PARTS:
         for frame in target_batches(run, split.folder(part)):
-            yield batch_frame(pd.DataFrame({LABEL: labels(frame, run.spec), PART: part}), [])
+            yield batch_frame(with_target_columns(pd.DataFrame({PART: [part] * len(frame)}), frame, run.spec,
+                                                  classes), [])
 
 
 def validate_split(run: Run) -> ValidateSplit:
-    """Check that each split part's label rate is within ``split_rate_tolerance`` of the snapshot's."""
+    """Check that each split part keeps the snapshot's target: within ``split_rate_tolerance`` of its positive
+    rate (binary) or of each class's share (multiclass); a regression target's mean within that share of the
+    target's range."""
     spec = run.spec
-    rate = positive_rate(run)
-    tolerance = spec.validation.split_rate_tolerance
-    checks = [positive_rate_check(spec, max(0.0, rate - tolerance), min(1.0, rate + tolerance), part)
-              for part in PARTS]
-    summary = check(run, "validate_split", part_batches(run), checks)
-    return ValidateSplit(**summary, positive_rate=round(rate, 6))
+    classes = profiled_classes(spec, read_profile(spec.validation.profile, spec.name).get("target", {}))
+    columns = target_columns(spec, classes)
+    means, width = snapshot_means(run, columns, classes)
+    margin = spec.validation.split_rate_tolerance * width
+    bounded = spec.target.task != Task.REGRESSION  # shares stay within [0, 1]
+    checks = [mean_check(column, subject, max(0.0, means[column] - margin) if bounded else means[column] - margin,
+                         min(1.0, means[column] + margin) if bounded else means[column] + margin, part)
+              for part in PARTS for column, subject in columns.items()]
+    summary = check(run, "validate_split", part_batches(run, classes), checks)
+    rate = means[LABEL] if spec.target.task == Task.BINARY else None
+    return ValidateSplit(**summary, positive_rate=round(rate, 6) if rate is not None else None)

@@ -7,6 +7,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from mlpipe.core.spec import Spec, Validation
+from mlpipe.core.tasks import Task
+from mlpipe.data.features import labels
 from mlpipe.data.profile import read_profile
 
 if TYPE_CHECKING:
@@ -15,7 +17,7 @@ if TYPE_CHECKING:
     from great_expectations.expectations import Expectation
 
 
-LABEL = "_mlpipe_positive"  # 0/1 label column added to the batch (the positive-rate checks use its mean)
+LABEL = "_mlpipe_positive"  # the target's column(s) added to the batch, whose means are checked (target_columns)
 PART = "_mlpipe_part"  # split part name column added to the validate_split batch
 _BITS = (8, 16, 32, 64)
 # Type names GX's pandas type check understands: numpy dtypes, pandas nullable dtypes, and the Python
@@ -81,32 +83,77 @@ def column_expectations(name: str, entry: dict[str, Any], validation: Validation
     return checks
 
 
-def positive_rate_check(spec: Spec, low: float, high: float, part: str | None = None) -> Expectation:
-    """The mean of the 0/1 label column within [``low``, ``high``]: in one split ``part``, or in all rows."""
+def target_columns(spec: Spec, classes: list[str]) -> dict[str, str]:
+    """The columns :func:`with_target_columns` adds, each with what its mean is: binary, the positive rate
+    (:data:`LABEL`: 1 for the positive class); multiclass, each class's share of the rows; regression, the
+    target's mean."""
+    target = spec.target
+    if target.task == Task.BINARY:
+        values = target.positive_values
+        return {LABEL: f"positive rate ({target.column} {'==' if len(values) == 1 else 'in'} {target.positive_text})"}
+    if target.task == Task.MULTICLASS:
+        return {f"{LABEL}_{index}": f"share of class {name!r} ({target.column})" for index, name in enumerate(classes)}
+    return {LABEL: f"mean of {target.column}"}
+
+
+def with_target_columns(frame: pd.DataFrame, target: pd.DataFrame, spec: Spec, classes: list[str]) -> pd.DataFrame:
+    """``frame`` with the :func:`target_columns` of the rows of ``target`` (their target column)."""
+    column = target[spec.target.column]
+    if spec.target.task == Task.MULTICLASS:
+        text = column.astype(str).to_numpy()
+        for index, name in enumerate(classes):
+            frame[f"{LABEL}_{index}"] = (text == name).astype("int8")
+    else:
+        frame[LABEL] = labels(target, spec)
+    return frame
+
+
+def mean_check(column: str, subject: str, low: float, high: float, part: str | None = None) -> Expectation:
+    """The mean of ``column`` (a :func:`target_columns` column, ``subject`` says what it is) within
+    [``low``, ``high``]: in one split ``part``, or in all rows."""
     gxe = expectations()
     from great_expectations.expectations.row_conditions import Column
 
-    values = spec.target.positive_values
-    rate = f"positive rate ({spec.target.column} {'==' if len(values) == 1 else 'in'} {spec.target.positive_text})"
     where = {"row_condition": Column(PART) == part} if part else {}
-    return gxe.ExpectColumnMeanToBeBetween(column=LABEL, min_value=low, max_value=high,
-                                           meta={"subject": f"{rate} of {part or 'the snapshot'}"}, **where)
+    return gxe.ExpectColumnMeanToBeBetween(column=column, min_value=low, max_value=high,
+                                           meta={"subject": f"{subject} of {part or 'the snapshot'}"}, **where)
 
 
-def data_suite(spec: Spec, profiled: dict[str, dict[str, Any]], reference_rate: float | None = None,
+def profiled_classes(spec: Spec, target: dict[str, Any]) -> list[str]:
+    """A multiclass target's classes, as the profile's ``target`` entry has them (``target.classes`` first)."""
+    if spec.target.classes is not None:
+        return [str(name) for name in spec.target.classes]
+    return sorted(target.get("class_shares", {}))
+
+
+def target_checks(spec: Spec, target: dict[str, Any]) -> list[Expectation]:
+    """The checks of the target's rates in all rows against the profile's ``target`` entry: binary, the positive
+    rate within ``validation.positive_rate`` or, unset, around the profile's rate; multiclass, each class's share
+    around the profile's (half to one and a half times); regression, none (its column's range and nulls are checked
+    as the profile's)."""
+    columns = target_columns(spec, profiled_classes(spec, target))
+    if spec.target.task == Task.BINARY:
+        return [mean_check(LABEL, columns[LABEL], *spec.validation.positive_rate_band(target.get("positive_rate")))]
+    if spec.target.task == Task.MULTICLASS:
+        shares = target.get("class_shares", {})
+        return [mean_check(column, subject, *spec.validation.positive_rate_band(shares[name]))
+                for (column, subject), name in zip(columns.items(), profiled_classes(spec, target), strict=True)]
+    return []
+
+
+def data_suite(spec: Spec, profiled: dict[str, dict[str, Any]], target: dict[str, Any] | None = None,
                ) -> list[Expectation]:
-    """The expectations of ``validate``: spec-derived checks plus those of the ``profiled`` columns; the
-    positive rate within ``validation.positive_rate`` or, unset, around the profile's ``reference_rate``."""
+    """The expectations of ``validate``: spec-derived checks plus those of the ``profiled`` columns, and the
+    target's rates (:func:`target_checks` of the profile's ``target`` entry)."""
     gxe = expectations()
-    target = spec.target.column
+    column = spec.target.column
     checks: list[Expectation] = [gxe.ExpectColumnToExist(column=name)
                                  for name in sorted(required_columns(spec) | set(profiled))]
     for name, entry in sorted(profiled.items()):
-        checks += column_expectations(name, entry, spec.validation, strict=name == target)
-    if target not in profiled:
-        checks.append(gxe.ExpectColumnValuesToNotBeNull(column=target))
-    checks.append(positive_rate_check(spec, *spec.validation.positive_rate_band(reference_rate)))
-    return checks
+        checks += column_expectations(name, entry, spec.validation, strict=name == column)
+    if column not in profiled:
+        checks.append(gxe.ExpectColumnValuesToNotBeNull(column=column))
+    return checks + target_checks(spec, target or {})
 
 
 def profiled_columns(uri: str | None) -> dict[str, dict[str, Any]]:

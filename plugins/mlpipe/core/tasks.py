@@ -1,0 +1,54 @@
+"""What a model predicts (``target.task``): the learning task, and what follows from it for every layer.
+
+- ``binary``: the probability of the positive class (``target.positive_class``);
+- ``multiclass``: a probability for each class of the target (``target.classes``, or the train split's classes
+  in the order of their text);
+- ``regression``: a number.
+
+Each task names XGBoost's objective and the metrics evaluated every boosting round (the last one decides early
+stopping, as in XGBoost), and the headline metric that the model and its baseline are compared on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Task(StrEnum):
+    BINARY = "binary"
+    MULTICLASS = "multiclass"
+    REGRESSION = "regression"
+
+
+@dataclass(frozen=True)
+class TaskRules:
+    """How a task trains and is judged.
+
+    ``objectives``: the XGBoost objectives that fit the task, the first the default. ``round_metrics``: evaluated
+    on the validation split every round, whatever else the spec lists; the last decides early stopping unless
+    the spec lists another last. ``headline``: the metric (as :mod:`mlpipe.steps.analyze` names it) the model's
+    lift over its baseline is measured on; ``higher_is_better`` says which way the lift points.
+    """
+
+    objectives: tuple[str, ...]
+    round_metrics: tuple[str, ...]
+    headline: str
+    higher_is_better: bool
+
+    @property
+    def objective(self) -> str:
+        return self.objectives[0]
+
+
+RULES = {
+    Task.BINARY: TaskRules(("binary:logistic",), ("logloss", "auc"), "roc_auc", higher_is_better=True),
+    Task.MULTICLASS: TaskRules(("multi:softprob",), ("merror", "mlogloss"), "log_loss", higher_is_better=False),
+    Task.REGRESSION: TaskRules(("reg:squarederror", "reg:absoluteerror", "reg:pseudohubererror", "reg:tweedie",
+                                "reg:gamma", "count:poisson"), ("mae", "rmse"), "rmse", higher_is_better=False),
+}
+
+
+def lift(task: Task, model: float, baseline: float) -> float:
+    """How much better the model's headline metric is than the baseline's: positive when it is better."""
+    return model - baseline if RULES[task].higher_is_better else baseline - model

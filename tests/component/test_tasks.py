@@ -1,0 +1,161 @@
+"""Regression and multiclass pipelines through the real steps: what train and split make of each task, and bad input
+per task (a clear error naming the column, nothing trained or registered)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from sklearn import metrics as skm
+
+from mlpipe.core import uris
+from mlpipe.core.errors import Refused
+from mlpipe.core.results import Ingest, Split, Train, TunePrepare, Validate
+from mlpipe.core.tasks import RULES, Task
+from mlpipe.data import datasets
+from mlpipe.data.features import labels
+from mlpipe.data.profile import write_profile
+from mlpipe.model.baseline import Baseline
+from mlpipe.model.tabular import TabularModel
+from mlpipe.steps import run_step
+from mlpipe.store import runs
+from mlpipe.store.runs import Run, StepNotFinished
+from tests.fixtures.analysis import run_steps
+from tests.fixtures.tasks import task_spec
+
+TASKS = [Task.REGRESSION, Task.MULTICLASS]
+
+
+def part(uri: str, name: str) -> pd.DataFrame:
+    return datasets.read(Run(uri).result(Split).folder(name))
+
+
+def model_and_labels(uri: str, name: str) -> tuple[TabularModel, pd.DataFrame, np.ndarray]:
+    """The run's model, split part ``name`` and its labels as the model's classes encode them."""
+    model = TabularModel.load(Run(uri).result(Train).model_folder)
+    frame = part(uri, name)
+    return model, frame, labels(frame, Run(uri).spec, model.schema.get("classes"))
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_the_model_trains_with_the_tasks_objective_and_records_it(task_runs, task):
+    uri = task_runs[task]
+    trained = Run(uri).result(Train)
+    params = MlflowClient().get_run(trained.mlflow_run_id).data.params
+    assert params["objective"] == RULES[task].objective
+    assert json.loads(params["eval_metric"].replace("'", '"')) == list(RULES[task].round_metrics)
+    assert trained.scale_pos_weight is None and "scale_pos_weight" not in params
+    model = TabularModel.load(trained.model_folder)
+    assert model.task == task
+    if task == Task.MULTICLASS:
+        assert params["num_class"] == "3"
+        assert model.schema["classes"] == ["cultivar_a", "cultivar_b", "cultivar_c"]  # ordered by their text
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_validation_metrics_are_those_of_the_saved_model_and_baseline(task_runs, task):
+    uri = task_runs[task]
+    trained = Run(uri).result(Train)
+    model, frame, y = model_and_labels(uri, "validation")
+    predicted = model.scores(frame).astype("float64")
+    baseline = Baseline.load(trained.baseline).scores(frame)
+    if task == Task.REGRESSION:
+        assert predicted.shape == (len(frame),)
+        assert trained.validation["rmse"] == pytest.approx(skm.root_mean_squared_error(y, predicted), abs=1e-3)
+        assert trained.validation["mae"] == pytest.approx(skm.mean_absolute_error(y, predicted), abs=1e-3)
+        assert trained.validation["baseline_rmse"] == pytest.approx(skm.root_mean_squared_error(y, baseline),
+                                                                    abs=1e-6)
+        assert trained.baseline_settings["kind"] == "ridge_regression"
+    else:
+        assert predicted.shape == (len(frame), 3) and np.allclose(predicted.sum(axis=1), 1, atol=1e-5)
+        assert trained.validation["log_loss"] == pytest.approx(skm.log_loss(y, predicted, labels=[0, 1, 2]),
+                                                               abs=1e-5)
+        assert trained.validation["error"] == pytest.approx(1 - skm.accuracy_score(y, predicted.argmax(axis=1)),
+                                                            abs=1e-6)
+        assert trained.validation["baseline_log_loss"] == pytest.approx(
+            skm.log_loss(y, baseline, labels=[0, 1, 2]), abs=1e-6)
+        assert trained.baseline_settings["kind"] == "multinomial_logistic_regression"
+
+
+def test_the_multiclass_split_keeps_each_classs_share_in_every_part(task_runs):
+    uri = task_runs[Task.MULTICLASS]
+    column = Run(uri).spec.target.column
+    whole = datasets.read(Run(uri).result(Ingest).snapshot)[column].value_counts(normalize=True)
+    for name in ("train", "validation", "analysis"):
+        shares = part(uri, name)[column].value_counts(normalize=True)
+        assert set(shares.index) == set(whole.index)
+        assert (shares - whole).abs().max() < 0.02, name  # dealt by class, rounded to a row
+
+
+def test_the_regression_split_deals_every_decile_of_the_target_to_every_part(task_runs):
+    uri = task_runs[Task.REGRESSION]
+    column = Run(uri).spec.target.column
+    whole = datasets.read(Run(uri).result(Ingest).snapshot)[column]
+    edges = np.quantile(whole, np.linspace(0, 1, 11)[1:-1])
+    for name, share in (("train", 0.6), ("validation", 0.2), ("analysis", 0.2)):
+        deciles = np.bincount(np.searchsorted(edges, part(uri, name)[column], side="right"), minlength=10)
+        assert np.abs(deciles - share * len(whole) / 10).max() <= 3, (name, deciles)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_the_steps_that_handle_binary_only_refuse_other_tasks_and_nothing_is_registered(task_runs, task):
+    uri = task_runs[task]
+    with pytest.raises(Refused) as refused:
+        run_step("register", uri)
+    assert str(refused.value) == (f"target.task {task}: the register step handles binary targets only so far "
+                                  "(training, validation and analysis handle every task)")
+    assert MlflowClient().search_registered_models(f"name = '{Run(uri).spec.registered_model}'") == []
+    prepared = TunePrepare.model_validate(run_step("tune_prepare", uri))
+    assert prepared.skipped and prepared.reason == f"tuning handles binary targets only so far; target.task is {task}"
+
+
+def started(tmp_path, task: Task, change, profile_changed: bool = False) -> str:
+    """A run of ``task``'s spec whose data ``change`` edited (a DataFrame -> DataFrame); its reference profile is
+    of the data before the change (the reviewed one), or after it (``profile_changed``)."""
+    loaded = task_spec(tmp_path, task)
+    source = uris.local_path(loaded.data.source)
+    change(pd.read_csv(source)).to_csv(source, index=False)
+    if profile_changed:
+        write_profile(loaded)
+    return runs.start(loaded, "bad")
+
+
+def test_a_text_value_in_a_regression_target_fails_validation_naming_the_column(module_env, tmp_path):
+    def text(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.astype({"target": object}).assign(target=lambda f: f["target"].where(f.index != 7, "high"))
+
+    uri = run_steps(started(tmp_path, Task.REGRESSION, text), ("ingest",))
+    with pytest.raises(Refused) as refused:
+        run_step("validate", uri)
+    assert str(refused.value) == "target.column 'target': a regression target must be numeric, got 'high'"
+    with pytest.raises(StepNotFinished):
+        Run(uri).result(Validate)
+
+
+def test_a_class_the_profile_has_not_seen_fails_validation_naming_the_column(module_env, tmp_path):
+    def new_class(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(cultivar=frame["cultivar"].where(frame.index >= 5, "cultivar_d"))
+
+    uri = run_steps(started(tmp_path, Task.MULTICLASS, new_class), ("ingest",))
+    with pytest.raises(Refused) as refused:
+        run_step("validate", uri)
+    assert "cultivar: expect_column_values_to_be_in_set" in str(refused.value)
+    assert "cultivar_d" in str(refused.value)
+
+
+def test_a_multiclass_spec_whose_data_has_one_class_is_refused_by_train_naming_the_column(module_env, tmp_path):
+    def one_class(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[frame["cultivar"] == "cultivar_b"]
+
+    uri = run_steps(started(tmp_path, Task.MULTICLASS, one_class, profile_changed=True),
+                    ("ingest", "validate", "split", "validate_split"))
+    with pytest.raises(Refused) as refused:
+        run_step("train", uri)
+    assert str(refused.value).startswith("the train split needs two classes or more of target.column 'cultivar' for "
+                                         "a multiclass model; its ")
+    assert "['cultivar_b']" in str(refused.value)
+    with pytest.raises(StepNotFinished):
+        Run(uri).result(Train)
