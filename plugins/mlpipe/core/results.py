@@ -207,9 +207,19 @@ class Train(StepResult):
 
 
 class Analyze(StepResult):
+    """The analysis of a model on the analysis split; what it holds depends on the target's task.
+
+    ``metrics``: every task's headline metric, ``baseline_<headline>`` and ``lift``. ``confusion_matrix``: binary,
+    ``tn`` / ``fp`` / ``fn`` / ``tp`` at the threshold; multiclass, actual class -> predicted class -> rows;
+    none for regression. ``per_class`` (multiclass): class -> precision, recall, F1, support, ROC AUC.
+    ``deciles`` (regression): each decile of the prediction, lowest first: its number, rows, means, RMSE.
+    """
+
     step: ClassVar[Step] = Step.ANALYZE
     metrics: dict[str, float]
-    confusion_matrix: dict[str, int]
+    confusion_matrix: dict[str, int] | dict[str, dict[str, int]] | None = None
+    per_class: dict[str, dict[str, float | int | None]] | None = None
+    deciles: list[dict[str, float | int]] | None = None
     slices: dict[str, Any]
     sensitivity: dict[str, Any]
     top_features: list[tuple[str, float]]
@@ -251,8 +261,8 @@ class Score(StepResult):
     chunks: int
     model_name: str
     model_version: int
-    threshold: float
-    positive_decisions: int
+    threshold: float | None  # binary targets only
+    positive_decisions: int | None  # binary targets only
     value_issues: dict[str, int]
     seconds_by_phase: dict[str, float]
     predictions: str

@@ -1,8 +1,9 @@
 """One pass over a labelled dataset in batches: labels, models' scores and a few kept columns.
 
 Training's validation metrics, the analysis and the promotion gate score whole splits (millions of
-rows at scale) this way: memory holds one batch of raw rows plus, for every row, the label, one
-float per scorer and the ``keep`` columns (slices, the fairness attribute), never the whole split.
+rows at scale) this way: memory holds one batch of raw rows plus, for every row, the label, the scorer's
+float32 output (one float; a multiclass model's one per class) and the ``keep`` columns (slices, the
+fairness attribute), never the whole split.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ Scorer = Callable[["pd.DataFrame"], "np.ndarray"]
 
 @dataclass
 class Evaluated:
-    """What :func:`evaluate` kept: ``y`` (0/1), ``scores[name]`` per scorer, ``kept`` (the ``keep`` columns)."""
+    """What :func:`evaluate` kept: ``y`` (the labels, :func:`mlpipe.data.features.labels`), ``scores[name]`` per
+    scorer (a row each), ``kept`` (the ``keep`` columns)."""
 
     y: np.ndarray
     scores: dict[str, np.ndarray]
@@ -35,14 +37,16 @@ class Evaluated:
         return len(self.y)
 
 
-def evaluate(uri: str, spec: Spec, scorers: dict[str, Scorer], keep: list[str] = ()) -> Evaluated:
-    """Labels, each scorer's scores and the ``keep`` columns of every row of the dataset at ``uri``."""
+def evaluate(uri: str, spec: Spec, scorers: dict[str, Scorer], keep: list[str] = (),
+             classes: list[str] | None = None) -> Evaluated:
+    """Labels, each scorer's scores and the ``keep`` columns of every row of the dataset at ``uri``; a multiclass
+    target's labels index ``classes`` (the model's; default ``target.classes``)."""
     import numpy as np
     import pandas as pd
 
     ys, scores, kept = [], {name: [] for name in scorers}, []
     for frame in datasets.batches(uri, spec.data.batch_rows):
-        ys.append(labels(frame, spec))
+        ys.append(labels(frame, spec, classes))
         for name, scorer in scorers.items():
             scores[name].append(np.asarray(scorer(frame), dtype="float32"))
         kept.append(frame[list(keep)])

@@ -58,12 +58,18 @@ class TabularModel:
         frame[PREDICTED_CLASS] = pd.Series(self.schema["classes"], dtype=object).to_numpy()[scores.argmax(axis=1)]
         return frame
 
+    def contribution_values(self, frame: pd.DataFrame) -> np.ndarray:
+        """XGBoost's SHAP contributions of each row, the bias last: rows x (features + 1); a multiclass model's rows x
+        classes x (features + 1), in the log-odds of each class."""
+        return self.booster.predict(self.dmatrix(frame), pred_contribs=True, iteration_range=self.tree_range())
+
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Per-feature SHAP contributions (log-odds) for each row, plus a ``bias`` column."""
+        """Per-feature SHAP contributions (log-odds; a regression model's: its units) for each row, plus a ``bias``
+        column (a binary or regression model: one output)."""
         import pandas as pd
 
-        values = self.booster.predict(self.dmatrix(frame), pred_contribs=True, iteration_range=self.tree_range())
-        return pd.DataFrame(values, columns=[*self.schema["columns"], "bias"], index=frame.index)
+        return pd.DataFrame(self.contribution_values(frame), columns=[*self.schema["columns"], "bias"],
+                            index=frame.index)
 
     def tree_range(self) -> tuple[int, int]:
         """The boosting rounds predictions use: up to the best iteration of early stopping."""
