@@ -30,6 +30,7 @@ from mlpipe.core.results import (
     Validate,
     ValidateSplit,
 )
+from mlpipe.core.tasks import RULES, Task
 from mlpipe.store import runs, storage
 from mlpipe.store.runs import MONITORING, SCORING, TRAINING, Run, StepNotFinished
 
@@ -65,15 +66,29 @@ def _deploy(result: Deploy) -> str:
     return f"version {result.version} serving at {result.server} (smoke test on {result.smoke_rows} rows)"
 
 
+def _task(metrics: dict[str, float]) -> Task:
+    """The task whose headline metric is among ``metrics`` (a step result records no task)."""
+    return next((task for task, rules in RULES.items() if rules.headline in metrics), Task.BINARY)
+
+
 def _training(result: Train) -> str:
-    return (f"validation ROC AUC {result.validation.get('roc_auc', float('nan')):.4f} at iteration "
+    rules = RULES[_task(result.validation)]
+    return (f"validation {rules.label} {result.validation.get(rules.headline, float('nan')):.4f} at iteration "
             f"{result.best_iteration} on {result.device}; MLflow run {result.mlflow_run_id}")
 
 
+# Besides the headline metric, what an analysis line shows of each task: (metric, text before it).
+ANALYSIS_EXTRAS = {Task.BINARY: (("pr_auc", ", PR AUC"), ("f1", ", F1"), ("threshold", " @ threshold")),
+                   Task.MULTICLASS: (("accuracy", ", accuracy"), ("roc_auc_ovr_macro", ", macro ROC AUC")),
+                   Task.REGRESSION: (("mae", ", MAE"), ("r2", ", R²"))}
+
+
 def _analysis(result: Analyze) -> str:
-    m = result.metrics
-    return (f"ROC AUC {m['roc_auc']:.4f}, PR AUC {m['pr_auc']:.4f}, F1 {m['f1']:.4f} @ threshold "
-            f"{m['threshold']:.4f}; baseline ROC AUC {m['baseline_roc_auc']:.4f}, lift {m['lift']:+.4f}")
+    m, task = result.metrics, _task(result.metrics)
+    rules = RULES[task]
+    extras = "".join(f"{text} {m[key]:.4f}" for key, text in ANALYSIS_EXTRAS[task])
+    return (f"{rules.label} {m[rules.headline]:.4f}{extras}; baseline {rules.label} "
+            f"{m[f'baseline_{rules.headline}']:.4f}, lift {m['lift']:+.4f}")
 
 
 def _registry(result: Register) -> str:
@@ -85,8 +100,9 @@ def _registry(result: Register) -> str:
 
 
 def _scoring(result: Score) -> str:
+    flagged = "" if result.positive_decisions is None else f", {result.positive_decisions:,} flagged"
     return (f"{result.rows:,} rows of {result.source} with {result.model_name} version "
-            f"{result.model_version}, {result.positive_decisions:,} flagged; predictions {result.predictions}")
+            f"{result.model_version}{flagged}; predictions {result.predictions}")
 
 
 def _monitoring(result: Monitor) -> str:

@@ -12,9 +12,11 @@ import pytest
 
 from mlpipe.core import spec, uris
 from mlpipe.core.results import Train
+from mlpipe.core.tasks import Task
 from mlpipe.data import columns
 from mlpipe.data.features import labels
 from mlpipe.data.profile import write_profile
+from mlpipe.model.booster import booster_params
 from mlpipe.model.tabular import TabularModel
 from mlpipe.steps import run_step
 from mlpipe.store import storage
@@ -192,12 +194,13 @@ def test_a_minimal_spec_gets_defaults_that_suit_the_data(tmp_path):
     first = spec.load(path)
     assert first.validation.profile == uris.normalize(tmp_path / "first.profile.json")
     assert first.data.source == uris.normalize(tmp_path / "data" / "mine.csv")
-    assert first.training.params["objective"] == "binary:logistic" and "eta" in first.tuning.search_space
+    assert first.target.task == Task.BINARY and "eta" in first.tuning.search_space
+    assert booster_params(first.training, 1.0, "cpu")["objective"] == "binary:logistic"  # the task's
     assert first.thresholds.fairness is None and first.slices == []
     assert first.validation.positive_rate_band(0.2) == (0.1, 0.3)
     assert first.validation.positive_rate_band(None) == (0.0, 1.0)
     own = spec.with_overrides(first, {"training.params": {"max_depth": 3}})
-    assert own.training.params["max_depth"] == 3 and own.training.params["objective"] == "binary:logistic"
+    assert own.training.params["max_depth"] == 3 and own.training.params["eta"] == first.training.params["eta"]
 
 
 @pytest.mark.parametrize(

@@ -13,18 +13,20 @@ from sklearn import metrics as skm
 
 from mlpipe.core import uris
 from mlpipe.core.errors import Refused
-from mlpipe.core.results import Ingest, Split, Train, TunePrepare, Validate
+from mlpipe.core.results import Analyze, Ingest, Register, Score, Split, Train, TunePrepare, Validate
 from mlpipe.core.tasks import RULES, Task
 from mlpipe.data import datasets
 from mlpipe.data.features import labels
 from mlpipe.data.profile import write_profile
 from mlpipe.model.baseline import Baseline
 from mlpipe.model.tabular import TabularModel
+from mlpipe.registry.names import THRESHOLD_TAG
 from mlpipe.steps import run_step
 from mlpipe.store import runs
 from mlpipe.store.runs import Run, StepNotFinished
-from tests.fixtures.analysis import run_steps
-from tests.fixtures.tasks import task_spec
+from mlpipe.summary import summarize
+from tests.fixtures.analysis import clone, run_steps
+from tests.fixtures.tasks import TRAINED, task_spec
 
 TASKS = [Task.REGRESSION, Task.MULTICLASS]
 
@@ -61,7 +63,7 @@ def test_validation_metrics_are_those_of_the_saved_model_and_baseline(task_runs,
     trained = Run(uri).result(Train)
     model, frame, y = model_and_labels(uri, "validation")
     predicted = model.scores(frame).astype("float64")
-    baseline = Baseline.load(trained.baseline).scores(frame)
+    baseline = Baseline.load(trained.baseline).scores(frame).astype("float64")
     if task == Task.REGRESSION:
         assert predicted.shape == (len(frame),)
         assert trained.validation["rmse"] == pytest.approx(skm.root_mean_squared_error(y, predicted), abs=1e-3)
@@ -71,6 +73,8 @@ def test_validation_metrics_are_those_of_the_saved_model_and_baseline(task_runs,
         assert trained.baseline_settings["kind"] == "ridge_regression"
     else:
         assert predicted.shape == (len(frame), 3) and np.allclose(predicted.sum(axis=1), 1, atol=1e-5)
+        for probabilities in (predicted, baseline):  # float32 probabilities: their sums are 1 within 1e-7
+            probabilities /= probabilities.sum(axis=1, keepdims=True)
         assert trained.validation["log_loss"] == pytest.approx(skm.log_loss(y, predicted, labels=[0, 1, 2]),
                                                                abs=1e-5)
         assert trained.validation["error"] == pytest.approx(1 - skm.accuracy_score(y, predicted.argmax(axis=1)),
@@ -101,13 +105,12 @@ def test_the_regression_split_deals_every_decile_of_the_target_to_every_part(tas
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_the_steps_that_handle_binary_only_refuse_other_tasks_and_nothing_is_registered(task_runs, task):
+def test_the_steps_that_handle_binary_only_refuse_other_tasks_and_tuning_skips(task_runs, task):
     uri = task_runs[task]
     with pytest.raises(Refused) as refused:
-        run_step("register", uri)
-    assert str(refused.value) == (f"target.task {task}: the register step handles binary targets only so far "
-                                  "(training, validation and analysis handle every task)")
-    assert MlflowClient().search_registered_models(f"name = '{Run(uri).spec.registered_model}'") == []
+        run_step("monitor", uri)
+    assert str(refused.value) == (f"target.task {task}: the monitor step handles binary targets only so far "
+                                  "(training, validation, analysis, registering and batch scoring handle every task)")
     prepared = TunePrepare.model_validate(run_step("tune_prepare", uri))
     assert prepared.skipped and prepared.reason == f"tuning handles binary targets only so far; target.task is {task}"
 
@@ -159,3 +162,73 @@ def test_a_multiclass_spec_whose_data_has_one_class_is_refused_by_train_naming_t
     assert "['cultivar_b']" in str(refused.value)
     with pytest.raises(StepNotFinished):
         Run(uri).result(Train)
+
+
+@pytest.fixture(scope="module", name="champions")
+def champions_fixture(task_runs) -> dict[Task, str]:
+    """Each task's trained run, cloned with a gate any sane model passes, analyzed and registered (task -> run)."""
+    return {task: run_steps(clone(task_runs[task], f"{task}_champion", TRAINED, **{
+        "thresholds.min_lift_over_baseline": -1e9}), ("analyze", "register")) for task in TASKS}
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_register_gates_the_task_on_its_headline_metric_and_tags_it(champions, task):
+    uri = champions[task]
+    name, metrics = RULES[task].headline, Run(uri).result(Analyze).metrics
+    registered = Run(uri).result(Register)
+    assert registered.promoted and registered.champion_version == registered.version
+    assert registered.reasons == [f"no champion yet and the spec thresholds pass ({name} {metrics[name]:.4f}, "
+                                  f"lift {metrics['lift']:.4f})"]
+    assert set(registered.metrics) == {name, "lift", "disparate_impact"}
+    tags = MlflowClient().get_model_version(registered.model_name, str(registered.version)).tags
+    assert float(tags[f"mlpipe.analysis_{name}"]) == metrics[name]
+    assert float(tags[f"mlpipe.baseline_{name}"]) == metrics[f"baseline_{name}"]
+    assert THRESHOLD_TAG not in tags  # no decision threshold outside binary
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_a_second_model_is_compared_with_the_champion_rescored_on_its_analysis_set(champions, task):
+    uri = run_steps(clone(champions[task], f"{task}_challenger", (*TRAINED, "analyze"), **{
+        "thresholds.min_lift_over_baseline": -1e9, "thresholds.min_improvement_over_champion": 1e-9}),
+        ("register",))
+    registered, name = Run(uri).result(Register), RULES[task].headline
+    assert not registered.promoted  # the same model: no improvement
+    assert registered.compared_with == Run(champions[task]).result(Register).version
+    assert registered.reasons[0].startswith(f"{name} ") and "improvement +0.0000 < " in registered.reasons[0]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_batch_scoring_writes_what_the_task_predicts(champions, task):
+    trained = Run(champions[task])
+    source = uris.local_path(trained.spec.data.source)
+    uri = runs.start(trained.spec, f"{task}_scored", options={"input_uri": str(source)}, kind=runs.SCORING)
+    scored = Score.model_validate(run_step("score", uri))
+    predictions = datasets.read(scored.predictions)
+    frame = pd.read_csv(source)
+    model = TabularModel.load(trained.result(Train).model_folder)
+    expected = model.scores(frame)
+    assert scored.rows == len(frame) and scored.threshold is None and scored.positive_decisions is None
+    assert predictions[trained.spec.id_columns[0]].tolist() == frame[trained.spec.id_columns[0]].tolist()
+    if task == Task.REGRESSION:
+        assert list(predictions.columns) == ["patient_id", "score", "model_version", "scored_at"]
+        assert np.allclose(predictions["score"], expected, atol=1e-5)
+    else:
+        classes = ["cultivar_a", "cultivar_b", "cultivar_c"]
+        assert list(predictions.columns) == ["wine_id", *(f"probability_{c}" for c in classes), "predicted_class",
+                                             "model_version", "scored_at"]
+        assert np.allclose(predictions[[f"probability_{c}" for c in classes]], expected, atol=1e-6)
+        assert predictions["predicted_class"].tolist() == [classes[i] for i in expected.argmax(axis=1)]
+    assert (predictions["model_version"] == trained.result(Register).version).all()
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_the_run_summary_shows_the_tasks_metrics(champions, task):
+    uri = champions[task]
+    text, rules = summarize(uri), RULES[task]
+    metrics = Run(uri).result(Analyze).metrics
+    validation = Run(uri).result(Train).validation
+    assert f"validation {rules.label} {validation[rules.headline]:.4f} at iteration" in text
+    extra = {Task.REGRESSION: f", R² {metrics.get('r2', float('nan')):.4f}",
+             Task.MULTICLASS: f", accuracy {metrics.get('accuracy', float('nan')):.4f}"}[task]
+    assert (f"{rules.label} {metrics[rules.headline]:.4f}" in text and extra in text
+            and f"baseline {rules.label} {metrics[f'baseline_{rules.headline}']:.4f}" in text)

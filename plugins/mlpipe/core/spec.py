@@ -235,17 +235,35 @@ class Fairness(_Section):
 
 
 class Thresholds(_Section):
-    min_roc_auc: Annotated[float, Field(ge=0, le=1)] = 0.5
+    """What the promotion gate asks of a new model. The lift and the improvement over the champion are measured on
+    the task's headline metric (:data:`mlpipe.core.tasks.RULES`: binary ROC AUC, multiclass log loss, regression
+    RMSE), positive when the new model is better."""
+
+    min_roc_auc: Annotated[float, Field(ge=0, le=1)] = Field(0.5, description="Binary: the least analysis ROC AUC.")
+    max_log_loss: Annotated[float, Field(gt=0)] | None = Field(None, description="Multiclass: the most analysis "
+                                                                                 "log loss; unset: none.")
+    max_rmse: Annotated[float, Field(gt=0)] | None = Field(None, description="Regression: the most analysis RMSE "
+                                                                             "(in the target's units); unset: none.")
     min_lift_over_baseline: float = Field(
-        0.0, description="Analysis ROC AUC of the model minus that of the logistic-regression baseline."
+        0.0, description="The model's analysis headline metric better than the linear baseline's by this much."
     )
     min_improvement_over_champion: float = Field(
-        0.0, description="Challenger ROC AUC minus the champion's, both scored on this run's analysis set."
+        0.0, description="The challenger's headline metric better than the champion's by this much, both scored "
+                         "on this run's analysis set."
     )
     max_slice_roc_auc_drop: Annotated[float, Field(ge=0, le=1)] = Field(
-        0.05, description="No slice's ROC AUC may fall by more than this against the champion's."
+        0.05, description="Binary: no slice's ROC AUC may fall by more than this against the champion's."
+    )
+    max_slice_drop: Annotated[float, Field(ge=0)] = Field(
+        0.1, description="Multiclass, regression: no slice's headline metric may be worse than the champion's by "
+                         "more than this share of the champion's (0.1: 10%)."
     )
     fairness: Fairness | None = None
+
+
+# The thresholds of one task only: set for another, they are spec errors.
+TASK_THRESHOLDS = {"min_roc_auc": Task.BINARY, "max_slice_roc_auc_drop": Task.BINARY, "fairness": Task.BINARY,
+                   "max_log_loss": Task.MULTICLASS, "max_rmse": Task.REGRESSION}
 
 
 class SearchRange(_Section):
@@ -504,6 +522,9 @@ class Spec(_Section):
     @model_validator(mode="after")
     def _fits_the_task(self) -> Spec:
         task = self.target.task
+        for key, owner in TASK_THRESHOLDS.items():
+            if owner != task and getattr(self.thresholds, key) != Thresholds.model_fields[key].default:
+                raise ValueError(f"thresholds.{key}: for {owner} targets only; this one is {task}")
         if task == Task.BINARY:
             return self
         if self.validation.positive_rate is not None:

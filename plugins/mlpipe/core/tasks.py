@@ -35,6 +35,7 @@ class TaskRules:
     round_metrics: tuple[str, ...]
     headline: str
     higher_is_better: bool
+    label: str  # the headline metric's name for people: "ROC AUC"
 
     @property
     def objective(self) -> str:
@@ -42,10 +43,10 @@ class TaskRules:
 
 
 RULES = {
-    Task.BINARY: TaskRules(("binary:logistic",), ("logloss", "auc"), "roc_auc", higher_is_better=True),
-    Task.MULTICLASS: TaskRules(("multi:softprob",), ("merror", "mlogloss"), "log_loss", higher_is_better=False),
+    Task.BINARY: TaskRules(("binary:logistic",), ("logloss", "auc"), "roc_auc", True, "ROC AUC"),
+    Task.MULTICLASS: TaskRules(("multi:softprob",), ("merror", "mlogloss"), "log_loss", False, "log loss"),
     Task.REGRESSION: TaskRules(("reg:squarederror", "reg:absoluteerror", "reg:pseudohubererror", "reg:tweedie",
-                                "reg:gamma", "count:poisson"), ("mae", "rmse"), "rmse", higher_is_better=False),
+                                "reg:gamma", "count:poisson"), ("mae", "rmse"), "rmse", False, "RMSE"),
 }
 
 

@@ -19,6 +19,8 @@ def headline(task: Task, y: np.ndarray, predicted: np.ndarray) -> float:
     name = RULES[task].headline
     if name == "roc_auc":
         return float(metrics.roc_auc_score(y, predicted))
-    if name == "log_loss":
-        return float(metrics.log_loss(y, predicted, labels=list(range(predicted.shape[1]))))
+    if name == "log_loss":  # float32 probabilities sum to one within 1e-7; scikit-learn asks for 1e-8
+        probabilities = predicted.astype("float64")
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        return float(metrics.log_loss(y, probabilities, labels=list(range(predicted.shape[1]))))
     return float(metrics.root_mean_squared_error(y, predicted))

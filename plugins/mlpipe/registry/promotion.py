@@ -2,7 +2,10 @@
 
 :func:`decide` is a pure function of the spec and two *scorecards* (what the
 challenger and the current champion scored on the same rows: this run's analysis
-set), so the rule is tested and changed alone. A challenger is promoted when:
+set), so the rule is tested and changed alone. The metrics are the task's (:data:`mlpipe.core.tasks.RULES`):
+what follows names the binary ones, ROC AUC first; a multiclass model is held to its log loss and a regression
+model to its RMSE the same way (``max_log_loss``, ``max_rmse``, slices by ``max_slice_drop``, sanity against
+predicting the class shares or the mean for every row; no fairness check yet). A challenger is promoted when:
 
 - it passes the spec's absolute thresholds (``min_roc_auc``, ``min_lift_over_baseline``);
 - it passes the fairness check when ``thresholds.fairness`` is set: the approval
@@ -32,6 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mlpipe.core.tasks import RULES, Task, lift
+from mlpipe.model.metrics import headline
 from mlpipe.model.slices import slice_keys, slice_metrics
 
 if TYPE_CHECKING:
@@ -43,6 +48,9 @@ if TYPE_CHECKING:
 # A slice's ROC AUC is compared only when it has at least this many positive and negative rows.
 MIN_SLICE_CLASS_ROWS = 10
 FORCED = "forced by the force_promote trigger option"
+# A multiclass or regression slice is compared only when it has at least this many rows.
+MIN_SLICE_ROWS = 30
+CHANCE = {Task.MULTICLASS: "the class shares", Task.REGRESSION: "the mean"}  # the sanity check's floor
 # Sanity: a model with fewer trees is degenerate (an early stop on noise: 2 trees were once promoted). Training
 # keeps at least ceil(1 / eta) trees: 4 at the highest eta the shipped search space allows (0.3) ...
 MIN_TREES = 4
@@ -58,15 +66,23 @@ class Decision:
     notes: list[str] = field(default_factory=list)
 
 
-def sanity_failures(card: dict[str, Any]) -> list[str]:
+def sanity_failures(spec: Spec, card: dict[str, Any]) -> list[str]:
     """Why the challenger's scorecard is degenerate against the baseline and chance (empty when it is not).
 
     ``force_promote`` never overrides these: such a model does no better than the baseline or than
-    chance, whatever the thresholds say.
+    chance, whatever the thresholds say. A multiclass or regression model is degenerate when its headline
+    metric is no better than that of the same prediction for every row (the class shares, the mean: ``chance``).
     """
     failures = []
     if card["trees"] < MIN_TREES:
         failures.append(f"sanity: the model predicts with {card['trees']} trees < {MIN_TREES}")
+    task = spec.target.task
+    if task != Task.BINARY:
+        name = RULES[task].headline
+        if lift(task, card[name], card["chance"]) <= 0:
+            failures.append(f"sanity: analysis {name} {card[name]:.4f} is no better than {card['chance']:.4f}, that "
+                            f"of predicting {CHANCE[task]} for every row")
+        return failures
     floor = card["baseline_roc_auc"] - MAX_ROC_AUC_BELOW_BASELINE
     if card["roc_auc"] < floor:
         failures.append(f"sanity: analysis roc_auc {card['roc_auc']:.4f} < the baseline's "
@@ -83,11 +99,15 @@ def sanity_failures(card: dict[str, Any]) -> list[str]:
 
 
 def threshold_failures(spec: Spec, metrics: dict[str, Any]) -> list[str]:
-    """Why ``metrics`` fail the spec's thresholds (empty when they pass)."""
+    """Why ``metrics`` fail the spec's thresholds (empty when they pass): the task's bound on its headline metric
+    (``min_roc_auc``, ``max_log_loss``, ``max_rmse``), the lift over the baseline."""
     failures = []
-    minimum = spec.thresholds.min_roc_auc
-    if metrics["roc_auc"] < minimum:
-        failures.append(f"analysis roc_auc {metrics['roc_auc']:.4f} < thresholds.min_roc_auc {minimum}")
+    task = spec.target.task
+    name, higher = RULES[task].headline, RULES[task].higher_is_better
+    key = f"{'min' if higher else 'max'}_{name}"
+    bound = getattr(spec.thresholds, key)
+    if bound is not None and lift(task, metrics[name], bound) < 0:
+        failures.append(f"analysis {name} {metrics[name]:.4f} {'<' if higher else '>'} thresholds.{key} {bound}")
     minimum = spec.thresholds.min_lift_over_baseline
     if metrics["lift"] < minimum:
         failures.append(f"lift over baseline {metrics['lift']:.4f} "
@@ -96,18 +116,26 @@ def threshold_failures(spec: Spec, metrics: dict[str, Any]) -> list[str]:
 
 
 def improvement_failures(spec: Spec, challenger: dict[str, Any], champion: dict[str, Any]) -> list[str]:
-    """Why the challenger does not beat the champion's ROC AUC by the spec's margin (empty when it does)."""
-    margin = spec.thresholds.min_improvement_over_champion
-    improvement = challenger["roc_auc"] - champion["roc_auc"]
+    """Why the challenger does not beat the champion's headline metric by the spec's margin (empty when it does)."""
+    margin, task = spec.thresholds.min_improvement_over_champion, spec.target.task
+    name = RULES[task].headline
+    improvement = lift(task, challenger[name], champion[name])
     if improvement >= margin:
         return []
-    return [f"roc_auc {challenger['roc_auc']:.4f} vs champion version {champion['version']} "
-            f"{champion['roc_auc']:.4f} on this run's analysis set: improvement {improvement:+.4f} "
+    return [f"{name} {challenger[name]:.4f} vs champion version {champion['version']} "
+            f"{champion[name]:.4f} on this run's analysis set: improvement {improvement:+.4f} "
             f"< thresholds.min_improvement_over_champion {margin}"]
 
 
-def slice_rows(challenger: dict[str, Any], champion: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per slice: its size, both models' ROC AUC, the drop, and whether it is compared."""
+def slice_rows(spec: Spec, challenger: dict[str, Any], champion: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per slice: its size, both models' headline metric, the drop, and whether it is compared.
+
+    Binary: the drop of ROC AUC, compared with :data:`MIN_SLICE_CLASS_ROWS` rows of each class. Other tasks: how
+    much worse the challenger's headline metric is, as a share of the champion's, compared with
+    :data:`MIN_SLICE_ROWS` rows.
+    """
+    if spec.target.task != Task.BINARY:
+        return task_slice_rows(spec.target.task, challenger, champion)
     rows = []
     for column, values in challenger.get("slices", {}).items():
         for value, stats in values.items():
@@ -120,18 +148,40 @@ def slice_rows(challenger: dict[str, Any], champion: dict[str, Any]) -> list[dic
     return rows
 
 
+def task_slice_rows(task: Task, challenger: dict[str, Any], champion: dict[str, Any]) -> list[dict[str, Any]]:
+    """:func:`slice_rows` of a multiclass or regression model."""
+    name, rows = RULES[task].headline, []
+    for column, values in challenger.get("slices", {}).items():
+        for value, stats in values.items():
+            theirs = champion["slices"][column][value][name]
+            compared = stats["rows"] >= MIN_SLICE_ROWS and theirs > 0
+            drop = round(-lift(task, stats[name], theirs) / theirs, 6) if compared else None
+            rows.append({"slice": f"{column}={value}", "rows": stats["rows"], "challenger": stats[name],
+                         "champion": theirs, "drop": drop, "compared": compared})
+    return rows
+
+
+def slice_limit(spec: Spec) -> tuple[str, float]:
+    """The spec key that bounds a slice's drop (:func:`slice_rows`) for the spec's task, and its value."""
+    key = "max_slice_roc_auc_drop" if spec.target.task == Task.BINARY else "max_slice_drop"
+    return key, getattr(spec.thresholds, key)
+
+
 def slice_failures(spec: Spec, rows: list[dict[str, Any]]) -> list[str]:
-    """The compared slices whose ROC AUC falls by more than ``max_slice_roc_auc_drop``."""
-    limit = spec.thresholds.max_slice_roc_auc_drop
-    return [f"slice {row['slice']}: roc_auc {row['challenger']:.4f} vs champion {row['champion']:.4f} "
-            f"(drop {row['drop']:.4f} > thresholds.max_slice_roc_auc_drop {limit})"
+    """The compared slices whose headline metric drops by more than the spec allows (:func:`slice_limit`)."""
+    name = RULES[spec.target.task].headline
+    key, limit = slice_limit(spec)
+    return [f"slice {row['slice']}: {name} {row['challenger']:.4f} vs champion {row['champion']:.4f} "
+            f"(drop {row['drop']:.4f} > thresholds.{key} {limit})"
             for row in rows if row["compared"] and row["drop"] > limit]
 
 
 def slice_notes(rows: list[dict[str, Any]]) -> list[str]:
-    """The slices too small (in either class) to compare."""
+    """The slices too small to compare (binary: in either class)."""
     return [f"slice {row['slice']} not compared: {row['rows']} rows, {row['positives']} positives "
-            f"(needs {MIN_SLICE_CLASS_ROWS} of each class)" for row in rows if not row["compared"]]
+            f"(needs {MIN_SLICE_CLASS_ROWS} of each class)" if "positives" in row else
+            f"slice {row['slice']} not compared: {row['rows']} rows (needs {MIN_SLICE_ROWS})"
+            for row in rows if not row["compared"]]
 
 
 def disparate_impact(groups: dict[str, dict[str, Any]], min_rows: int) -> dict[str, Any]:
@@ -182,14 +232,15 @@ def fairness_clause(spec: Spec, challenger: dict[str, Any]) -> str:
 
 def passing_reason(spec: Spec, challenger: dict[str, Any], champion: dict[str, Any] | None) -> str:
     """Why a challenger that passes every check is promoted."""
+    name = RULES[spec.target.task].headline
     if champion is None:
         return ("no champion yet and the spec thresholds pass "
-                f"(roc_auc {challenger['roc_auc']:.4f}, lift {challenger['lift']:.4f}"
+                f"({name} {challenger[name]:.4f}, lift {challenger['lift']:.4f}"
                 f"{fairness_clause(spec, challenger)})")
-    return (f"beats champion version {champion['version']} on this run's analysis set: roc_auc "
-            f"{challenger['roc_auc']:.4f} vs {champion['roc_auc']:.4f} "
+    return (f"beats champion version {champion['version']} on this run's analysis set: {name} "
+            f"{challenger[name]:.4f} vs {champion[name]:.4f} "
             f"(>= thresholds.min_improvement_over_champion {spec.thresholds.min_improvement_over_champion}), "
-            f"no slice drops more than {spec.thresholds.max_slice_roc_auc_drop}{fairness_clause(spec, challenger)}")
+            f"no slice drops more than {slice_limit(spec)[1]}{fairness_clause(spec, challenger)}")
 
 
 def decide(spec: Spec, challenger: dict[str, Any], champion: dict[str, Any] | None,
@@ -204,11 +255,11 @@ def decide(spec: Spec, challenger: dict[str, Any], champion: dict[str, Any] | No
     if infra_error is not None:
         overridden = [f"{FORCED} does not override the infra check"] if force else []
         return Decision(promote=False, reasons=[f"infra check failed: {infra_error}", *overridden])
-    insane = sanity_failures(challenger)
+    insane = sanity_failures(spec, challenger)
     failures = threshold_failures(spec, challenger)
     failures_fair, notes = fairness_findings(spec, challenger)
     if champion is not None:
-        rows = slice_rows(challenger, champion)
+        rows = slice_rows(spec, challenger, champion)
         failures += improvement_failures(spec, challenger, champion) + slice_failures(spec, rows)
         notes = slice_notes(rows) + notes
     failures += failures_fair
@@ -235,14 +286,15 @@ def side_by_side(spec: Spec, challenger: dict[str, Any], champion: dict[str, Any
     def both(key: str) -> dict[str, Any]:
         return {"challenger": challenger.get(key), "champion": None if champion is None else champion.get(key)}
 
-    metrics = {key: both(key) for key in ("roc_auc", "lift", "threshold")}
+    binary = spec.target.task == Task.BINARY
+    metrics = {key: both(key) for key in (RULES[spec.target.task].headline, "lift", *(["threshold"] * binary))}
     metrics["disparate_impact"] = {"challenger": impact_of(spec, challenger), "champion": impact_of(spec, champion)}
     groups = challenger.get("fairness") or {}
     fairness = {group: {"rows": stats["rows"], "challenger": stats["approval_rate"],
                         "champion": None if champion is None else champion["fairness"][group]["approval_rate"]}
                 for group, stats in groups.items()}
     return {"champion_version": None if champion is None else champion["version"], "metrics": metrics,
-            "slices": [] if champion is None else slice_rows(challenger, champion),
+            "slices": [] if champion is None else slice_rows(spec, challenger, champion),
             "fairness": fairness and {"column": spec.thresholds.fairness.column, "groups": fairness}}
 
 
@@ -258,14 +310,18 @@ def approval_rates(kept: pd.DataFrame, scores: np.ndarray, threshold: float,
 
 
 def scorecard(spec: Spec, kept: pd.DataFrame, y: np.ndarray, scores: np.ndarray,
-              threshold: float, baseline_roc_auc: float) -> dict[str, Any]:
+              threshold: float | None, baseline: float) -> dict[str, Any]:
     """What a model's ``scores`` amount to, for :func:`decide`.
 
-    ``y`` are the rows' labels and ``kept`` their ``spec.slices`` columns and fairness column.
-    PR AUC and F1 (at ``threshold``) are measured as the analyze step does.
+    ``y`` are the rows' labels and ``kept`` their ``spec.slices`` columns and fairness column; ``baseline`` is the
+    baseline's headline metric on them. Binary: PR AUC and F1 (at ``threshold``) are measured as the analyze step
+    does. Other tasks: :func:`task_scorecard`.
     """
     from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
+    if spec.target.task != Task.BINARY:
+        return task_scorecard(spec, kept, y, scores, baseline)
+    baseline_roc_auc = baseline
 
     roc_auc = round(float(roc_auc_score(y, scores)), 6)
     rule = spec.thresholds.fairness
@@ -275,3 +331,28 @@ def scorecard(spec: Spec, kept: pd.DataFrame, y: np.ndarray, scores: np.ndarray,
             "positive_rate": round(float(y.mean()), 6),
             "slices": slice_metrics(kept, y, scores, spec.slices),
             "fairness": rule and approval_rates(kept, scores, threshold, rule.column)}
+
+
+def task_scorecard(spec: Spec, kept: pd.DataFrame, y: np.ndarray, predicted: np.ndarray,
+                   baseline: float) -> dict[str, Any]:
+    """:func:`scorecard` of a multiclass or regression model: its headline metric, the baseline's and the lift;
+    ``chance``, the headline metric of predicting the same for every row (the class shares, the mean: the sanity
+    check's floor); per slice of ``spec.slices``, its rows and headline metric."""
+    import numpy as np
+
+    task = spec.target.task
+    name = RULES[task].headline
+    value = round(headline(task, y, predicted), 6)
+    if task == Task.MULTICLASS:
+        shares = np.bincount(y, minlength=predicted.shape[1]) / len(y)
+        constant = np.tile(shares, (len(y), 1))
+    else:
+        constant = np.full(len(y), float(y.mean()))
+    slices = {}
+    for column in spec.slices:
+        keys = slice_keys(kept, column)
+        slices[column] = {key: {"rows": int((keys == key).sum()),
+                                name: round(headline(task, y[keys == key], predicted[keys == key]), 6)}
+                          for key in sorted(set(keys))}
+    return {name: value, f"baseline_{name}": baseline, "lift": round(lift(task, value, baseline), 6),
+            "chance": round(headline(task, y, constant), 6), "slices": slices, "fairness": None}

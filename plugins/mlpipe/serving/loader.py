@@ -34,6 +34,7 @@ from pydantic import ConfigDict, Field, Strict, TypeAdapter, create_model
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from mlpipe.core.spec import Serving
+from mlpipe.core.tasks import Task
 from mlpipe.model.pyfunc import load_version
 from mlpipe.model.tabular import TabularModel
 from mlpipe.registry.names import CHALLENGER, CHAMPION, THRESHOLD_TAG
@@ -102,6 +103,9 @@ class ServedModel:
     def build(cls, name: str, version: int, alias: str, model: TabularModel, tags: dict[str, str],
               max_records: int = DEFAULT_MAX_RECORDS) -> ServedModel:
         """Wrap a loaded TabularModel with what its version's ``tags`` say about it."""
+        if model.task != Task.BINARY:
+            raise LoadError(f"{name} version {version} is a {model.task} model: the model server serves binary "
+                            "models only so far (batch scoring serves every task)")
         if THRESHOLD_TAG not in tags:
             raise LoadError(f"{name} version {version} has no {THRESHOLD_TAG} tag: its decision threshold is unknown")
         model.booster.set_param({"nthread": 1})  # one small request per call: threads cost more than they give

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from mlpipe.core import settings
 from mlpipe.core.errors import Refused
 from mlpipe.core.results import Deploy, Register, Split, Train
+from mlpipe.core.tasks import Task
 from mlpipe.data import datasets
 from mlpipe.model.tabular import TabularModel
 from mlpipe.registry.aliases import champion_version
@@ -134,6 +135,8 @@ def deploy(run: Run) -> Deploy:
     outcome = {"deployed": False, "server": url, "version": version, "smoke_rows": 0}
     if not registered.promoted:
         return Deploy(**outcome, skipped=f"version {version} was not promoted: nothing to deploy")
+    if (task := run.spec.target.task) != Task.BINARY:
+        return Deploy(**outcome, skipped=f"the model server serves binary models only so far; target.task is {task}")
     if url is None:
         return Deploy(**outcome, skipped=f"${settings.SERVER_URL} is not set: no model server to deploy to")
     if (champion := current_champion(registered.model_name)) != version:

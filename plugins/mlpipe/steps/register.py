@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from mlpipe.core.errors import Refused
 from mlpipe.core.results import Analyze, Register, Split, Train
 from mlpipe.core.spec import SpecError
+from mlpipe.core.tasks import RULES, Task
 from mlpipe.data import datasets
 from mlpipe.data.datasets import require_columns
 from mlpipe.model.evaluation import evaluate
@@ -81,15 +82,18 @@ INFRA_ROWS = 20
 INFRA_TOLERANCE = 1e-6
 DECISIONS = ("promoted", "not_promoted")  # the audit actions of a promotion decision
 def version_tags(run: Run, train: Train, metrics: dict[str, Any]) -> dict[str, str]:
-    """Lineage and analysis tags of the model version registered by ``run``."""
+    """Lineage and analysis tags of the model version registered by ``run``: its task's headline metric (binary:
+    ``mlpipe.analysis_roc_auc``), the baseline's, the lift and, binary, the decision threshold."""
+    name = RULES[run.spec.target.task].headline
+    threshold = {THRESHOLD_TAG: str(metrics["threshold"])} if "threshold" in metrics else {}
     return {
         DATA_VERSION_TAG: train.data_version,
         RUN_URI_TAG: run.uri,
         "mlpipe.mlflow_run_id": train.mlflow_run_id,
-        "mlpipe.analysis_roc_auc": str(metrics["roc_auc"]),
-        "mlpipe.baseline_roc_auc": str(metrics["baseline_roc_auc"]),
+        f"mlpipe.analysis_{name}": str(metrics[name]),
+        f"mlpipe.baseline_{name}": str(metrics[f"baseline_{name}"]),
         "mlpipe.lift": str(metrics["lift"]),
-        THRESHOLD_TAG: str(metrics["threshold"]),  # exact (str of a float round-trips): serving uses it
+        **threshold,  # exact (str of a float round-trips): serving uses it
         NOTES_TAG: run.options.get("notes", ""),
     }
 
@@ -141,12 +145,13 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else '(no message)'}"
 
 
-def champion_scorer(client: MlflowClient, name: str, version: int) -> tuple[Scorer, float]:
-    """The registered ``version``'s scores (loaded as it is served) and the decision threshold it was promoted with."""
+def champion_scorer(client: MlflowClient, name: str, version: int, binary: bool) -> tuple[Scorer, float | None]:
+    """The registered ``version``'s scores (loaded as it is served) and, ``binary``, the decision threshold it was
+    promoted with."""
     from mlpipe.model.pyfunc import load_version
 
     tags = client.get_model_version(name, str(version)).tags
-    if THRESHOLD_TAG not in tags:
+    if binary and THRESHOLD_TAG not in tags:
         raise Refused(f"champion {name} version {version} has no {THRESHOLD_TAG} tag: cannot decide its approvals")
     try:
         model = load_version(name, version)
@@ -156,7 +161,7 @@ def champion_scorer(client: MlflowClient, name: str, version: int) -> tuple[Scor
         raise Refused(f"cannot re-score champion {name} version {version} to compare with it "
                         f"({describe(error)}); repair it or roll it back (mlpipe rollback {name})"
                         ) from error
-    return model.scores, float(tags[THRESHOLD_TAG])
+    return model.scores, float(tags[THRESHOLD_TAG]) if binary else None
 
 
 def kept_columns(spec: Spec, uri: str) -> list[str]:
@@ -171,7 +176,8 @@ def kept_columns(spec: Spec, uri: str) -> list[str]:
 
 def infra_check(name: str, version: int, rows: pd.DataFrame, schema: dict[str, Any],
                 expected: np.ndarray) -> str | None:
-    """Load ``version`` as the server does (its MLflow pyfunc) and score ``rows``; what went wrong, or ``None``."""
+    """Load ``version`` as the server does (its MLflow pyfunc) and score ``rows`` (a multiclass model: each class's
+    probability); what went wrong, or ``None``."""
     import mlflow
     import numpy as np
 
@@ -179,12 +185,15 @@ def infra_check(name: str, version: int, rows: pd.DataFrame, schema: dict[str, A
 
     uri = f"models:/{name}/{version}"
     try:
-        scores = np.asarray(mlflow.pyfunc.load_model(uri).predict(as_inputs(rows, schema)), dtype="float64")
+        predicted = mlflow.pyfunc.load_model(uri).predict(as_inputs(rows, schema))
+        if "classes" in schema:
+            predicted = predicted[TabularModel(None, schema).class_columns()]
+        scores = np.asarray(predicted, dtype="float64")
     except Exception as error:  # any failure to load or score is the finding, reported with its type
         if tracking.unreachable(error):  # not the version's fault: the step fails, to be retried
             raise
         return f"{uri} could not load and score {len(rows)} analysis rows: {describe(error)}"
-    if scores.shape != (len(rows),) or not np.isfinite(scores).all():
+    if scores.shape != expected.shape or not np.isfinite(scores).all():
         return f"{uri} returned missing or non-finite scores for the first {len(rows)} analysis rows"
     worst = float(np.abs(scores - expected).max())
     if worst > INFRA_TOLERANCE:
@@ -198,14 +207,15 @@ def gate(run: Run, client: MlflowClient, name: str, version: int,
     spec, metrics, uri = run.spec, run.result(Analyze).metrics, run.result(Split).analysis
     trained = run.result(Train)
     model = TabularModel.load(trained.model_folder)
-    contenders = {CHALLENGER: (model.scores, metrics["threshold"])}
+    contenders = {CHALLENGER: (model.scores, metrics.get("threshold"))}
     compared = compared_version(client, name, version)
     if compared is not None:
-        contenders[CHAMPION] = champion_scorer(client, name, compared)
+        contenders[CHAMPION] = champion_scorer(client, name, compared, spec.target.task == Task.BINARY)
     evaluated = evaluate(uri, spec, {role: scorer for role, (scorer, _) in contenders.items()},
-                         keep=kept_columns(spec, uri))
-    cards = {role: scorecard(spec, evaluated.kept, evaluated.y, evaluated.scores[role], threshold,
-                             metrics["baseline_roc_auc"]) for role, (_, threshold) in contenders.items()}
+                         keep=kept_columns(spec, uri), classes=model.schema.get("classes"))
+    baseline = metrics[f"baseline_{RULES[spec.target.task].headline}"]
+    cards = {role: scorecard(spec, evaluated.kept, evaluated.y, evaluated.scores[role], threshold, baseline)
+             for role, (_, threshold) in contenders.items()}
     cards[CHALLENGER]["trees"] = trained.num_trees  # for the gate's sanity check
     champion = None if compared is None else {"version": compared, **cards[CHAMPION]}
     problem = infra_check(name, version, next(datasets.batches(uri, INFRA_ROWS)), model.schema,

@@ -8,9 +8,10 @@ Expectations (a missing column or a column of the wrong type fails the batch,
 naming the column; values outside the reference profile are counted and
 reported), and is scored by ``models:/<model>@champion``. Per chunk it writes:
 
-- ``predictions/part-<n>.parquet``: id columns, ``score``, ``decision`` (score at or
-  above the champion's decision threshold), ``model_version``, ``scored_at``;
-- ``inputs/part-<n>.parquet``: the masked feature columns and the score, kept for
+- ``predictions/part-<n>.parquet``: id columns, what the model predicts, ``model_version``, ``scored_at``.
+  Binary: ``score`` and ``decision`` (score at or above the champion's decision threshold); regression:
+  ``score``, the value; multiclass: ``probability_<class>`` for each class and ``predicted_class``;
+- ``inputs/part-<n>.parquet``: the masked feature columns and the score (the class probabilities), kept for
   drift monitoring.
 
 Memory holds one chunk, and the outputs of the one before while a worker thread writes them
@@ -34,9 +35,11 @@ from typing import TYPE_CHECKING, Any
 from mlpipe.core import uris
 from mlpipe.core.errors import Refused
 from mlpipe.core.results import Score
+from mlpipe.core.tasks import Task
 from mlpipe.data import datasets
 from mlpipe.data.ids import UniqueIds
 from mlpipe.data.pii import mask_pii
+from mlpipe.model.tabular import PREDICTED_CLASS, TabularModel
 from mlpipe.registry.names import CHAMPION, THRESHOLD_TAG
 from mlpipe.store.runs import Run
 from mlpipe.validation.failures import describe_failure
@@ -46,14 +49,12 @@ from mlpipe.validation.suites import batch_frame, column_expectations, expectati
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlpipe.model.tabular import TabularModel
-
 log = logging.getLogger(__name__)
 STRUCTURAL = ("expect_column_to_exist", "expect_column_values_to_be_in_type_list")
 
 
-def champion(model_name: str) -> tuple[TabularModel, int, float]:
-    """The champion's model, version number and decision threshold."""
+def champion(model_name: str, binary: bool) -> tuple[TabularModel, int, float | None]:
+    """The champion's model, version number and, ``binary``, decision threshold."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -65,7 +66,7 @@ def champion(model_name: str) -> tuple[TabularModel, int, float]:
         raise Refused(f"registered model {model_name!r} has no {CHAMPION!r} version to score with; "
                         "train and promote one first") from None
     model = load_version(model_name, version.version)
-    return model, int(version.version), float(version.tags[THRESHOLD_TAG])
+    return model, int(version.version), float(version.tags[THRESHOLD_TAG]) if binary else None
 
 
 def schema_checks(spec, profiled: dict[str, dict[str, Any]], columns: list[str]) -> list:
@@ -96,20 +97,33 @@ def check_chunk(frame: pd.DataFrame, validation: BatchRun, profiled: dict, issue
         issues[f"{config.kwargs['column']}: {config.type}"] += count
 
 
-def score_chunk(model: TabularModel, frame: pd.DataFrame, spec, version: int, threshold: float,
-                scored_at: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The predictions of one chunk, and its inputs (masked features + score) for monitoring."""
+def predicted(model: TabularModel, frame: pd.DataFrame, threshold: float | None) -> pd.DataFrame:
+    """What ``model`` predicts for each row of ``frame`` (index 0..n-1): ``score`` and, at ``threshold`` (binary),
+    ``decision``; a regression model's value as ``score``; a multiclass model's class probabilities and
+    predicted class (:meth:`TabularModel.class_frame`)."""
     import pandas as pd
 
     scores = model.scores(frame)
-    predictions = pd.DataFrame({c: frame[c].to_numpy() for c in spec.id_columns})
-    predictions["score"] = scores
-    predictions["decision"] = scores >= threshold
+    if model.task == Task.MULTICLASS:
+        return model.class_frame(scores, pd.RangeIndex(len(frame)))
+    found = pd.DataFrame({"score": scores})
+    if threshold is not None:
+        found["decision"] = scores >= threshold
+    return found
+
+
+def score_chunk(model: TabularModel, frame: pd.DataFrame, spec, version: int, threshold: float | None,
+                scored_at: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The predictions of one chunk, and its inputs (masked features + what the model predicts) for monitoring."""
+    import pandas as pd
+
+    found = predicted(model, frame, threshold)
+    predictions = pd.concat([pd.DataFrame({c: frame[c].to_numpy() for c in spec.id_columns}), found], axis=1)
     predictions["model_version"] = version
     predictions["scored_at"] = scored_at
     inputs = frame[[*spec.id_columns, *model.schema["columns"]]].reset_index(drop=True)
-    inputs["score"] = scores
-    return predictions, inputs
+    outputs = found.drop(columns=["decision", PREDICTED_CLASS], errors="ignore")
+    return predictions, pd.concat([inputs, outputs], axis=1)
 
 
 def release_memory() -> None:
@@ -184,7 +198,8 @@ def score(run: Run) -> Score:
     if not source:
         raise Refused("nothing to score: give the input_uri option or set scoring.source in the spec")
     source = uris.normalize(source)
-    model, version, threshold = champion(spec.registered_model)
+    binary = spec.target.task == Task.BINARY
+    model, version, threshold = champion(spec.registered_model, binary)
     profiled = profiled_columns(spec.validation.profile)
     validation = BatchRun(f"{spec.name}_score", schema_checks(spec, profiled, model.schema["columns"]))
     scored_at = datetime.now(UTC).isoformat()
@@ -207,17 +222,17 @@ def score(run: Run) -> Score:
                 predictions, inputs = score_chunk(model, frame, spec, version, threshold, scored_at)
             with phase(phases, "write"):  # the wait for the chunk before's writes, and handing this one's over
                 write({"predictions": predictions, "inputs": inputs})
-            positives += int(predictions["decision"].sum())
+            positives += int(predictions["decision"].sum()) if binary else 0
             del frame, predictions, inputs
             release_memory()
     rows = outputs["predictions"].rows
     if not rows:
         raise Refused(f"{source}: the batch has no rows")
     ids.check()
-    log.info("scored %d rows of %s with %s v%d (%d flagged)", rows, source, spec.registered_model, version,
-             positives)
+    log.info("scored %d rows of %s with %s v%d (%s flagged)", rows, source, spec.registered_model, version,
+             positives if binary else "none")
     return Score(source=source, rows=rows, chunks=len(outputs["predictions"].uris),
                  model_name=spec.registered_model, model_version=version, threshold=threshold,
-                 positive_decisions=positives,
+                 positive_decisions=positives if binary else None,
                  value_issues=dict(issues), seconds_by_phase={k: round(v, 3) for k, v in phases.items()},
                  predictions=outputs["predictions"].folder, inputs=outputs["inputs"].folder)

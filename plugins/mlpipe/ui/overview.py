@@ -21,15 +21,12 @@ from typing import Any
 
 from mlpipe.core import spec, uris
 from mlpipe.core.errors import StorageError
+from mlpipe.core.tasks import RULES, Task
 from mlpipe.store import audit, runs, storage
 
 log = logging.getLogger(__name__)
 
-ANALYSIS_AUC, BASELINE_AUC, LIFT, THRESHOLD = ("mlpipe.analysis_roc_auc", "mlpipe.baseline_roc_auc",
-                                               "mlpipe.lift", "mlpipe.threshold")
-# (label, version tag) of the figures shown side by side.
-VERSION_METRICS = (("Analysis ROC AUC", ANALYSIS_AUC), ("Baseline ROC AUC", BASELINE_AUC),
-                   ("Lift over baseline", LIFT), ("Decision threshold", THRESHOLD))
+LIFT, THRESHOLD = "mlpipe.lift", "mlpipe.threshold"
 VERSION_FACTS = (("Data version", "mlpipe.data_version"), ("Promoted", "mlpipe.promoted"),
                  ("Forced", "mlpipe.promotion_forced"), ("Gate reasons", "mlpipe.promotion_reasons"),
                  ("Rolled back", "mlpipe.rolled_back"), ("Notes", "mlpipe.notes"))
@@ -41,12 +38,29 @@ HISTORY_EVENTS = 25
 
 @dataclass(frozen=True)
 class Pipeline:
-    """A pipeline spec file: its name and registered model, or why it could not be loaded."""
+    """A pipeline spec file: its name, registered model and target task, or why it could not be loaded."""
 
     name: str
     model: str
     source: str
     error: str | None = None
+    task: Task = Task.BINARY
+
+    @property
+    def headline_tags(self) -> tuple[str, str]:
+        """The version tags of the task's headline metric (:data:`mlpipe.core.tasks.RULES`): the model's and the
+        baseline's, on the analysis set."""
+        name = RULES[self.task].headline
+        return f"mlpipe.analysis_{name}", f"mlpipe.baseline_{name}"
+
+    @property
+    def version_metrics(self) -> tuple[tuple[str, str], ...]:
+        """(label, version tag) of the figures shown side by side: the headline metric of the model and of the
+        baseline, the lift and (binary) the decision threshold."""
+        label = RULES[self.task].label
+        analysis, baseline = self.headline_tags
+        shown = (f"Analysis {label}", analysis), (f"Baseline {label}", baseline), ("Lift over baseline", LIFT)
+        return (*shown, ("Decision threshold", THRESHOLD)) if self.task == Task.BINARY else shown
 
 
 def pipelines_folder() -> Path:
@@ -65,7 +79,7 @@ def pipelines(folder: str | Path | None = None) -> list[Pipeline]:
         except Exception as error:  # a broken spec is shown as such; the others still are
             found.append(Pipeline(path.stem, path.stem, str(path), error=str(error)))
             continue
-        found.append(Pipeline(loaded.name, loaded.registered_model, str(path)))
+        found.append(Pipeline(loaded.name, loaded.registered_model, str(path), task=loaded.target.task))
     return found
 
 

@@ -11,8 +11,9 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from mlpipe.core import urls
+from mlpipe.core.tasks import RULES
 from mlpipe.ui.chart import trend_svg
-from mlpipe.ui.overview import ANALYSIS_AUC, BASELINE_AUC, VERSION_FACTS, VERSION_METRICS
+from mlpipe.ui.overview import VERSION_FACTS, Pipeline
 from mlpipe.ui.templates import TEMPLATES
 
 if TYPE_CHECKING:
@@ -28,14 +29,16 @@ def environment() -> Environment:
                                                                                    default_for_string=True))
 
 
-def trend(registry: Any) -> str:
-    """The trend chart of the registry's recent versions (oldest first): analysis vs baseline ROC AUC."""
+def trend(registry: Any, pipeline: Pipeline) -> str:
+    """The trend chart of the registry's recent versions (oldest first): the task's headline metric (binary: ROC
+    AUC) of the model and of the baseline on the analysis set."""
     ordered = sorted(registry.versions, key=lambda v: v.number)
     champion = registry.champion.number if registry.champion else None
+    label, (analysis, baseline) = RULES[pipeline.task].label, pipeline.headline_tags
     return trend_svg([v.number for v in ordered],
-                     [("analysis ROC AUC", [v.metric(ANALYSIS_AUC) for v in ordered]),
-                      ("baseline ROC AUC", [v.metric(BASELINE_AUC) for v in ordered])],
-                     highlight=champion, title=f"ROC AUC of {registry.model} by version")
+                     [(f"analysis {label}", [v.metric(analysis) for v in ordered]),
+                      (f"baseline {label}", [v.metric(baseline) for v in ordered])],
+                     highlight=champion, title=f"{label} of {registry.model} by version")
 
 
 def section(found: dict[str, Any], may_rollback: bool, refusal: str = "") -> dict[str, Any]:
@@ -43,11 +46,12 @@ def section(found: dict[str, Any], may_rollback: bool, refusal: str = "") -> dic
     from markupsafe import Markup
 
     registry = found.get("registry")
-    prepared = {**found, "may_rollback": may_rollback, "refusal": refusal, "columns": [], "chart": ""}
+    prepared = {**found, "may_rollback": may_rollback, "refusal": refusal, "columns": [], "chart": "",
+                "metrics": found["pipeline"].version_metrics}
     if registry is not None and not registry.error:
         prepared["columns"] = [("champion", registry.champion), ("challenger", registry.challenger),
                                ("previous champion", registry.previous)]
-        prepared["chart"] = Markup(trend(registry))  # noqa: S704 - built by chart.trend_svg, which escapes
+        prepared["chart"] = Markup(trend(registry, found["pipeline"]))  # noqa: S704 - built by chart.trend_svg, which escapes
     return prepared
 
 
@@ -56,7 +60,7 @@ def models_page(sections: list[dict[str, Any]], user: str, base: str, folder: st
     from airflow.configuration import conf
 
     return environment().get_template("models").render(
-        sections=sections, user=user, base=base, folder=folder, metrics=VERSION_METRICS, facts=VERSION_FACTS,
+        sections=sections, user=user, base=base, folder=folder, facts=VERSION_FACTS,
         mlflow_ui=urls.mlflow_ui(), airflow=conf.get("api", "base_url", fallback="").rstrip("/"),
         artifact=lambda uri: f"{base}/artifact?uri={_quote(uri)}")
 

@@ -44,7 +44,7 @@ MODELS = """{% extends "layout" %}
 <tr><th>Version</th>{% for label, v in s.columns %}<td class="version" data-role="{{ label }}">{% if v %}
   <a href="{{ mlflow_ui }}/#/models/{{ p.model|urlencode }}/versions/{{ v.number }}" target="_blank" rel="noopener">v{{ v.number }}</a>
   {% for a in v.aliases %}<span class="badge">{{ a }}</span> {% endfor %}{% else %}—{% endif %}</td>{% endfor %}</tr>
-{% for label, tag in metrics %}<tr><th>{{ label }}</th>{% for _, v in s.columns %}<td class="num" data-metric="{{ tag }}">{% if v and v.metric(tag) is not none %}{{ "%.4f"|format(v.metric(tag)) }}{% else %}—{% endif %}</td>{% endfor %}</tr>{% endfor %}
+{% for label, tag in s.metrics %}<tr><th>{{ label }}</th>{% for _, v in s.columns %}<td class="num" data-metric="{{ tag }}">{% if v and v.metric(tag) is not none %}{{ "%.4f"|format(v.metric(tag)) }}{% else %}—{% endif %}</td>{% endfor %}</tr>{% endfor %}
 {% for label, tag in facts %}<tr><th>{{ label }}</th>{% for _, v in s.columns %}<td>{{ v.tags.get(tag, "—") if v else "—" }}</td>{% endfor %}</tr>{% endfor %}
 <tr><th>Registered</th>{% for _, v in s.columns %}<td>{{ v.created.strftime("%Y-%m-%d %H:%M UTC") if v and v.created else "—" }}</td>{% endfor %}</tr>
 </table>

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from mlpipe.core import uris
+from mlpipe.core.tasks import Task
 from mlpipe.monitoring.drift import feature_drift
 from mlpipe.store import audit, runs, storage
 from mlpipe.ui import overview, render
@@ -107,6 +108,23 @@ def test_the_trend_chart_has_a_point_per_version_oldest_first():
     assert re.findall(r">v(\d+)</text>", svg) == ["1", "2", "3", "4"]
     assert svg.count('data-series="analysis ROC AUC"') == 1 and svg.count("<circle") == 8
     assert 'r="5"' in svg  # the champion's point is ringed
+
+
+def test_a_regression_pipeline_shows_its_rmse_side_by_side_and_in_the_trend_without_a_threshold():
+    def rmse_version(number: int, rmse: float, aliases: list[str]) -> Version:
+        return Version(number, aliases, {"mlpipe.analysis_rmse": str(rmse), "mlpipe.baseline_rmse": "3.7",
+                                         "mlpipe.lift": str(round(3.7 - rmse, 4))}, datetime(2026, 11, 20 + number,
+                                                                                            tzinfo=UTC))
+
+    champion, challenger = rmse_version(2, 3.58, ["champion"]), rmse_version(3, 3.61, ["challenger"])
+    html = page(found(pipeline=Pipeline("loan_rate", "loan_rate", "loan_rate.yaml", task=Task.REGRESSION),
+                      registry=Registry("loan_rate", champion, challenger, None, [challenger, champion])))
+    table = html[html.index('class="side-by-side"'):html.index("</table>")]
+    row = re.search(r"<th>Analysis RMSE</th>(.*?)</tr>", table, re.S).group(1)
+    assert re.findall(r">([\d.]+)<", row) == ["3.5800", "3.6100"]
+    assert "<th>Baseline RMSE</th>" in table and "Decision threshold" not in table and "ROC AUC" not in html
+    svg = html[html.index("<svg"):html.index("</svg>")]
+    assert 'data-series="analysis RMSE"' in svg and "RMSE of loan_rate by version" in svg
 
 
 def test_no_monitoring_run_yet_and_no_history(pipeline_env):
