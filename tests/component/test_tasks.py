@@ -11,9 +11,9 @@ import pytest
 from mlflow import MlflowClient
 from sklearn import metrics as skm
 
-from mlpipe.core import uris
+from mlpipe.core import spec, uris
 from mlpipe.core.errors import Refused
-from mlpipe.core.results import Analyze, Ingest, Register, Score, Split, Train, TunePrepare, Validate
+from mlpipe.core.results import Analyze, Ingest, Monitor, Register, Score, Split, Train, Validate
 from mlpipe.core.tasks import RULES, Task
 from mlpipe.data import datasets
 from mlpipe.data.features import labels
@@ -22,7 +22,7 @@ from mlpipe.model.baseline import Baseline
 from mlpipe.model.tabular import TabularModel
 from mlpipe.registry.names import THRESHOLD_TAG
 from mlpipe.steps import run_step
-from mlpipe.store import runs
+from mlpipe.store import runs, storage
 from mlpipe.store.runs import Run, StepNotFinished
 from mlpipe.summary import summarize
 from tests.fixtures.analysis import clone, run_steps
@@ -104,15 +104,11 @@ def test_the_regression_split_deals_every_decile_of_the_target_to_every_part(tas
         assert np.abs(deciles - share * len(whole) / 10).max() <= 3, (name, deciles)
 
 
-@pytest.mark.parametrize("task", TASKS)
-def test_the_steps_that_handle_binary_only_refuse_other_tasks_and_tuning_skips(task_runs, task):
-    uri = task_runs[task]
+def test_monitoring_refuses_a_multiclass_run_for_now(task_runs):
     with pytest.raises(Refused) as refused:
-        run_step("monitor", uri)
-    assert str(refused.value) == (f"target.task {task}: the monitor step handles binary targets only so far "
-                                  "(training, validation, analysis, registering and batch scoring handle every task)")
-    prepared = TunePrepare.model_validate(run_step("tune_prepare", uri))
-    assert prepared.skipped and prepared.reason == f"tuning handles binary targets only so far; target.task is {task}"
+        run_step("monitor", task_runs[Task.MULTICLASS])
+    assert str(refused.value) == ("target.task multiclass: the monitor step handles binary and regression targets "
+                                  "only so far")
 
 
 def started(tmp_path, task: Task, change, profile_changed: bool = False) -> str:
@@ -232,3 +228,17 @@ def test_the_run_summary_shows_the_tasks_metrics(champions, task):
              Task.MULTICLASS: f", accuracy {metrics.get('accuracy', float('nan')):.4f}"}[task]
     assert (f"{rules.label} {metrics[rules.headline]:.4f}" in text and extra in text
             and f"baseline {rules.label} {metrics[f'baseline_{rules.headline}']:.4f}" in text)
+
+
+def test_monitoring_a_regression_champion_compares_its_predictions_and_features_with_the_reference(champions):
+    trained = Run(champions[Task.REGRESSION])
+    pipeline = spec.with_overrides(trained.spec, {"monitoring.min_rows": 100})
+    source = uris.local_path(pipeline.data.source)
+    run_step("score", runs.start(pipeline, "monitored_batch", options={"input_uri": str(source)}, kind=runs.SCORING))
+    monitored = Monitor.model_validate(run_step("monitor", runs.start(pipeline, "monitoring", kind=runs.MONITORING)))
+    report = storage.read_json(monitored.report)
+    scoring_runs = runs.newest_first(uris.join(runs.store_uri(), pipeline.name, runs.SCORING))
+    assert monitored.status in ("ok", "breach") and len(scoring_runs) >= 1
+    assert monitored.rows["batch"] == sum(Run(uri).result(Score).rows for uri in scoring_runs)
+    assert set(report["features"]) == set(TabularModel.load(trained.result(Train).model_folder).schema["columns"])
+    assert report["score"]["kind"] == "numeric" and report["score"]["psi"] >= 0  # the predicted values' drift

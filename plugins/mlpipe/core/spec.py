@@ -529,6 +529,9 @@ class Spec(_Section):
             return self
         if self.validation.positive_rate is not None:
             raise ValueError(f"validation.positive_rate: a {task} target has no positive class")
+        if self.monitoring.feedback.source:
+            raise ValueError(f"monitoring.feedback.source: quality from late outcomes is judged for binary targets "
+                             f"only so far; this one is {task}")
         if self.training.scale_pos_weight != "auto":
             raise ValueError(f"training.scale_pos_weight: a {task} target has no positive class")
         objective = self.training.params.get("objective")

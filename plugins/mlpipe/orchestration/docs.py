@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mlpipe.core.tasks import RULES, Task
+
 if TYPE_CHECKING:
     from mlpipe.core import spec
 
@@ -20,12 +22,12 @@ plots are in MLflow (experiment `{name}`, registered model `{model}`).
 | | |
 |---|---|
 | data | `{source}` |
-| target | `{target}` = {positive} is the positive class |
+| target | {target} |
 | schedule | `{schedule}` |
 | scale | {batch_rows:,} rows at a time; XGBoost's quantized matrix built batch by batch ({memory}); {dask} |
 | tuning | Optuna TPE, {trials} trials over {workers} parallel `tune_trials` tasks (`tuning.cv_folds`: CV) |
-| promotion | analysis ROC AUC ≥ {min_auc}; lift over the baseline ≥ {min_lift} |
-| gate | beats the champion (re-scored on the same rows) by ≥ {min_gain}; no slice drops > {max_drop}{fairness} |
+| promotion | {bound}lift of {label} over the baseline ≥ {min_lift} |
+| gate | beats the champion's {label} (re-scored on the same rows) by ≥ {min_gain}; {slice_rule}{fairness} |
 
 **Trigger with options** (Trigger DAG ▸ the form): a different data URI, skip tuning or change its
 trial budget, forced promotion, notes, and force CPU (every step on the CPU node pool).
@@ -46,8 +48,7 @@ against the training schema with Great Expectations: a missing column or a colum
 type fails the run naming the column; unexpected values are counted in the result.
 
 Output, under `$MLPIPE_STORE/{name}/scoring/<run id>/score/`: `predictions/part-*.parquet` (ids,
-score, decision at the champion's threshold, model version, scoring time) and `inputs/` (the
-scored features, kept for drift monitoring).
+{predicted}, model version, scoring time) and `inputs/` (the scored features, kept for drift monitoring).
 
 | | |
 |---|---|
@@ -102,25 +103,55 @@ def monitoring_doc(pipeline: spec.Spec) -> str:
         retrain=f"trigger `{pipeline.name}_training`" if settings.retrain_on_breach else "no retraining (spec)")
 
 
+# What batch scoring writes of each row, per task.
+PREDICTED = {Task.BINARY: "score, decision at the champion's threshold",
+             Task.REGRESSION: "score (the predicted value)",
+             Task.MULTICLASS: "each class's probability (`probability_<class>`), the predicted class"}
+
+
 def scoring_doc(pipeline: spec.Spec) -> str:
-    """The scoring DAG's doc: source, chunking, schedule."""
+    """The scoring DAG's doc: source, chunking, schedule, what it writes for the task."""
     return SCORING_DOC.format(name=pipeline.name, model=pipeline.registered_model,
                               chunk_rows=pipeline.scoring.chunk_rows, source=pipeline.scoring.source,
-                              schedule=pipeline.scoring.schedule or "manual only")
+                              schedule=pipeline.scoring.schedule or "manual only",
+                              predicted=PREDICTED[pipeline.target.task])
 
 
 def training_doc(pipeline: spec.Spec, runtime: str) -> str:
     """The training DAG's doc: data, steps, gate thresholds, tuning, memory and where it trains."""
     return DOC.format(
         name=pipeline.name, description=pipeline.description, runtime=runtime,
-        model=pipeline.registered_model, source=pipeline.data.source, target=pipeline.target.column,
-        positive=pipeline.target.positive_text, schedule=pipeline.schedule or "manual only",
-        min_auc=pipeline.thresholds.min_roc_auc, min_lift=pipeline.thresholds.min_lift_over_baseline,
-        min_gain=pipeline.thresholds.min_improvement_over_champion,
-        max_drop=pipeline.thresholds.max_slice_roc_auc_drop, trials=pipeline.tuning.trials,
+        model=pipeline.registered_model, source=pipeline.data.source, target=_target(pipeline.target),
+        schedule=pipeline.schedule or "manual only", bound=_bound(pipeline),
+        label=RULES[pipeline.target.task].label, min_lift=pipeline.thresholds.min_lift_over_baseline,
+        min_gain=pipeline.thresholds.min_improvement_over_champion, slice_rule=_slice_rule(pipeline),
+        trials=pipeline.tuning.trials,
         workers=pipeline.tuning.workers, fairness=_fairness(pipeline), batch_rows=pipeline.data.batch_rows,
         memory=_memory(pipeline.training), dask=_dask(pipeline.training.distributed),
     )
+
+
+def _target(target: spec.Target) -> str:
+    """What the model predicts: binary, the positive class; else the task."""
+    if target.task == Task.BINARY:
+        return f"`{target.column}` = {target.positive_text} is the positive class"
+    what = "a number" if target.task == Task.REGRESSION else "one of its classes"
+    return f"`{target.column}`, {what} ({target.task})"
+
+
+def _bound(pipeline: spec.Spec) -> str:
+    """The gate's bound on the analysis set's headline metric, when the spec sets one."""
+    rules, thresholds = RULES[pipeline.target.task], pipeline.thresholds
+    key = f"{'min' if rules.higher_is_better else 'max'}_{rules.headline}"
+    value = getattr(thresholds, key)
+    return "" if value is None else f"analysis {rules.label} {'≥' if rules.higher_is_better else '≤'} {value}; "
+
+
+def _slice_rule(pipeline: spec.Spec) -> str:
+    """How much worse than the champion's a slice may be."""
+    if pipeline.target.task == Task.BINARY:
+        return f"no slice drops > {pipeline.thresholds.max_slice_roc_auc_drop}"
+    return f"no slice worse by > {pipeline.thresholds.max_slice_drop:.0%}"
 
 
 def _memory(training: spec.Training) -> str:

@@ -47,16 +47,16 @@ STEPS: dict[Step, str] = {
     Step.MONITOR: "mlpipe.steps.monitor:monitor",
 }
 
-# The steps that handle binary targets only, so far: a run of another task (target.task) is refused there
+# The tasks of the steps that do not handle every task (target.task) yet; a run of another task is refused there
 # (deploy skips: the model server serves binary models only).
-BINARY_ONLY = (Step.MONITOR,)
+SUPPORTED_TASKS = {Step.MONITOR: (Task.BINARY, Task.REGRESSION)}
 
 
 def require_supported(name: str, run: Run) -> None:
-    """Refuse step ``name`` for the run's target task when the step does not handle it yet (:data:`BINARY_ONLY`)."""
-    if name in BINARY_ONLY and (task := run.spec.target.task) != Task.BINARY:
-        raise Refused(f"target.task {task}: the {name} step handles binary targets only so far "
-                      "(training, validation, analysis, registering and batch scoring handle every task)")
+    """Refuse step ``name`` for the run's target task when the step does not handle it yet (:data:`SUPPORTED_TASKS`)."""
+    supported = SUPPORTED_TASKS.get(name)
+    if supported and (task := run.spec.target.task) not in supported:
+        raise Refused(f"target.task {task}: the {name} step handles {' and '.join(supported)} targets only so far")
 
 
 def record_failure(folder: str, record: dict[str, Any], error: Exception) -> None:
