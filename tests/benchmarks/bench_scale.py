@@ -20,6 +20,11 @@ total (the steps' sum: they run one after another), the float32 feature matrix's
   of the same split, same params and rounds, in a process of its own (read + encode + build +
   boost, as our step's wall time also includes its imports, reads and writes): at most 1.15x;
 - the analysis ROC AUC at the largest size at least that at the next largest.
+
+With ``--tasks`` (the default), the same steps then run at :data:`TASK_ROWS` rows on the same synthetic
+loans for a regression model (``int_rate``, without ``sub_grade``, which prices it) and a multiclass one
+(``verification_status``, 3 classes), each with its own reference profile: their time and peak RSS per step
+against the binary row at that size, and their analysis headline metric against their baseline's.
 """
 
 from __future__ import annotations
@@ -35,6 +40,19 @@ from bench_score import ROOT, SPEC, measured
 
 STEPS = ("ingest", "validate", "split", "validate_split", "train", "analyze", "register")
 TIME_AIM, MEMORY_AIM, TRAIN_AIM = 12.0, 2.5, 1.15
+TASK_ROWS = 1_000_000
+# The spec of each other task on the synthetic loans: dotted-key overrides of the reference spec.
+TASK_SPECS = {
+    "regression": {"model_name": "loan_rate", "target": {"column": "int_rate", "task": "regression"},
+                   "features.exclude": ["sub_grade", "Class"],
+                   "training.params.objective": "reg:squarederror", "training.params.eval_metric": [],
+                   "thresholds.min_roc_auc": 0.5, "thresholds.fairness": None, "validation.positive_rate": None},
+    "multiclass": {"model_name": "loan_verification", "features.exclude": ["Class"],
+                   "target": {"column": "verification_status", "task": "multiclass"},
+                   "training.params.objective": "multi:softprob", "training.params.eval_metric": [],
+                   "slices": ["term", "emp_length"], "thresholds.min_roc_auc": 0.5, "thresholds.fairness": None,
+                   "validation.positive_rate": None},
+}
 RAW = PEAK + """
 import json, sys, time
 import xgboost as xgb
@@ -69,26 +87,38 @@ def environment(root: Path) -> dict[str, str]:
     return env
 
 
-def pipeline_at(rows: int, root: Path, env: dict[str, str], rounds: int) -> dict:
-    """Synthesize ``rows`` loans and run the steps on them; seconds and MiB per step, and what came out."""
+def pipeline_at(rows: int, root: Path, env: dict[str, str], rounds: int, task: str = "binary") -> dict:
+    """Synthesize ``rows`` loans (once per size) and run the steps on them with the reference spec or ``task``'s
+    (:data:`TASK_SPECS`, profiled first); seconds and MiB per step, and what came out."""
     from mlpipe.core import spec, uris
     from mlpipe.core.results import Analyze, Train
+    from mlpipe.core.tasks import RULES, Task
+    from mlpipe.data.profile import write_profile
     from mlpipe.store import runs, storage
     from mlpipe.store.runs import Run
 
     data = root / "data" / str(rows)
-    run_peak([sys.executable, "-c", CLI, "synth", "--rows", str(rows), "--output", data.as_uri(), "--seed", "7"], env)
+    if not data.exists():
+        run_peak([sys.executable, "-c", CLI, "synth", "--rows", str(rows), "--output", data.as_uri(), "--seed", "7"],
+                 env)
     overrides = {"data.source": data.as_uri(), "tuning.enabled": False, "training.num_boost_round": rounds,
                  "training.early_stopping_rounds": rounds,
                  "training.params.eta": 0.3, "training.params.max_depth": 6,
-                 "training.params.min_child_weight": 1, "training.params.max_cat_threshold": 32}
-    uri = runs.start(spec.with_overrides(spec.load(SPEC), overrides), f"scale_{rows}")
+                 "training.params.min_child_weight": 1, "training.params.max_cat_threshold": 32,
+                 **TASK_SPECS.get(task, {})}
+    pipeline = spec.with_overrides(spec.load(SPEC), overrides)
+    if task != "binary":  # the task's own reference profile: its target's classes or range
+        profile = write_profile(pipeline, (root / f"{task}.profile.json").as_uri())
+        pipeline = spec.with_overrides(pipeline, {"validation.profile": profile})
+    uri = runs.start(pipeline, f"scale_{task}_{rows}")
     measured = {step: run_peak([sys.executable, "-c", CLI, "step", step, "--run", uri], env) for step in STEPS}
     run = Run(uri)
     model = run.result(Train).model_folder
     columns = len(storage.read_json(uris.join(model, "feature_schema.json"))["columns"])
-    return {"rows": rows, "steps": measured, "uri": uri, "features": columns,
-            "matrix_mib": rows * columns * 4 / 2**20, "roc_auc": run.result(Analyze).metrics["roc_auc"]}
+    metrics, headline = run.result(Analyze).metrics, RULES[Task(task)].headline
+    return {"rows": rows, "steps": measured, "uri": uri, "features": columns, "task": task, "metric": headline,
+            "matrix_mib": rows * columns * 4 / 2**20, "roc_auc": metrics.get("roc_auc"),
+            "headline": metrics[headline], "baseline": metrics[f"baseline_{headline}"]}
 
 
 def raw_training(result: dict, env: dict[str, str]) -> tuple[float, float, str]:
@@ -118,6 +148,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="10000,100000,1000000,10000000")
     parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--tasks", action=argparse.BooleanOptionalAction, default=True,
+                        help=f"also a regression and a multiclass pipeline at {TASK_ROWS:,} rows")
     args = parser.parse_args()
     sizes = sorted(int(size) for size in args.rows.split(","))
     with tempfile.TemporaryDirectory(prefix="mlpipe-bench-scale-") as folder:
@@ -144,6 +176,27 @@ def main() -> None:
             print(f"DAG time {before['rows']:,} -> {largest['rows']:,} rows: {growth:.2f}x for "
                   f"{largest['rows'] / before['rows']:.0f}x the rows (aim <= {TIME_AIM}x); analysis ROC AUC "
                   f"{before['roc_auc']:.4f} -> {largest['roc_auc']:.4f} (aim: not lower)")
+        if args.tasks:
+            binary = next((r for r in results if r["rows"] == TASK_ROWS), None) or pipeline_at(
+                TASK_ROWS, Path(folder), env, args.rounds)
+            tasks(binary, [pipeline_at(TASK_ROWS, Path(folder), env, args.rounds, task) for task in TASK_SPECS])
+
+
+def tasks(binary: dict, others: list[dict]) -> None:
+    """Print each task's steps at :data:`TASK_ROWS` rows against the binary pipeline's, and its headline metric."""
+    print(f"\nevery task at {TASK_ROWS:,} rows (time and peak RSS; ratio to binary)")
+    print("step".ljust(16) + "".join(f"{r['task']:>26}" for r in (binary, *others)))
+    for step in (*STEPS, "DAG (sum)"):
+        cells = []
+        for result in (binary, *others):
+            seconds = total(result) if step == "DAG (sum)" else result["steps"][step][0]
+            rss = max(m for _, m in result["steps"].values()) if step == "DAG (sum)" else result["steps"][step][1]
+            base = total(binary) if step == "DAG (sum)" else binary["steps"][step][0]
+            cells.append(f"{seconds:7.1f} s {rss:6.0f} MiB {seconds / base:4.2f}x".rjust(26))
+        print(step.ljust(16) + "".join(cells))
+    for result in (binary, *others):
+        print(f"{result['task']}: analysis {result['metric']} {result['headline']:.4f}, baseline "
+              f"{result['baseline']:.4f}")
 
 
 if __name__ == "__main__":

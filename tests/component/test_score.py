@@ -62,7 +62,9 @@ def test_scores_in_chunks_equal_the_models_scores(champion_run, batch, tmp_path,
     result = run_step("score", uri)
     assert (result["rows"], result["chunks"], result["model_version"]) == (2500, 3, 1)
     phases = result["seconds_by_phase"]
-    assert set(phases) == {"read", "mask_pii", "validate", "score", "write"} and min(phases.values()) > 0
+    assert set(phases) == {"read", "mask_pii", "validate", "score", "write"} and min(phases.values()) >= 0
+    assert min(phases[name] for name in ("read", "mask_pii", "validate", "score")) > 0  # the write phase is only the
+    # wait for the chunk before's writes (:func:`written_behind`): under a millisecond, it rounds to 0.0
     assert sum(phases.values()) <= result["seconds"]
     predictions, inputs = parts(result["predictions"]), parts(result["inputs"])
     assert len(storage.children(result["predictions"])) == 3

@@ -104,13 +104,6 @@ def test_the_regression_split_deals_every_decile_of_the_target_to_every_part(tas
         assert np.abs(deciles - share * len(whole) / 10).max() <= 3, (name, deciles)
 
 
-def test_monitoring_refuses_a_multiclass_run_for_now(task_runs):
-    with pytest.raises(Refused) as refused:
-        run_step("monitor", task_runs[Task.MULTICLASS])
-    assert str(refused.value) == ("target.task multiclass: the monitor step handles binary and regression targets "
-                                  "only so far")
-
-
 def started(tmp_path, task: Task, change, profile_changed: bool = False) -> str:
     """A run of ``task``'s spec whose data ``change`` edited (a DataFrame -> DataFrame); its reference profile is
     of the data before the change (the reviewed one), or after it (``profile_changed``)."""
@@ -230,8 +223,9 @@ def test_the_run_summary_shows_the_tasks_metrics(champions, task):
             and f"baseline {rules.label} {metrics[f'baseline_{rules.headline}']:.4f}" in text)
 
 
-def test_monitoring_a_regression_champion_compares_its_predictions_and_features_with_the_reference(champions):
-    trained = Run(champions[Task.REGRESSION])
+@pytest.mark.parametrize("task", TASKS)
+def test_monitoring_compares_the_champions_features_and_outputs_with_its_reference(champions, task):
+    trained = Run(champions[task])
     pipeline = spec.with_overrides(trained.spec, {"monitoring.min_rows": 100})
     source = uris.local_path(pipeline.data.source)
     run_step("score", runs.start(pipeline, "monitored_batch", options={"input_uri": str(source)}, kind=runs.SCORING))
@@ -240,5 +234,25 @@ def test_monitoring_a_regression_champion_compares_its_predictions_and_features_
     scoring_runs = runs.newest_first(uris.join(runs.store_uri(), pipeline.name, runs.SCORING))
     assert monitored.status in ("ok", "breach") and len(scoring_runs) >= 1
     assert monitored.rows["batch"] == sum(Run(uri).result(Score).rows for uri in scoring_runs)
-    assert set(report["features"]) == set(TabularModel.load(trained.result(Train).model_folder).schema["columns"])
-    assert report["score"]["kind"] == "numeric" and report["score"]["psi"] >= 0  # the predicted values' drift
+    model = TabularModel.load(trained.result(Train).model_folder)
+    assert set(report["features"]) == set(model.schema["columns"])
+    outputs = model.class_columns() if task == Task.MULTICLASS else ["score"]  # each class's probability
+    assert sorted(report["outputs"]) == sorted(outputs)
+    assert all(stats["kind"] == "numeric" for stats in report["outputs"].values())
+    assert report["score"] == max(report["outputs"].values(), key=lambda stats: stats["psi"])
+
+
+def test_a_champion_of_another_task_is_not_compared_and_the_new_version_is_removed_again(champions):
+    multiclass = Run(champions[Task.MULTICLASS]).result(Register)
+    before = MlflowClient().search_model_versions(f"name = '{multiclass.model_name}'")
+    uri = clone(champions[Task.REGRESSION], "regression_as_multiclass", (*TRAINED, "analyze"),
+                model_name=multiclass.model_name)
+    with pytest.raises(Refused) as refused:
+        run_step("register", uri)
+    assert str(refused.value) == (
+        f"champion {multiclass.model_name} version {multiclass.version} predicts a multiclass target with the classes "
+        "['cultivar_a', 'cultivar_b', 'cultivar_c'] and this run's model a regression target: they cannot be "
+        f"compared; register it under another model_name, or roll the champion back (mlpipe rollback "
+        f"{multiclass.model_name})")
+    after = MlflowClient().search_model_versions(f"name = '{multiclass.model_name}'")
+    assert sorted(v.version for v in after) == sorted(v.version for v in before)  # nothing half-registered

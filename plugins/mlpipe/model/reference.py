@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mlpipe.core.results import ResultError, Train
+from mlpipe.model.tabular import PROBABILITY
 from mlpipe.store import storage
 from mlpipe.store.runs import Run
 
@@ -32,6 +33,12 @@ def reference_sample(frame: pd.DataFrame, model: TabularModel, rows: int, seed: 
     else:
         reference[SCORE] = scores
     return reference
+
+
+def output_columns(reference: pd.DataFrame) -> list[str]:
+    """The columns of a drift reference that hold the model's outputs, not its inputs: ``score``, or a multiclass
+    model's ``probability_<class>``."""
+    return [c for c in reference.columns if c == SCORE or c.startswith(f"{PROBABILITY}_")]
 
 
 def write(frame: pd.DataFrame, model: TabularModel, rows: int, seed: int, uri: str) -> str:

@@ -57,8 +57,8 @@ class Window:
 class Scored:
     """The rows scored in a window, and where they came from."""
 
-    inputs: pd.DataFrame  # feature columns + score, model_version, window
-    predictions: pd.DataFrame  # id columns + score, model_version, window (batch rows only)
+    inputs: pd.DataFrame  # feature columns + the model's outputs (score), model_version, window
+    predictions: pd.DataFrame  # id columns + the model's outputs, model_version, window (batch rows only)
     sources: list[dict[str, Any]] = field(default_factory=list)
 
     def rows(self, kind: str) -> int:
@@ -94,17 +94,18 @@ def _labelled(frame: pd.DataFrame, version: int, day: str) -> pd.DataFrame:
     return frame
 
 
-def batch_rows(results: list[tuple[Score, datetime]], features: list[str],
-               id_columns: list[str]) -> tuple[list, list, list]:
-    """The inputs and predictions of each scoring run (with when it finished), and one source entry per run."""
+def batch_rows(results: list[tuple[Score, datetime]], features: list[str], id_columns: list[str],
+               outputs: list[str]) -> tuple[list, list, list]:
+    """The inputs and predictions (the ``outputs`` columns) of each scoring run (with when it finished), and one
+    source entry per run."""
     inputs, predictions, sources = [], [], []
     for result, finished in results:
         day, version = f"{finished:%Y-%m-%d}", result.model_version
-        scored = _parts(result.inputs, [*features, SCORE])
+        scored = _parts(result.inputs, [*features, *outputs])
         if scored is None:
             continue
         inputs.append(_labelled(scored, version, day))
-        if id_columns and (ids := _parts(result.predictions, [*id_columns, SCORE])) is not None:
+        if id_columns and (ids := _parts(result.predictions, [*id_columns, *outputs])) is not None:
             predictions.append(_labelled(ids, version, day))
         sources.append({"kind": BATCH, "uri": result.run, "rows": len(scored), "model_version": version,
                         "finished": finished.isoformat()})
@@ -131,16 +132,18 @@ def served_rows(pipeline: str, window: Window, features: list[str]) -> tuple[pd.
     return pd.DataFrame.from_records(rows), {"kind": SERVED, "uri": root, "rows": len(rows)}
 
 
-def scored_in(pipeline: str, window: Window, features: list[str], id_columns: list[str]) -> Scored:
-    """Everything ``pipeline`` scored inside ``window`` (batch runs, then served requests)."""
+def scored_in(pipeline: str, window: Window, features: list[str], id_columns: list[str],
+              outputs: tuple[str, ...] = (SCORE,)) -> Scored:
+    """Everything ``pipeline`` scored inside ``window``: batch runs, then served requests (whose model gives one
+    ``score``); ``outputs``, the model's output columns (a multiclass model's: each class's probability)."""
     import pandas as pd
 
-    inputs, predictions, sources = batch_rows(batch_runs(pipeline, window), features, id_columns)
-    served, source = served_rows(pipeline, window, features)
+    inputs, predictions, sources = batch_rows(batch_runs(pipeline, window), features, id_columns, list(outputs))
+    served, source = served_rows(pipeline, window, features) if list(outputs) == [SCORE] else (None, None)
     if served is not None:
         inputs.append(served)
         sources.append(source)
-    columns = [*features, SCORE, VERSION, WINDOW]
+    columns = [*features, *outputs, VERSION, WINDOW]
     return Scored(pd.concat(inputs, ignore_index=True) if inputs else pd.DataFrame(columns=columns),
                   pd.concat(predictions, ignore_index=True) if predictions
-                  else pd.DataFrame(columns=[*id_columns, SCORE, VERSION, WINDOW]), sources)
+                  else pd.DataFrame(columns=[*id_columns, *outputs, VERSION, WINDOW]), sources)

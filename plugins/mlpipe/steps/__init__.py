@@ -23,7 +23,6 @@ from mlpipe.core import uris
 from mlpipe.core.errors import Refused, failure
 from mlpipe.core.names import Step
 from mlpipe.core.results import model_of
-from mlpipe.core.tasks import Task
 from mlpipe.registry import tracking
 from mlpipe.store import storage
 from mlpipe.store.runs import ERROR, RESULT, Run, shard_folder
@@ -46,18 +45,6 @@ STEPS: dict[Step, str] = {
     Step.SCORE: "mlpipe.steps.score:score",
     Step.MONITOR: "mlpipe.steps.monitor:monitor",
 }
-
-# The tasks of the steps that do not handle every task (target.task) yet; a run of another task is refused there
-# (deploy skips: the model server serves binary models only).
-SUPPORTED_TASKS = {Step.MONITOR: (Task.BINARY, Task.REGRESSION)}
-
-
-def require_supported(name: str, run: Run) -> None:
-    """Refuse step ``name`` for the run's target task when the step does not handle it yet (:data:`SUPPORTED_TASKS`)."""
-    supported = SUPPORTED_TASKS.get(name)
-    if supported and (task := run.spec.target.task) not in supported:
-        raise Refused(f"target.task {task}: the {name} step handles {' and '.join(supported)} targets only so far")
-
 
 def record_failure(folder: str, record: dict[str, Any], error: Exception) -> None:
     """Write ``record`` and how ``error`` failed the step to ``<folder>/error.json``, for the run's summary.
@@ -95,7 +82,6 @@ def run_step(name: str, run_uri: str, shard: int | None = None) -> dict[str, Any
     started = time.perf_counter()
     which = {"step": name, "run": run_uri, **({} if shard is None else {"shard": shard})}
     try:
-        require_supported(name, run)
         result = step(run) if shard is None else step(run, shard=shard)
     except Exception as error:
         record_failure(folder, {**which, "seconds": round(time.perf_counter() - started, 3)}, error)

@@ -4,7 +4,8 @@ The window is the last ``monitoring.window_days`` days (up to the run's start). 
 data (:mod:`mlpipe.monitoring.scored`) is every batch-scoring run that finished in it and the server's
 captured requests; the reference (:mod:`mlpipe.model.reference`) is the champion's training sample.
 It computes drift per feature (:mod:`mlpipe.monitoring.drift`: PSI, KS, Jensen-Shannon, new categories,
-missing rates) and of the champion's scores (only rows the champion scored), judges them by the
+missing rates) and of the champion's outputs (only rows the champion scored: its score, a regression model's
+predicted value, each class probability of a multiclass one), judges them by the
 spec (:mod:`mlpipe.monitoring.judge`), and, when ``monitoring.feedback.source`` has late outcomes,
 joins them by ``id_columns`` with the champion's batch predictions for ROC AUC, PR AUC and
 calibration per day (:mod:`mlpipe.monitoring.quality`).
@@ -108,26 +109,35 @@ def feedback_quality(spec: Spec, scored: Scored, version: int, tags: dict[str, s
                    feedback.max_roc_auc_drop, feedback.min_roc_auc)
 
 
+def output_drift(spec: Spec, ref: pd.DataFrame, scored: Scored, version: int) -> dict[str, dict[str, Any]]:
+    """Drift of each of the champion's outputs (its score or predicted value; a multiclass model's class
+    probabilities) on the rows it scored, judged by the spec; none with fewer than ``monitoring.min_rows``."""
+    settings, outputs = spec.monitoring, reference.output_columns(ref)
+    mine = scored.inputs.loc[scored.inputs[VERSION] == version, outputs].astype(float)
+    if len(mine) < settings.min_rows:
+        return {}
+    return judged({name: numeric_drift(ref[name], mine[name], settings.bins) for name in outputs}, settings.drift)
+
+
 def compare(spec: Spec, ref: pd.DataFrame, scored: Scored, version: int) -> dict[str, Any]:
-    """Drift of every feature and of the champion's scores, judged by the spec."""
-    columns = [c for c in ref.columns if c != reference.SCORE]
+    """Drift of every feature and of the champion's outputs, judged by the spec. ``score`` is the output that drifts
+    most (by PSI): the one output of a binary or regression model; ``outputs`` each one (multiclass: a class each)."""
+    outputs = reference.output_columns(ref)
+    columns = [c for c in ref.columns if c not in outputs]
     settings = spec.monitoring
     features = judged(feature_drift(ref[columns], scored.inputs[columns], categorical_columns(spec, ref[columns]),
                                     settings.bins), settings.drift)
-    mine = scored.inputs.loc[scored.inputs[VERSION] == version, SCORE].astype(float)
-    score = None
-    if len(mine) >= settings.min_rows:
-        stats = numeric_drift(ref[reference.SCORE], mine, settings.bins)
-        score = judged({SCORE: stats}, settings.drift)[SCORE]
+    drift = output_drift(spec, ref, scored, version)
+    score = max(drift.values(), key=lambda stats: stats["psi"], default=None)
     moved = drifting(features)
     return {"features": features, "drifting_features": moved, "drifting_share": len(moved) / max(len(features), 1),
-            "score": score,
+            "score": score, "outputs": drift,
             "reasons": breach_reasons(features, score, settings.drift)}
 
 
 def nothing(message: str) -> dict[str, Any]:
     return {"status": NOTHING, "breach": False, "reasons": [], "message": message, "features": {},
-            "drifting_features": [], "drifting_share": 0.0, "score": None, "quality": None}
+            "drifting_features": [], "drifting_share": 0.0, "score": None, "outputs": {}, "quality": None}
 
 
 def assess(spec: Spec, window: Window) -> tuple[dict[str, Any], int | None]:
@@ -142,7 +152,9 @@ def assess(spec: Spec, window: Window) -> tuple[dict[str, Any], int | None]:
     except (KeyError, StorageError) as error:
         return nothing(f"champion version {version} has no drift reference ({error}); retrain to make one"), \
             version
-    scored = scored_in(spec.name, window, [c for c in ref.columns if c != reference.SCORE], spec.id_columns)
+    outputs = reference.output_columns(ref)
+    scored = scored_in(spec.name, window, [c for c in ref.columns if c not in outputs], spec.id_columns,
+                       tuple(outputs))
     rows = {"total": len(scored.inputs), "batch": scored.rows("batch"), "served": scored.rows("served")}
     if rows["total"] < spec.monitoring.min_rows:
         found = nothing(f"{rows['total']} rows scored between {window.start:%Y-%m-%d %H:%M} and "
@@ -175,6 +187,8 @@ def mlflow_metrics(report: dict[str, Any]) -> list[tuple[str, float, int]]:
             metrics.append((metric_name(f"ks/{name}"), stats["ks"], 0))
     if report["score"]:
         metrics += [("score_psi", report["score"]["psi"], 0), ("score_ks", report["score"]["ks"], 0)]
+    if len(report["outputs"]) > 1:  # a multiclass model's class probabilities, each
+        metrics += [(metric_name(f"psi/{name}"), stats["psi"], 0) for name, stats in report["outputs"].items()]
     overall = (report["quality"] or {}).get("overall") or {}
     metrics += [(f"quality_{key}", value, 0) for key, value in overall.items() if isinstance(value, float)]
     return metrics

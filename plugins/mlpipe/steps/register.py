@@ -145,11 +145,19 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else '(no message)'}"
 
 
-def champion_scorer(client: MlflowClient, name: str, version: int, binary: bool) -> tuple[Scorer, float | None]:
-    """The registered ``version``'s scores (loaded as it is served) and, ``binary``, the decision threshold it was
-    promoted with."""
+def predicts(model: TabularModel) -> str:
+    """What ``model`` predicts, for messages: its task, a multiclass model's classes."""
+    classes = model.schema.get("classes")
+    return f"a {model.task} target" + (f" with the classes {classes}" if classes else "")
+
+
+def champion_scorer(client: MlflowClient, name: str, version: int,
+                    challenger: TabularModel) -> tuple[Scorer, float | None]:
+    """The registered ``version``'s scores (loaded as it is served) and, binary, the decision threshold it was
+    promoted with; refused when it predicts another task (or classes) than the ``challenger``."""
     from mlpipe.model.pyfunc import load_version
 
+    binary = challenger.task == Task.BINARY
     tags = client.get_model_version(name, str(version)).tags
     if binary and THRESHOLD_TAG not in tags:
         raise Refused(f"champion {name} version {version} has no {THRESHOLD_TAG} tag: cannot decide its approvals")
@@ -161,6 +169,10 @@ def champion_scorer(client: MlflowClient, name: str, version: int, binary: bool)
         raise Refused(f"cannot re-score champion {name} version {version} to compare with it "
                         f"({describe(error)}); repair it or roll it back (mlpipe rollback {name})"
                         ) from error
+    if predicts(model) != predicts(challenger):
+        raise Refused(f"champion {name} version {version} predicts {predicts(model)} and this run's model "
+                      f"{predicts(challenger)}: they cannot be compared; register it under another model_name, or "
+                      f"roll the champion back (mlpipe rollback {name})")
     return model.scores, float(tags[THRESHOLD_TAG]) if binary else None
 
 
@@ -210,7 +222,7 @@ def gate(run: Run, client: MlflowClient, name: str, version: int,
     contenders = {CHALLENGER: (model.scores, metrics.get("threshold"))}
     compared = compared_version(client, name, version)
     if compared is not None:
-        contenders[CHAMPION] = champion_scorer(client, name, compared, spec.target.task == Task.BINARY)
+        contenders[CHAMPION] = champion_scorer(client, name, compared, model)
     evaluated = evaluate(uri, spec, {role: scorer for role, (scorer, _) in contenders.items()},
                          keep=kept_columns(spec, uri), classes=model.schema.get("classes"))
     baseline = metrics[f"baseline_{RULES[spec.target.task].headline}"]
