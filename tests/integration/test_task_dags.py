@@ -1,6 +1,6 @@
 """A regression and a multiclass pipeline through Airflow (`airflow dags test`): each spec's training DAG registers a
 champion (promoted with the force_promote option: on these small, nearly linear sets the linear baseline is as
-good), and its scoring DAG scores a batch with it.
+good), its scoring DAG scores a batch with it, and its monitoring DAG compares that batch with the reference.
 
 The DAGs folder is this test's own: the project's DAG files and a pipelines folder holding only the two task
 specs (tests/data/tasks) with their data and reference profiles.
@@ -19,11 +19,11 @@ import pytest
 from mlflow import MlflowClient
 
 from mlpipe.core import uris
-from mlpipe.core.results import Analyze, Deploy, Register, Score, Train, Tune
+from mlpipe.core.results import Analyze, Deploy, Monitor, Register, Score, Train, Tune
 from mlpipe.core.tasks import RULES, Task
 from mlpipe.data import datasets
 from mlpipe.model.tabular import TabularModel
-from mlpipe.store import runs
+from mlpipe.store import runs, storage
 from mlpipe.summary import summarize
 from tests.conftest import ROOT, airflow_env
 from tests.fixtures.tasks import TASK_SPECS, task_spec
@@ -69,14 +69,22 @@ def test_training_then_scoring_through_airflow(airflow_setup, pipeline_env, tmp_
 
     source = uris.local_path(run.spec.data.source)
     batch = tmp_path / "batch.csv"
-    pd.read_csv(source).drop(columns=[run.spec.target.column]).head(50).to_csv(batch, index=False)
+    rows = pd.read_csv(source).drop(columns=[run.spec.target.column])
+    rows.to_csv(batch, index=False)
     dag_test(airflow_setup, pipeline_env, f"{name}_scoring", input_uri=str(batch))
     scored = runs.Run(runs.latest(name, pipeline_env["MLPIPE_STORE"], runs.SCORING)).result(Score)
     predictions = datasets.read(scored.predictions)
-    expected = TabularModel.load(run.result(Train).model_folder).scores(pd.read_csv(batch))
-    assert (scored.rows, scored.model_version, scored.threshold) == (50, 1, None)
+    model = TabularModel.load(run.result(Train).model_folder)
+    expected = model.scores(rows)
+    assert (scored.rows, scored.model_version, scored.threshold) == (len(rows), 1, None)
     if task == Task.REGRESSION:
         assert np.allclose(predictions["score"], expected, atol=1e-5)
     else:
-        probabilities = predictions[[c for c in predictions.columns if c.startswith("probability_")]]
-        assert probabilities.shape == (50, 3) and np.allclose(probabilities, expected, atol=1e-6)
+        probabilities = predictions[model.class_columns()]
+        assert probabilities.shape == (len(rows), 3) and np.allclose(probabilities, expected, atol=1e-6)
+
+    dag_test(airflow_setup, pipeline_env, f"{name}_monitoring")
+    monitored = runs.Run(runs.latest(name, pipeline_env["MLPIPE_STORE"], runs.MONITORING)).result(Monitor)
+    assert monitored.status in ("ok", "breach") and monitored.rows["batch"] == len(rows)
+    outputs = storage.read_json(monitored.report)["outputs"]
+    assert sorted(outputs) == sorted(model.class_columns() if task == Task.MULTICLASS else ["score"])
