@@ -1,4 +1,4 @@
-"""Benchmark: the model and the logistic-regression baseline on the analysis set, across split seeds.
+"""Benchmark: the model and the linear baseline on the analysis set, across split seeds.
 
     python tests/benchmarks/bench_seeds.py [--spec dags/pipelines/loan_default.yaml] [--seeds 42,1,2,3,4]
                                            [--no-tuning]
@@ -11,9 +11,10 @@ validate → split → validate_split → tune_prepare / tune_trials / tune → 
 :func:`mlpipe.steps.run_step` (no Airflow), each seed in its own temporary store, SQLite MLflow
 and Optuna journal. Tuning runs as the spec says (``--no-tuning`` sets ``tuning.enabled`` false);
 the tuning workers' shards run one after the other, so a seed's study, hence its figures, are
-the same from run to run. It prints one line per seed (analysis ROC AUC of the model and of the
-baseline, lift, the booster's best iteration and trees, the baseline's chosen settings when the
-train step reports them) and the mean and range of each figure.
+the same from run to run. It prints one line per seed (the analysis set's headline metric of the task,
+``target.task``: ROC AUC, log loss or RMSE, of the model and of the baseline, the lift (positive: the model is
+better), the booster's best iteration and trees, the baseline's chosen settings when the train step reports
+them) and the mean and range of each figure.
 """
 
 from __future__ import annotations
@@ -64,8 +65,11 @@ def one_seed(spec_path: Path, seed: int, tuning: bool) -> dict[str, Any]:
                     run_step(step, uri, shard)
             else:
                 results[step] = run_step(step, uri)
+    from mlpipe.core.tasks import RULES
+
     train, analysis = results["train"], results["analyze"]["metrics"]
-    return {"model": analysis["roc_auc"], "baseline": analysis["baseline_roc_auc"], "lift": analysis["lift"],
+    headline = RULES[resolved.target.task].headline
+    return {"model": analysis[headline], "baseline": analysis[f"baseline_{headline}"], "lift": analysis["lift"],
             "best_iter": train["best_iteration"], "trees": train["num_trees"], "tuned": train.get("tuned", False),
             "baseline_settings": train.get("baseline_settings")}
 
@@ -81,8 +85,11 @@ def provenance() -> str:
 
 
 def settings(chosen: dict[str, Any] | None) -> str:
-    """The baseline's chosen ``C`` and class weighting, ``-`` when the train step does not report them."""
-    return f"C={chosen['C']:.3g}, class_weight={chosen['class_weight']}" if chosen else "-"
+    """The baseline's chosen settings (``C`` and class weighting, ``alpha``), ``-`` when the train step does not
+    report them."""
+    shown = {key: chosen[key] for key in ("C", "class_weight", "alpha") if key in (chosen or {})}
+    return ", ".join(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
+                     for key, value in shown.items()) or "-"
 
 
 def report(rows: dict[int, dict[str, Any]]) -> None:

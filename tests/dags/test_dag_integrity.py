@@ -10,6 +10,7 @@ import sys
 import pytest
 import yaml
 
+from mlpipe.core import spec
 from tests.conftest import ROOT, SPEC_PATH, airflow_env
 
 HEAVY = ("pandas", "xgboost", "great_expectations", "mlflow", "sklearn", "matplotlib")
@@ -68,7 +69,10 @@ def _topological(tasks: dict) -> list[str]:
 
 def test_no_import_errors_and_one_dag_per_spec(found):
     assert found["errors"] == {}
-    assert sorted(found["dags"]) == ["loan_default_monitoring", "loan_default_scoring", "loan_default_training"]
+    names = sorted(spec.load(path).name for path in spec.discover(ROOT / "dags" / "pipelines"))
+    assert names == ["loan_default", "loan_rate", "loan_verification"]  # binary, regression, multiclass
+    assert sorted(found["dags"]) == [f"{name}_{kind}" for name in names
+                                     for kind in ("monitoring", "scoring", "training")]
 
 
 def test_parsing_imports_no_heavy_library(found):
@@ -139,7 +143,9 @@ def test_a_second_spec_is_a_second_dag(tmp_path):
     (dags / "pipelines" / "loan_default_eu.yaml").write_text(yaml.safe_dump(document))
     found = inspect(dags, tmp_path / "home")
     assert found["errors"] == {}
-    assert sorted(found["dags"]) == sorted(f"{name}_{kind}" for name in ("loan_default", "loan_default_eu")
+    names = [spec.load(path).name for path in spec.discover(dags / "pipelines")]
+    assert "loan_default_eu" in names
+    assert sorted(found["dags"]) == sorted(f"{name}_{kind}" for name in names
                                            for kind in ("monitoring", "scoring", "training"))
     assert found["dags"]["loan_default_eu_training"]["schedule"] != found["dags"]["loan_default_training"][
         "schedule"]

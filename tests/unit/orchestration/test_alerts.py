@@ -317,11 +317,12 @@ def test_send_alert_for_monitoring(connections, receiver, smtp):
 
 
 def test_every_dag_alerts_on_failures_and_carries_its_deadline():
-    pipeline = spec.load(SPEC_PATH)
     dags = factory.pipeline_dags(SPEC_PATH.parent)
     assert {"loan_default_training", "loan_default_scoring"} <= set(dags)
+    pipelines = {pipeline.name: pipeline for pipeline in map(spec.load, spec.discover(SPEC_PATH.parent))}
     for dag_id, dag in dags.items():
-        kind = dag_id.removeprefix("loan_default_")
+        name, kind = dag_id.rsplit("_", 1)
+        pipeline = pipelines[name]
         [deadline] = dag.deadline
         assert deadline.interval == timedelta(minutes=getattr(pipeline.alerts.deadline_minutes, kind))
         assert type(deadline.reference).__name__ == "DagRunQueuedAtDeadline"
