@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,6 +22,8 @@ from mlpipe.data.profile import write_profile
 from mlpipe.model.baseline import Baseline
 from mlpipe.model.tabular import TabularModel
 from mlpipe.registry.names import THRESHOLD_TAG
+from mlpipe.serving.app import create_app
+from mlpipe.serving.capture import Capture
 from mlpipe.steps import run_step
 from mlpipe.store import runs, storage
 from mlpipe.store.runs import Run, StepNotFinished
@@ -256,3 +259,47 @@ def test_a_champion_of_another_task_is_not_compared_and_the_new_version_is_remov
         f"{multiclass.model_name})")
     after = MlflowClient().search_model_versions(f"name = '{multiclass.model_name}'")
     assert sorted(v.version for v in after) == sorted(v.version for v in before)  # nothing half-registered
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_the_model_server_answers_with_the_tasks_prediction_and_contributions(champions, task, tmp_path):
+    from tests.fixtures.serving import records, running, wait_ready
+
+    trained = Run(champions[task])
+    rows = pd.read_csv(uris.local_path(trained.spec.data.source)).head(25)
+    model = TabularModel.load(trained.result(Train).model_folder)
+    capture = Capture(uris.normalize(tmp_path / "capture"), 0.0)
+    with running(create_app(trained.spec, poll_seconds=3600, token="", capture=capture)) as url:
+        wait_ready(url)
+        body = {"records": records(rows, model.schema["columns"])}
+        predicted = httpx.post(f"{url}/predict", json=body, timeout=30).json()
+        explained = httpx.post(f"{url}/explain", json=body, timeout=30).json()["explanations"]
+        metadata = httpx.get(f"{url}/metadata", timeout=30).json()
+    assert predicted["model"]["version"] == trained.result(Register).version
+    assert metadata["task"] == task and metadata["threshold"] is None
+    expected, margins = model.scores(rows), model.booster.predict(model.dmatrix(rows), output_margin=True,
+                                                                   iteration_range=model.tree_range())
+    if task == Task.REGRESSION:
+        assert [set(p) for p in predicted["predictions"]] == [{"score"}] * len(rows)  # the value, no decision
+        assert np.allclose([p["score"] for p in predicted["predictions"]], expected, atol=1e-5)
+        summed = [e["bias"] + sum(e["contributions"].values()) for e in explained]
+        assert np.allclose(summed, margins, atol=1e-3)  # SHAP adds up to the prediction
+    else:
+        classes = model.schema["classes"]
+        served = [[p["probabilities"][name] for name in classes] for p in predicted["predictions"]]
+        assert np.allclose(served, expected, atol=1e-6)
+        assert [p["predicted_class"] for p in predicted["predictions"]] == [classes[i] for i in expected.argmax(1)]
+        summed = [[e["bias"][name] + sum(e["contributions"][name].values()) for name in classes] for e in explained]
+        assert np.allclose(summed, margins, atol=1e-3)  # each class's log-odds
+
+
+def test_the_deploy_smoke_check_compares_each_class_probability():
+    from mlpipe.steps.deploy import DeployError, check_answer
+
+    answer = {"model": {"version": 3}, "predictions": [{"probabilities": {"b": 0.25, "a": 0.75},
+                                                        "predicted_class": "a"}]}
+    check_answer(answer, 3, [[0.75, 0.25]], ["a", "b"])  # in the model's class order, whatever the JSON's
+    with pytest.raises(DeployError, match=r"scores differ from the model's own by up to 0\.5"):
+        check_answer(answer, 3, [[0.25, 0.75]], ["a", "b"])
+    with pytest.raises(DeployError, match="unexpected answer"):
+        check_answer(answer, 3, [[0.75]])  # read as a binary or regression answer: no score

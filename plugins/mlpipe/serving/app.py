@@ -1,10 +1,12 @@
 """The HTTP API of ``mlpipe serve``: predictions, explanations, health, metadata, metrics, reload.
 
     POST /predict   {"records": [{feature: value, ...}, ...]} -> {"model": {...}, "predictions": [{score, decision}]}
-    POST /explain   same body -> per record: score, decision, bias and per-feature contributions (log-odds)
+                    (regression: {score}, the value; multiclass: {probabilities: {class: p}, predicted_class})
+    POST /explain   same body -> per record: its prediction, bias and per-feature contributions (log-odds;
+                    multiclass: bias and contributions per class)
     POST /reload    re-read the aliases now -> {"version": <champion>, "changed": bool}
     GET  /health    the process is up            GET /ready     a champion is loaded (else 503)
-    GET  /metadata  name, version, alias, data version, threshold, feature schema
+    GET  /metadata  name, version, alias, task, data version, threshold (binary), feature schema
     GET  /metrics   Prometheus text: requests by endpoint/status/version, latency, versions, reloads
 
 Every answer from a model carries ``X-Model-Version``. A share of requests

@@ -1,7 +1,7 @@
 """The model versions a server answers with, loaded from the MLflow registry and swapped atomically.
 
-A :class:`ServedModel` is one registered version, ready for requests: its
-:class:`~mlpipe.model.tabular.TabularModel`, the decision threshold and data version from
+A :class:`ServedModel` is one registered version of any task (``target.task``), ready for requests: its
+:class:`~mlpipe.model.tabular.TabularModel`, the decision threshold (binary) and data version from
 its tags, a pydantic validator built from its feature schema, and an encoder that
 turns validated records into the model's input array. Records are encoded straight
 into a float32 array (categorical levels as codes of the training levels, unseen
@@ -92,7 +92,7 @@ class ServedModel:
     version: int
     alias: str
     model: TabularModel
-    threshold: float
+    threshold: float | None  # a binary model's decision threshold
     data_version: str | None
     run_uri: str | None
     validator: TypeAdapter
@@ -102,14 +102,14 @@ class ServedModel:
     @classmethod
     def build(cls, name: str, version: int, alias: str, model: TabularModel, tags: dict[str, str],
               max_records: int = DEFAULT_MAX_RECORDS) -> ServedModel:
-        """Wrap a loaded TabularModel with what its version's ``tags`` say about it."""
-        if model.task != Task.BINARY:
-            raise LoadError(f"{name} version {version} is a {model.task} model: the model server serves binary "
-                            "models only so far (batch scoring serves every task)")
-        if THRESHOLD_TAG not in tags:
+        """Wrap a loaded TabularModel with what its version's ``tags`` say about it (a binary model: its decision
+        threshold)."""
+        binary = model.task == Task.BINARY
+        if binary and THRESHOLD_TAG not in tags:
             raise LoadError(f"{name} version {version} has no {THRESHOLD_TAG} tag: its decision threshold is unknown")
         model.booster.set_param({"nthread": 1})  # one small request per call: threads cost more than they give
-        return cls(name=name, version=version, alias=alias, model=model, threshold=float(tags[THRESHOLD_TAG]),
+        threshold = float(tags[THRESHOLD_TAG]) if binary else None
+        return cls(name=name, version=version, alias=alias, model=model, threshold=threshold,
                    data_version=tags.get(DATA_VERSION_TAG), run_uri=tags.get(RUN_URI_TAG),
                    validator=request_validator(model.schema, max_records), encoders=_encoders(model.schema),
                    trees=model.tree_range())
@@ -123,30 +123,51 @@ class ServedModel:
                         dtype=np.float32)
 
     def scores(self, records: list[dict[str, Any]]) -> np.ndarray:
-        """Positive-class probability of each validated record (``inplace_predict``, no DMatrix)."""
+        """What the model predicts for each validated record (``inplace_predict``, no DMatrix): the positive-class
+        probability, the value (regression), or a row of class probabilities (multiclass)."""
         return self.model.booster.inplace_predict(self.encode(records), iteration_range=self.trees)
 
     def predictions(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Score and decision (score >= the version's threshold) of each validated record."""
-        return [{"score": float(score), "decision": bool(score >= self.threshold)} for score in self.scores(records)]
+        """Each validated record's prediction: binary, ``score`` and ``decision`` (score >= the version's threshold);
+        regression, ``score`` (the value); multiclass, ``probabilities`` (class -> probability) and
+        ``predicted_class`` (the most probable)."""
+        scores = self.scores(records)
+        if self.model.task == Task.MULTICLASS:
+            classes = self.model.schema["classes"]
+            return [{"probabilities": {name: float(p) for name, p in zip(classes, row, strict=True)},
+                     "predicted_class": classes[int(np.argmax(row))]} for row in scores]
+        if self.threshold is None:
+            return [{"score": float(score)} for score in scores]
+        return [{"score": float(score), "decision": bool(score >= self.threshold)} for score in scores]
 
     def explanations(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Per record: score, decision, and the per-feature contributions (log-odds) with the bias."""
+        """Per record: its prediction, the bias and the per-feature contributions (binary: log-odds; regression:
+        the target's units); multiclass, ``bias`` and ``contributions`` per class (the log-odds of each)."""
         import pandas as pd
 
         frame = pd.DataFrame.from_records(records, columns=self.model.schema["columns"])
-        explained = []
-        for prediction, values in zip(self.predictions(records), self.model.contributions(frame).to_dict("records"),
-                                      strict=True):
-            bias = values.pop("bias")
-            explained.append({**prediction, "bias": float(bias),
-                              "contributions": {column: float(value) for column, value in values.items()}})
-        return explained
+        values = self.model.contribution_values(frame)  # rows x [classes x] (features + bias)
+        return [{**prediction, **contribution_fields(row, self.model.schema)}
+                for prediction, row in zip(self.predictions(records), values, strict=True)]
 
     def metadata(self) -> dict[str, Any]:
-        return {**self.identity(), "data_version": self.data_version, "run_uri": self.run_uri,
-                "threshold": self.threshold, "best_iteration": self.trees[1] - 1 if self.trees[1] else None,
-                "feature_schema": self.model.schema}
+        return {**self.identity(), "task": str(self.model.task), "data_version": self.data_version,
+                "run_uri": self.run_uri, "threshold": self.threshold,
+                "best_iteration": self.trees[1] - 1 if self.trees[1] else None, "feature_schema": self.model.schema}
+
+
+def contribution_fields(values: np.ndarray, schema: dict[str, Any]) -> dict[str, Any]:
+    """One record's ``bias`` and ``contributions`` (feature -> value) from its SHAP values (features, then the bias);
+    a multiclass record's (classes x (features + bias)): each keyed by class."""
+    def fields(row: np.ndarray) -> tuple[float, dict[str, float]]:
+        return float(row[-1]), {column: float(value) for column, value in zip(schema["columns"], row[:-1], strict=True)}
+
+    if values.ndim == 1:
+        bias, contributions = fields(values)
+        return {"bias": bias, "contributions": contributions}
+    per_class = {name: fields(row) for name, row in zip(schema["classes"], values, strict=True)}
+    return {"bias": {name: bias for name, (bias, _) in per_class.items()},
+            "contributions": {name: found for name, (_, found) in per_class.items()}}
 
 
 @dataclass(frozen=True)

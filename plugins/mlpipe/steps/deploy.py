@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from mlpipe.core import settings
 from mlpipe.core.errors import Refused
 from mlpipe.core.results import Deploy, Register, Split, Train
-from mlpipe.core.tasks import Task
 from mlpipe.data import datasets
 from mlpipe.model.tabular import TabularModel
 from mlpipe.registry.aliases import champion_version
@@ -71,18 +70,29 @@ def client(url: str) -> httpx.Client:
     return httpx.Client(base_url=url, timeout=TIMEOUT_S, headers={"Authorization": f"Bearer {token}"} if token else {})
 
 
-def check_answer(answer: dict[str, Any], version: int, expected: list[float]) -> None:
-    """Raise :class:`DeployError` unless ``/predict`` answered from ``version`` with the ``expected`` scores."""
+def served_values(prediction: dict[str, Any], classes: list[str] | None) -> list[float]:
+    """The numbers of one ``/predict`` prediction: its score (binary, regression), or each class's probability in
+    the model's order (multiclass: ``classes``)."""
+    if classes:
+        return [float(prediction["probabilities"][name]) for name in classes]
+    return [float(prediction["score"])]
+
+
+def check_answer(answer: dict[str, Any], version: int, expected: list[list[float]],
+                 classes: list[str] | None = None) -> None:
+    """Raise :class:`DeployError` unless ``/predict`` answered from ``version`` with the ``expected`` scores (per
+    record, :func:`served_values`)."""
     try:
         answered = answer["model"]["version"]
-        scores = [float(prediction["score"]) for prediction in answer["predictions"]]
+        scores = [served_values(prediction, classes) for prediction in answer["predictions"]]
     except (KeyError, TypeError, ValueError) as error:
         raise DeployError(f"POST /predict: unexpected answer ({type(error).__name__}: {error})") from error
     if str(answered) != str(version):
         raise DeployError(f"POST /predict was answered by version {answered}, not the new champion {version}")
     if len(scores) != len(expected):
         raise DeployError(f"POST /predict returned {len(scores)} predictions for {len(expected)} records")
-    worst = max(abs(got - want) for got, want in zip(scores, expected, strict=True))
+    worst = max(abs(got - want) for served, own in zip(scores, expected, strict=True)
+                for got, want in zip(served, own, strict=True))
     if worst > TOLERANCE:
         raise DeployError(f"POST /predict scores differ from the model's own by up to {worst:.3g} (> {TOLERANCE})")
 
@@ -95,7 +105,8 @@ def smoke_test(url: str, version: int, model: TabularModel, rows: pd.DataFrame) 
             raise DeployError(f"POST /reload left the server on version {reloaded.get('version')}, "
                               f"not the new champion {version}")
         answer = post(http, "/predict", {"records": records(rows, model.schema)})
-    check_answer(answer, version, [float(score) for score in model.scores(rows)])
+    own = model.scores(rows).reshape(len(rows), -1).tolist()  # a row of numbers per record
+    check_answer(answer, version, own, model.schema.get("classes"))
     return len(rows)
 
 
@@ -135,8 +146,6 @@ def deploy(run: Run) -> Deploy:
     outcome = {"deployed": False, "server": url, "version": version, "smoke_rows": 0}
     if not registered.promoted:
         return Deploy(**outcome, skipped=f"version {version} was not promoted: nothing to deploy")
-    if (task := run.spec.target.task) != Task.BINARY:
-        return Deploy(**outcome, skipped=f"the model server serves binary models only so far; target.task is {task}")
     if url is None:
         return Deploy(**outcome, skipped=f"${settings.SERVER_URL} is not set: no model server to deploy to")
     if (champion := current_champion(registered.model_name)) != version:
