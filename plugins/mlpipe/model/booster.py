@@ -196,12 +196,18 @@ def scan(uri: str, spec: Spec) -> Scanned:
         for column in categorical:
             count_levels(frame[column], levels[column])
         tally.add(frame, spec)
-    found = schema_of(names, levels, spec)
-    if spec.target.task != Task.BINARY:
-        found["task"] = str(spec.target.task)
+    return Scanned({**schema_of(names, levels, spec), **target_schema(spec, tally)}, tally)
+
+
+def target_schema(spec: Spec, tally: Tally) -> dict[str, Any]:
+    """The feature schema's part about the target (none for binary): the task and a multiclass target's classes
+    (:meth:`Tally.class_names` of the train split's ``tally``), how the model's outputs are laid out."""
+    if spec.target.task == Task.BINARY:
+        return {}
+    found: dict[str, Any] = {"task": str(spec.target.task)}
     if spec.target.task == Task.MULTICLASS:
         found["classes"] = tally.class_names(spec)
-    return Scanned(found, tally)
+    return found
 
 
 def target_tally(uri: str, spec: Spec) -> Tally:

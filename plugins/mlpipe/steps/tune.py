@@ -13,9 +13,11 @@ slower than the journal's (``tests/benchmarks/bench_tune.py`` measures it).
   without a champion the spec's own ``training.params``, so the search starts from the untuned model;
 - ``tune_trials`` (sharded, one task per worker): runs trials until the study holds the trial
   budget; every trial is scored on held-out rows, never the analysis set: with
-  ``tuning.cv_folds`` = k, by stratified k-fold cross-validation over ``train`` + ``validation``
-  (the folds' mean AUC), otherwise by boosting on ``train`` and scoring ``validation``.
-  Early stopping and pruning of bad trials (on each round's AUC) watch the same held-out rows;
+  ``tuning.cv_folds`` = k, by k-fold cross-validation over ``train`` + ``validation`` (stratified by
+  class; a regression target's folds are plain), the folds' mean of the task's metric (:data:`GOALS`:
+  binary AUC, maximized; multiclass log loss and regression RMSE, minimized), otherwise by boosting on
+  ``train`` and scoring ``validation``. Early stopping and pruning of bad trials (on each round's
+  metric) watch the same held-out rows;
   the boosting round a trial's early stopping chose is kept (``best_iteration``).
   Each trial is logged as an MLflow child run of ``tuning``;
 - ``tune``: picks the best trial; ``train`` merges its params over ``training.params`` and
@@ -71,6 +73,8 @@ from mlpipe.model.booster import (
     requested_device,
     resolve_device,
     scale_pos_weight,
+    target_schema,
+    target_tally,
     tuned_training,
 )
 from mlpipe.registry import tracking
@@ -87,7 +91,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JOURNAL = "journal://"
-OBJECTIVE_METRIC = "auc"
 CV_HELD_OUT = "test"  # xgboost.cv's name for each fold's held-out rows
 DEADLINE_ATTR, SHARD_ATTR, WARM_START_ATTR = "mlpipe.deadline", "mlpipe.shard", "mlpipe.warm_start"
 SURPLUS_ATTR = "mlpipe.surplus"  # a trial claimed past the budget by workers racing for the last one: not run
@@ -104,6 +107,29 @@ TPE_STARTUP = 10
 PRUNE_STARTUP, PRUNE_WARMUP = 4, 30
 # How long a trial waits for the earlier rounds' trials (a crashed worker's are failed by its retry).
 ROUND_WAIT_SECONDS, POLL_SECONDS = 1800, 0.2
+
+
+@dataclass(frozen=True)
+class Goal:
+    """What a trial's value is for a target task: XGBoost's held-out ``metric``, whether higher is better, its name for
+    people (``label``) and in MLflow (``validation_<logged>``)."""
+
+    metric: str
+    maximize: bool
+    label: str
+    logged: str
+
+    @property
+    def direction(self) -> str:
+        return "maximize" if self.maximize else "minimize"
+
+    def worse(self, value: float, than: float) -> bool:
+        return value < than if self.maximize else value > than
+
+
+GOALS = {Task.BINARY: Goal("auc", True, "ROC AUC", "roc_auc"),
+         Task.MULTICLASS: Goal("mlogloss", False, "log loss", "log_loss"),
+         Task.REGRESSION: Goal("rmse", False, "RMSE", "rmse")}
 
 
 def storage_url() -> str:
@@ -140,11 +166,22 @@ def skip_reason(run: Run) -> str | None:
     """Why this run does not tune (trigger option or spec), or ``None`` when it does."""
     if run.options.get("skip_tuning"):
         return "skip_tuning was set when the run was triggered"
-    if (task := run.spec.target.task) != Task.BINARY:
-        return f"tuning handles binary targets only so far; target.task is {task}"
     split = run.result(Split)
-    rows, rate = split.rows[TRAIN], split.positive_rate[TRAIN]
-    return run.spec.tuning.skip_reason(rows, round(rows * min(rate, 1 - rate)))
+    rows = split.rows[TRAIN]
+    return run.spec.tuning.skip_reason(rows, rarest_class_rows(run, rows))
+
+
+def rarest_class_rows(run: Run, rows: int) -> int:
+    """The train split's rows of its rarest class (binary: from the split's positive rate; multiclass: counted from
+    its target column); a regression target has no classes: all its ``rows``."""
+    task = run.spec.target.task
+    if task == Task.BINARY:
+        rate = run.result(Split).positive_rate[TRAIN]
+        return round(rows * min(rate, 1 - rate))
+    if task == Task.REGRESSION:
+        return rows
+    tally = target_tally(run.result(Split).folder(TRAIN), run.spec)
+    return min(tally.classes.values())
 
 
 def trials_budget(run: Run) -> int:
@@ -167,7 +204,7 @@ def check_search_space(spec: Spec) -> None:
     """Fail before any trial when a search-space key is one the training params may not set."""
     lows = {key: r.low for key, r in spec.tuning.search_space.items()}
     try:
-        booster_params(tuned_training(spec.training, lows), 1.0, "cpu")
+        booster_params(tuned_training(spec.training, lows), 1.0, "cpu", spec.target.task, 2)
     except Refused as error:
         raise Refused(f"tuning.search_space: {error}") from None
 
@@ -196,16 +233,17 @@ def round_seed(seed: int, round_number: int) -> int:
 
 
 def round_params(history: list[optuna.trial.FrozenTrial], space: dict[str, SearchRange], seed: int,
-                 round_number: int, size: int, warm_start: dict[str, Any]) -> list[dict[str, Any]]:
+                 round_number: int, size: int, warm_start: dict[str, Any],
+                 direction: str = "maximize") -> list[dict[str, Any]]:
     """The params of the ``size`` trials of round ``round_number``, given the finished trials of the rounds before.
 
     Asked together from a TPE sampler seeded by ``seed`` and the round, in an in-memory study holding
-    ``history`` (in trial order): the same history gives the same params, whichever worker asks and
-    whenever. Round 0's first trial is the warm start.
+    ``history`` (in trial order; ``direction``, the study's): the same history gives the same params, whichever
+    worker asks and whenever. Round 0's first trial is the warm start.
     """
     import optuna
 
-    memory = optuna.create_study(direction="maximize", sampler=sampler(round_seed(seed, round_number)))
+    memory = optuna.create_study(direction=direction, sampler=sampler(round_seed(seed, round_number)))
     memory.add_trials(history)
     if round_number == 0:
         memory.enqueue_trial(warm_start)
@@ -229,8 +267,10 @@ def fixed_sampler(params: dict[str, Any]) -> optuna.samplers.BaseSampler:
     return Fixed()
 
 
-def round_pruner(history: list[optuna.trial.FrozenTrial]) -> optuna.pruners.BasePruner:
-    """Median stopping on each boosting round's held-out AUC, against the complete trials of ``history`` only.
+def round_pruner(history: list[optuna.trial.FrozenTrial],
+                 goal: Goal = GOALS[Task.BINARY]) -> optuna.pruners.BasePruner:
+    """Median stopping on each boosting round's held-out metric (``goal``'s: a trial ``worse`` than the median is
+    pruned), against the complete trials of ``history`` only.
 
     Like Optuna's ``MedianPruner`` (after :data:`PRUNE_STARTUP` complete trials and :data:`PRUNE_WARMUP`
     rounds), but blind to the trials running beside it: whether a trial is pruned does not depend on
@@ -247,7 +287,7 @@ def round_pruner(history: list[optuna.trial.FrozenTrial]) -> optuna.pruners.Base
             if step is None or step < PRUNE_WARMUP or len(curves) < PRUNE_STARTUP:
                 return False
             seen = [curve[step] for curve in curves if step in curve]
-            return bool(seen) and trial.intermediate_values[step] < statistics.median(seen)
+            return bool(seen) and goal.worse(trial.intermediate_values[step], statistics.median(seen))
 
     return Median()
 
@@ -267,11 +307,11 @@ def fold_count(run: Run) -> int | None:
     return run.spec.tuning.folds(rows[TRAIN] + rows[VALIDATION])
 
 
-def objective_name(folds: int | None) -> str:
+def objective_name(folds: int | None, goal: Goal = GOALS[Task.BINARY]) -> str:
     """What a trial's value is, for results and the MLflow tuning run."""
     if folds:
-        return f"{folds}-fold cross-validated ROC AUC on train + validation"
-    return "validation ROC AUC (trained on train)"
+        return f"{folds}-fold cross-validated {goal.label} on train + validation"
+    return f"validation {goal.label} (trained on train)"
 
 
 def in_space(value: str | float, search_range: SearchRange) -> int | float:
@@ -316,7 +356,8 @@ def create_study(run: Run, url: str, budget: int) -> tuple[optuna.Study, bool]:
     """The run's study (created, or loaded on a retry) and whether it was new (has no trials yet)."""
     import optuna
 
-    study = optuna.create_study(study_name=study_name(run), storage=open_storage(url), direction="maximize",
+    study = optuna.create_study(study_name=study_name(run), storage=open_storage(url),
+                                direction=GOALS[run.spec.target.task].direction,
                                 sampler=sampler(run.spec.tuning.seed), load_if_exists=True)
     new = not study.get_trials(deepcopy=False)
     if new:
@@ -349,32 +390,41 @@ def tune_prepare(run: Run) -> TunePrepare:
 
 @dataclass
 class Folds:
-    """Stratified k-fold cross-validation over train + validation: the pooled rows and each fold's indices."""
+    """k-fold cross-validation over train + validation: the pooled rows and each fold's indices."""
 
     data: xgb.DMatrix
     indices: list[tuple[np.ndarray, np.ndarray]]
 
 
 def cv_folds(train: tuple[pd.DataFrame, np.ndarray], validation: tuple[pd.DataFrame, np.ndarray],
-             tuning: Tuning, folds: int) -> Folds:
-    """``folds`` stratified folds (shuffled with ``tuning.seed``) of the train and validation rows."""
+             tuning: Tuning, folds: int, task: Task = Task.BINARY) -> Folds:
+    """``folds`` folds (shuffled with ``tuning.seed``) of the train and validation rows: stratified by class, or for
+    a regression target plain (its values have no classes to keep in proportion; the split already dealt its
+    deciles evenly)."""
     import numpy as np
     import pandas as pd
     import xgboost as xgb
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import KFold, StratifiedKFold
 
     features = pd.concat([train[0], validation[0]], ignore_index=True)
     y = np.concatenate([train[1], validation[1]])
-    if (rarer := min(int(y.sum()), int(len(y) - y.sum()))) < folds:
-        raise Refused(f"tuning.cv_folds: {folds} stratified folds need at least {folds} "
-                        f"rows of each class in train + validation; the rarer class has {rarer}")
-    splitter = StratifiedKFold(folds, shuffle=True, random_state=tuning.seed)
-    return Folds(xgb.DMatrix(features, label=y, enable_categorical=True), list(splitter.split(features, y)))
+    if task == Task.REGRESSION:
+        splitter, strata = KFold(folds, shuffle=True, random_state=tuning.seed), None
+    else:
+        counts = np.bincount(y.astype(int))
+        if (rarer := int(counts[counts > 0].min())) < folds:
+            raise Refused(f"tuning.cv_folds: {folds} stratified folds need at least {folds} "
+                          f"rows of each class in train + validation; the rarer class has {rarer}")
+        splitter, strata = StratifiedKFold(folds, shuffle=True, random_state=tuning.seed), y
+    data = xgb.DMatrix(features, label=y, enable_categorical=True)
+    return Folds(data, list(splitter.split(features, strata)))
 
 
 def cross_validate(params: dict[str, Any], folds: Folds, training: Training,
-                   callbacks: list[xgb.callback.TrainingCallback]) -> tuple[float, int]:
-    """The folds' mean held-out AUC at the best round (early stopping on the folds' mean), and that round.
+                   callbacks: list[xgb.callback.TrainingCallback],
+                   goal: Goal = GOALS[Task.BINARY]) -> tuple[float, int]:
+    """The folds' mean held-out ``goal`` metric (binary: AUC) at the best round (early stopping on the folds'
+    mean), and that round.
 
     The folds stop together, on their mean: that round (0-based) is what ``train`` boosts to after
     tuning, each fold having trained on about as many rows as the train split.
@@ -387,7 +437,7 @@ def cross_validate(params: dict[str, Any], folds: Folds, training: Training,
                      callbacks=[*callbacks, stopper], as_pandas=False, verbose_eval=False)
     stopping = history[f"{CV_HELD_OUT}-{params['eval_metric'][-1]}-mean"]
     best = int(np.argmax(stopping) if stopper.maximize else np.argmin(stopping))
-    return history[f"{CV_HELD_OUT}-{OBJECTIVE_METRIC}-mean"][best], best
+    return history[f"{CV_HELD_OUT}-{goal.metric}-mean"][best], best
 
 
 def worker_threads(workers: int) -> int:
@@ -409,13 +459,16 @@ class Objective:
         parts = run.result(Split)
         frames = {part: datasets.sample(parts.folder(part), spec.tuning.sample_rows, spec.tuning.seed)
                   for part in (TRAIN, VALIDATION)}
-        feature_schema = schema(frames[TRAIN], spec)
+        task, self.goal = spec.target.task, GOALS[spec.target.task]
+        feature_schema = {**schema(frames[TRAIN], spec), **target_schema(spec, target_tally(parts.folder(TRAIN),
+                                                                                            spec))}
         self.train, self.validation = (inputs(frames[part], feature_schema, spec, part)
                                        for part in (TRAIN, VALIDATION))
         folds = fold_count(run)
-        self.folds = cv_folds(self.train, self.validation, spec.tuning, folds) if folds else None
+        self.folds = cv_folds(self.train, self.validation, spec.tuning, folds, task) if folds else None
         self.pos_weight = scale_pos_weight(len(self.train[1]), int(self.train[1].sum()),
-                                           spec.training.scale_pos_weight)
+                                           spec.training.scale_pos_weight) if task == Task.BINARY else None
+        self.classes = len(feature_schema.get("classes", ()))
         self.device = resolve_device(requested_device(spec))
         self.threads = worker_threads(spec.tuning.workers)
         self.spec, self.shard = spec, shard
@@ -424,20 +477,24 @@ class Objective:
         from optuna_integration import XGBoostPruningCallback
 
         training = tuned_training(self.spec.training, suggest(trial, self.spec.tuning.search_space))
-        params = {"nthread": self.threads, **booster_params(training, self.pos_weight, self.device)}
+        params = {"nthread": self.threads, **booster_params(training, self.pos_weight, self.device,
+                                                             self.spec.target.task, self.classes)}
+        metric = self.goal.metric
         if self.folds:
-            pruning = XGBoostPruningCallback(trial, f"{CV_HELD_OUT}-{OBJECTIVE_METRIC}")
-            value, best_iteration = cross_validate(params, self.folds, training, [pruning])
+            pruning = XGBoostPruningCallback(trial, f"{CV_HELD_OUT}-{metric}")
+            value, best_iteration = cross_validate(params, self.folds, training, [pruning], self.goal)
         else:
-            pruning = XGBoostPruningCallback(trial, f"{VALIDATION}-{OBJECTIVE_METRIC}")
+            pruning = XGBoostPruningCallback(trial, f"{VALIDATION}-{metric}")
             booster, history, _ = fit_booster(params, self.train, self.validation, training, callbacks=[pruning])
-            value, best_iteration = history[OBJECTIVE_METRIC][booster.best_iteration], booster.best_iteration
+            value, best_iteration = history[metric][booster.best_iteration], booster.best_iteration
         trial.set_user_attr("best_iteration", best_iteration)
         return value
 
 
-def log_trial(parent_run_id: str, experiment_id: str, trial: optuna.trial.FrozenTrial) -> None:
-    """Record a finished trial as an MLflow child run of the tuning run: params, state, validation AUC."""
+def log_trial(parent_run_id: str, experiment_id: str, trial: optuna.trial.FrozenTrial,
+              goal: Goal = GOALS[Task.BINARY]) -> None:
+    """Record a finished trial as an MLflow child run of the tuning run: params, state, its held-out value
+    (``validation_<goal.logged>``: binary ``validation_roc_auc``)."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
@@ -445,7 +502,7 @@ def log_trial(parent_run_id: str, experiment_id: str, trial: optuna.trial.Frozen
                               tags={PARENT_TAG: parent_run_id, TRIAL_STATE_TAG: trial.state.name,
                                     SHARD_ATTR: str(trial.user_attrs.get(SHARD_ATTR))})
     value = trial.value if trial.value is not None else trial.intermediate_values.get(trial.last_step)
-    metrics = [] if value is None else [("validation_roc_auc", value, trial.last_step or 0)]
+    metrics = [] if value is None else [(f"validation_{goal.logged}", value, trial.last_step or 0)]
     tracking.log_batch(child.info.run_id, {**trial.params, "trial": trial.number}, metrics)
     client.set_terminated(child.info.run_id)
 
@@ -488,7 +545,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, objective: Objective,
     import optuna
     from optuna.trial import TrialState
 
-    study.pruner = round_pruner(history)
+    study.pruner = round_pruner(history, objective.goal)
     try:
         value = objective(trial)
     except optuna.TrialPruned:
@@ -519,6 +576,7 @@ def tune_trials(run: Run, shard: int) -> TuneTrials:
     fail_stale(study, shard)
     deadline, warm_start = study.user_attrs[DEADLINE_ATTR], study.user_attrs[WARM_START_ATTR]["params"]
     experiment, space, objective = tracking.experiment_id(run.spec.name), run.spec.tuning.search_space, None
+    goal = GOALS[run.spec.target.task]
     seen: list[optuna.trial.FrozenTrial] = []
     while counted(study.get_trials(deepcopy=False)) < budget and (deadline is None or time.time() < deadline):
         objective = objective or Objective(run, shard)
@@ -531,14 +589,15 @@ def tune_trials(run: Run, shard: int) -> TuneTrials:
         round_number, index = divmod(trial.number, workers)
         history = earlier_rounds(study, round_number * workers, f"trial {trial.number}")
         study.sampler = fixed_sampler(round_params(history, space, run.spec.tuning.seed, round_number, index + 1,
-                                                   warm_start)[index])
+                                                   warm_start, goal.direction)[index])
         if trial.number == 0:
             trial.set_user_attr("warm_start", study.user_attrs[WARM_START_ATTR]["source"])
         finished = run_trial(study, trial, objective, history)
-        log_trial(prepared.tuning_run_id, experiment, finished)
+        log_trial(prepared.tuning_run_id, experiment, finished, goal)
         seen.append(finished)
     values = [t.value for t in seen if t.state == TrialState.COMPLETE]
-    return TuneTrials(shard=shard, trials_run=len(seen), best_value_seen=max(values, default=None), skipped=False)
+    best = (max if goal.maximize else min)(values, default=None)
+    return TuneTrials(shard=shard, trials_run=len(seen), best_value_seen=best, skipped=False)
 
 
 def tune_select(run: Run) -> Tune:
@@ -556,11 +615,12 @@ def tune_select(run: Run) -> Tune:
     if not complete:
         raise Refused(f"tuning study {prepared.study}: no trial completed ({counts}); "
                         f"raise the budget (tuning.trials, tuning.timeout_minutes) or skip tuning")
-    best = max(complete, key=lambda t: (t.value, -t.number))
-    parent, objective = prepared.tuning_run_id, objective_name(fold_count(run))
+    goal = GOALS[run.spec.target.task]
+    best = max(complete, key=lambda t: (t.value if goal.maximize else -t.value, -t.number))  # the first of equals
+    parent, objective = prepared.tuning_run_id, objective_name(fold_count(run), goal)
     tracking.log_batch(parent, {**{f"best_{key}": value for key, value in best.params.items()},
                                 "objective": objective},
-                       [("best_validation_roc_auc", best.value, best.number)])
+                       [(f"best_validation_{goal.logged}", best.value, best.number)])
     MlflowClient().set_terminated(parent)
     rounds = best.user_attrs["best_iteration"] + 1
     log.info("best of %d trials: #%d, %s %.4f at %d boosting rounds, params %s", len(trials), best.number,
