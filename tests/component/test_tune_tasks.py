@@ -1,100 +1,171 @@
-"""Tuning regression and multiclass models for real: each task's metric (RMSE, log loss), minimized, on the task's
-folds; train then boosts with the best trial's params and round count."""
+"""Tuning regression and multiclass models through the real steps (the task sets of ``tests/data/tasks``): trials
+minimize the task's metric (RMSE, log loss) on the task's folds, are logged under that metric's name, encode the
+target as train does, and train boosts with the best trial's params and round count."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
 import xgboost as xgb
 from mlflow import MlflowClient
-from sklearn.model_selection import KFold
+from optuna.trial import TrialState
+from sklearn.model_selection import KFold, StratifiedKFold
 
 from mlpipe.core.errors import Refused
-from mlpipe.core.results import Train, Tune, TunePrepare
+from mlpipe.core.results import Split, Train, Tune, TunePrepare
 from mlpipe.core.settings import OPTUNA_DIR, OPTUNA_STORAGE
-from mlpipe.core.spec import Tuning
-from mlpipe.core.tasks import Task
-from mlpipe.model.booster import booster_params, tuned_training
+from mlpipe.core.tasks import RULES, Task
+from mlpipe.data import datasets
+from mlpipe.data.features import labels, matrix, schema
+from mlpipe.model.tabular import TabularModel
 from mlpipe.steps import run_step
-from mlpipe.steps.tune import GOALS, PARENT_TAG, Objective, cv_folds, load_study
+from mlpipe.steps.tune import PARENT_TAG, TRIAL_STATE_TAG, Objective, load_study
+from mlpipe.store import storage
 from mlpipe.store.runs import Run
-from tests.fixtures.analysis import clone, run_steps
+from tests.fixtures.analysis import clone, replace_result, run_steps
 
 SPLIT = ("ingest", "validate", "split", "validate_split")
-TUNING = {"tuning.enabled": True, "tuning.trials": 6, "tuning.workers": 2, "tuning.cv_folds": 3,
-          "training.num_boost_round": 150, "training.early_stopping_rounds": 10}
+FOLDS, TRIALS = 3, 6
+# A small budget of short trials, on one thread so that xgboost.cv can rerun a trial bit for bit.
+TUNING = {"tuning.enabled": True, "tuning.trials": TRIALS, "tuning.workers": 2, "tuning.cv_folds": FOLDS,
+          "training.num_boost_round": 150, "training.early_stopping_rounds": 10, "training.params.nthread": 1}
 TASKS = [Task.REGRESSION, Task.MULTICLASS]
+# What a task's trials are scored by: XGBoost's metric, its name in the objective and in MLflow.
+METRICS = {Task.REGRESSION: ("rmse", "RMSE", "validation_rmse"),
+           Task.MULTICLASS: ("mlogloss", "log loss", "validation_log_loss")}
 
 
-@pytest.fixture(scope="module", name="tuned")
-def tuned_fixture(task_runs, tmp_path_factory) -> dict[Task, str]:
-    """Each task's trained run cloned with a small tuning budget, tuned (both shards) and trained again."""
+@pytest.fixture(scope="module", name="optuna_dir")
+def optuna_dir_fixture(tmp_path_factory):
+    """The Optuna journal in this module's own folder."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(OPTUNA_DIR, str(tmp_path_factory.mktemp("optuna")))
         patch.delenv(OPTUNA_STORAGE, raising=False)
-        found = {}
-        for task in TASKS:
-            uri = run_steps(clone(task_runs[task], f"{task}_tuned", SPLIT, **TUNING), ("tune_prepare",))
-            for shard in range(2):
-                run_step("tune_trials", uri, shard)
-            found[task] = run_steps(uri, ("tune", "train"))
-        yield found
+        yield
+
+
+@pytest.fixture(scope="module", name="tuned")
+def tuned_fixture(task_runs, optuna_dir) -> dict[Task, str]:
+    """Each task's trained run cloned with a small tuning budget, tuned (two workers, one after the other) and
+    trained again."""
+    found = {}
+    for task in TASKS:
+        uri = run_steps(clone(task_runs[task], f"{task}_tuned", SPLIT, **TUNING), ("tune_prepare",))
+        for shard in range(2):
+            run_step("tune_trials", uri, shard)
+        found[task] = run_steps(uri, ("tune", "train"))
+    return found
+
+
+def trials(uri: str) -> list:
+    return load_study(Run(uri).result(TunePrepare)).get_trials()
+
+
+def part(uri: str, name: str) -> pd.DataFrame:
+    return datasets.read(Run(uri).result(Split).folder(name))
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_the_best_trial_minimizes_the_tasks_metric_and_train_uses_it(tuned, task):
-    uri, goal = tuned[task], GOALS[task]
-    result = Run(uri).result(Tune)
-    assert not result.skipped and result.objective == f"3-fold cross-validated {goal.label} on train + validation"
-    study = load_study(Run(uri).result(TunePrepare))
-    complete = [t for t in study.get_trials() if t.value is not None]
-    assert study.direction.name == "MINIMIZE" and len(complete) >= 2
-    assert result.best_value == min(t.value for t in complete)  # lower is better
+def test_the_best_trial_has_the_lowest_metric_and_train_uses_it(tuned, task):
+    uri, (_, label, _) = tuned[task], METRICS[task]
+    result, study = Run(uri).result(Tune), load_study(Run(uri).result(TunePrepare))
+    assert not result.skipped and result.objective == f"{FOLDS}-fold cross-validated {label} on train + validation"
+    complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert study.direction.name == "MINIMIZE" and len(complete) >= 2 and len({t.value for t in complete}) >= 2
+    assert result.best_value == min(t.value for t in complete) == study.trials[result.best_trial].value
+    assert result.best_rounds == study.trials[result.best_trial].user_attrs["best_iteration"] + 1
+
     trained = Run(uri).result(Train)
     params = MlflowClient().get_run(trained.mlflow_run_id).data.params
-    assert trained.tuned and {key: params[key] for key in result.best_params} == {
-        key: str(value) for key, value in result.best_params.items()}
-    floor = int(np.ceil(1 / float(result.best_params.get("eta", run_eta(uri)))))
-    assert trained.num_trees == max(result.best_rounds, floor)  # the best trial's rounds, at least 1 / eta
-
-
-def run_eta(uri: str) -> float:
-    return float(Run(uri).spec.training.params.get("eta", 0.3))
+    assert trained.tuned and params["tuned"] == "True" and trained.round_rule == "tuned"
+    assert {key: params[key] for key in result.best_params} == {key: str(v) for key, v in result.best_params.items()}
+    floor = math.ceil(1 / result.best_params["eta"])  # the fewest rounds train keeps
+    assert trained.num_trees == max(result.best_rounds, floor)
 
 
 @pytest.mark.parametrize("task", TASKS)
 def test_each_trial_is_logged_under_the_tasks_metric(tuned, task):
-    uri, goal = tuned[task], GOALS[task]
-    parent = Run(uri).result(Tune).tuning_run_id
+    uri, (_, _, logged) = tuned[task], METRICS[task]
+    result, by_number = Run(uri).result(Tune), {t.number: t for t in trials(uri)}
     client = MlflowClient()
-    children = client.search_runs([client.get_run(parent).info.experiment_id],
-                                  filter_string=f"tags.`{PARENT_TAG}` = '{parent}'")
-    assert len(children) == 6 and all(f"validation_{goal.logged}" in c.data.metrics for c in children
-                                       if c.data.tags["mlpipe.trial_state"] == "COMPLETE")
-    assert client.get_run(parent).data.metrics[f"best_validation_{goal.logged}"] == Run(uri).result(Tune).best_value
+    parent = client.get_run(result.tuning_run_id)
+    children = client.search_runs([parent.info.experiment_id], f"tags.`{PARENT_TAG}` = '{result.tuning_run_id}'")
+    assert sorted(int(child.data.params["trial"]) for child in children) == list(range(TRIALS))
+    for child in children:
+        trial = by_number[int(child.data.params["trial"])]
+        assert child.data.tags[TRIAL_STATE_TAG] == trial.state.name and "validation_roc_auc" not in child.data.metrics
+        if trial.state == TrialState.COMPLETE:
+            assert child.data.metrics[logged] == pytest.approx(trial.value)
+    assert parent.data.metrics[f"best_{logged}"] == pytest.approx(result.best_value)
+    assert parent.data.params["objective"] == result.objective
 
 
-def test_a_regression_trials_value_is_the_mean_rmse_of_plain_folds(tuned):
-    uri = tuned[Task.REGRESSION]
-    run, result = Run(uri), Run(uri).result(Tune)
-    objective = Objective(run, 0)
-    rows = len(objective.train[1]) + len(objective.validation[1])
-    folds = list(KFold(3, shuffle=True, random_state=run.spec.tuning.seed).split(np.zeros(rows)))
-    assert [list(test) for _, test in objective.folds.indices] == [list(test) for _, test in folds]
-    params = {"nthread": 1, **booster_params(tuned_training(run.spec.training, result.best_params), None, "cpu",
-                                             Task.REGRESSION)}
-    history = xgb.cv(params, objective.folds.data, num_boost_round=result.best_rounds, folds=folds, as_pandas=False)
-    assert history["test-rmse-mean"][-1] == pytest.approx(result.best_value, rel=1e-3)
+@pytest.mark.parametrize("task", TASKS)
+def test_the_best_trials_value_is_its_metric_cross_validated_apart_from_the_step(tuned, task):
+    """xgboost.cv rerun with the best params on folds dealt here (stratified by class, or plain for regression),
+    the target encoded here: the mean held-out metric at the trial's round is its value, the best of its rounds."""
+    uri, (metric, _, _) = tuned[task], METRICS[task]
+    spec, result = Run(uri).spec, Run(uri).result(Tune)
+    best = trials(uri)[result.best_trial]
+    frames = [part(uri, name) for name in ("train", "validation")]
+    classes = sorted(set(frames[0][spec.target.column].astype(str))) if task == Task.MULTICLASS else None
+    features = pd.concat([matrix(frame, schema(frames[0], spec)) for frame in frames], ignore_index=True)
+    y = np.concatenate([labels(frame, spec, classes) for frame in frames])
+    splitter = StratifiedKFold if task == Task.MULTICLASS else KFold
+    folds = list(splitter(FOLDS, shuffle=True, random_state=spec.tuning.seed).split(features, y))
+    params = {**spec.training.params, **best.params, "objective": RULES[task].objective, "eval_metric": metric,
+              "tree_method": "hist", **({"num_class": len(classes)} if classes else {})}
+    stopped = best.user_attrs["best_iteration"]
+    rounds = min(spec.training.num_boost_round, stopped + 1 + spec.training.early_stopping_rounds)
+    curve = xgb.cv(params, xgb.DMatrix(features, label=y, enable_categorical=True), num_boost_round=rounds,
+                   folds=folds, as_pandas=False)[f"test-{metric}-mean"]
+    assert best.value == pytest.approx(curve[stopped], rel=1e-9)
+    assert stopped == int(np.argmin(curve))
 
 
-def test_multiclass_folds_need_every_class_in_each_fold():
-    frame = pd.DataFrame({"x": np.arange(30.0)})
-    y = np.array([0] * 14 + [1] * 14 + [2] * 2)  # class 2: two rows
+def test_a_multiclass_trial_encodes_the_classes_as_train_does(tuned, task_runs):
+    uri = tuned[Task.MULTICLASS]
+    model_classes = TabularModel.load(Run(uri).result(Train).model_folder).schema["classes"]
+    objective = Objective(Run(uri), 0)
+    assert objective.num_class == len(model_classes)
+    assert list(objective.train[1]) == list(labels(part(uri, "train"), Run(uri).spec, model_classes))
+    # target.classes, when the spec lists them, is the order of the model's classes: trials use it too.
+    listed = [*model_classes[1:], model_classes[0]]
+    ordered = clone(task_runs[Task.MULTICLASS], "listed_classes", SPLIT, **TUNING, **{"target.classes": listed})
+    encoded = Objective(Run(ordered), 0).train[1]
+    assert list(encoded) == list(labels(part(ordered, "train"), Run(ordered).spec, listed))
+    assert list(encoded) != list(objective.train[1])
+
+
+def test_a_multiclass_class_with_fewer_rows_than_folds_is_refused_naming_its_count(task_runs, optuna_dir):
+    uri = clone(task_runs[Task.MULTICLASS], "few_of_a_class", SPLIT, **TUNING)
+    column = Run(uri).spec.target.column
+    rarest = part(uri, "train")[column].value_counts().idxmin()
+    for name, keep in (("train", FOLDS - 2), ("validation", 1)):  # FOLDS - 1 rows of it in train + validation
+        frame = part(uri, name)
+        smaller = Run(uri).path("split", f"{name}_few.parquet")
+        storage.write_parquet(pd.concat([frame[frame[column] == rarest].head(keep), frame[frame[column] != rarest]]),
+                              smaller)
+        replace_result(uri, "split", **{name: smaller})
+    assert not run_step("tune_prepare", uri)["skipped"]
     with pytest.raises(Refused) as refused:
-        cv_folds((frame.iloc[:20], y[:20]), (frame.iloc[20:], y[20:]), Tuning(), 3, Task.MULTICLASS)
-    assert str(refused.value) == ("tuning.cv_folds: 3 stratified folds need at least 3 rows of each class in "
-                                  "train + validation; the rarer class has 2")
-    regression = cv_folds((frame.iloc[:20], y[:20] * 1.5), (frame.iloc[20:], y[20:] * 1.5), Tuning(), 3,
-                          Task.REGRESSION)  # plain folds: no class to keep in proportion
-    assert sorted(int(i) for _, test in regression.indices for i in test) == list(range(30))
+        run_step("tune_trials", uri, shard=0)
+    assert str(refused.value) == (f"tuning.cv_folds: {FOLDS} stratified folds need at least {FOLDS} rows of each "
+                                  f"class in train + validation; the rarest class has {FOLDS - 1}")
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_auto_tuning_counts_the_rarest_class_or_for_regression_only_the_rows(task_runs, task):
+    uri = clone(task_runs[task], f"{task}_auto", SPLIT, **{"tuning.enabled": "auto"})
+    train, spec = part(uri, "train"), Run(uri).spec
+    prepared = run_step("tune_prepare", uri)
+    if task == Task.MULTICLASS:
+        rarest = int(train[spec.target.column].value_counts().min())
+        assert prepared["skipped"] and prepared["reason"] == spec.tuning.skip_reason(len(train), rarest)
+        assert f"{rarest} in its rarest class" in prepared["reason"]
+    else:
+        assert prepared["skipped"] and prepared["reason"] == (
+            f"tuning.enabled auto: the train split has {len(train)} rows: too few to rank params (needs 500)")

@@ -297,14 +297,16 @@ AUTO_CV_FOLDS, AUTO_CV_MAX_ROWS = 4, 100_000  # tuning.cv_folds auto
 class Tuning(_Section):
     enabled: bool | Literal["auto"] = Field(
         "auto", description=f"auto: tune when the train split has {AUTO_TUNING_MIN_ROWS:,} to "
-                            f"{AUTO_TUNING_MAX_ROWS:,} rows and at least {AUTO_TUNING_MIN_MINORITY} of each class."
+                            f"{AUTO_TUNING_MAX_ROWS:,} rows and at least {AUTO_TUNING_MIN_MINORITY} of each class "
+                            "(binary, multiclass)."
     )
     trials: Annotated[int, Field(gt=0)] = Field(24, description="Trial budget, shared by all workers.")
     workers: Annotated[int, Field(gt=0, le=64)] = Field(2, description="Parallel trial tasks (pods on Kubernetes).")
     timeout_minutes: Annotated[float, Field(gt=0)] | None = None
     seed: int = 42
     cv_folds: Annotated[int, Field(ge=2, le=20)] | Literal["auto"] | None = Field(
-        "auto", description="Score each trial by stratified k-fold cross-validation over train + validation "
+        "auto", description="Score each trial by k-fold cross-validation (stratified by class; plain for a "
+                            "regression target) over train + validation "
                             f"(k boosters a trial); null: train on the train split and score on validation; auto: "
                             f"{AUTO_CV_FOLDS} folds up to {AUTO_CV_MAX_ROWS:,} rows of train + validation (a small "
                             "validation split ranks params by noise), else validation."
@@ -325,16 +327,19 @@ class Tuning(_Section):
             return AUTO_CV_FOLDS if rows <= AUTO_CV_MAX_ROWS else None
         return self.cv_folds
 
-    def skip_reason(self, rows: int, minority: int) -> str | None:
-        """Why a train split of ``rows`` rows, ``minority`` of them in its rarest class, is not tuned; ``None``
-        when it is."""
+    def skip_reason(self, rows: int, minority: int | None) -> str | None:
+        """Why a train split of ``rows`` rows, ``minority`` of them in its rarest class (``None``: a regression
+        target, no classes), is not tuned; ``None`` when it is."""
         if self.enabled is False:
             return "tuning.enabled is false in the spec"
         if not self.search_space:
             return "tuning.search_space is empty"
         if self.enabled is True:
             return None
-        if rows < AUTO_TUNING_MIN_ROWS or minority < AUTO_TUNING_MIN_MINORITY:
+        if minority is None and rows < AUTO_TUNING_MIN_ROWS:
+            return (f"tuning.enabled auto: the train split has {rows} rows: too few to rank params "
+                    f"(needs {AUTO_TUNING_MIN_ROWS})")
+        if minority is not None and (rows < AUTO_TUNING_MIN_ROWS or minority < AUTO_TUNING_MIN_MINORITY):
             return (f"tuning.enabled auto: the train split has {rows} rows, {minority} in its rarest class: too "
                     f"few to rank params (needs {AUTO_TUNING_MIN_ROWS} and {AUTO_TUNING_MIN_MINORITY})")
         if rows > AUTO_TUNING_MAX_ROWS:

@@ -14,15 +14,25 @@ slower than the journal's (``tests/benchmarks/bench_tune.py`` measures it).
 - ``tune_trials`` (sharded, one task per worker): runs trials until the study holds the trial
   budget; every trial is scored on held-out rows, never the analysis set: with
   ``tuning.cv_folds`` = k, by k-fold cross-validation over ``train`` + ``validation`` (stratified by
-  class; a regression target's folds are plain), the folds' mean of the task's metric (:data:`GOALS`:
-  binary AUC, maximized; multiclass log loss and regression RMSE, minimized), otherwise by boosting on
-  ``train`` and scoring ``validation``. Early stopping and pruning of bad trials (on each round's
-  metric) watch the same held-out rows;
+  class; a regression target's folds are plain, :func:`fold_splitter`), the folds' mean of the task's
+  metric, otherwise by boosting on ``train`` and scoring ``validation``. Early stopping and pruning of
+  bad trials (on each round's metric) watch the same held-out rows;
   the boosting round a trial's early stopping chose is kept (``best_iteration``).
   Each trial is logged as an MLflow child run of ``tuning``;
 - ``tune``: picks the best trial; ``train`` merges its params over ``training.params`` and
   boosts as many rounds as that trial's cross-validation chose (``best_rounds``), instead of
   trusting early stopping on the small validation split.
+
+What a trial optimizes follows the target's task (:data:`GOALS`: the task's last round metric, its headline
+metric too), and so do the study's direction, the pruner's median and the best trial:
+
+- ``binary``: ROC AUC (XGBoost's ``auc``), maximized; MLflow ``validation_roc_auc``;
+- ``multiclass``: log loss (``mlogloss``), minimized; MLflow ``validation_log_loss``;
+- ``regression``: RMSE (``rmse``), minimized; MLflow ``validation_rmse``.
+
+A trial encodes the target as ``train`` will (:func:`trial_schema`): a multiclass target's class indices are
+the model's. ``tuning.enabled: auto`` counts the train split's rarest class (a regression target's: all
+its rows).
 
 The same data and seed give the same trials whatever the timing of the workers (two clones
 reach the same params). Trials go in *rounds* of ``tuning.workers`` trials, numbered in the
@@ -61,12 +71,13 @@ from typing import TYPE_CHECKING, Any
 from mlpipe.core import settings
 from mlpipe.core.errors import Refused
 from mlpipe.core.results import Ingest, Split, Tune, TunePrepare, TuneTrials
-from mlpipe.core.tasks import Task
+from mlpipe.core.tasks import RULES, Task
 from mlpipe.data import datasets
 from mlpipe.data.features import schema
 from mlpipe.model.booster import (
     TRAIN,
     VALIDATION,
+    Tally,
     booster_params,
     fit_booster,
     inputs,
@@ -84,6 +95,7 @@ if TYPE_CHECKING:
     import numpy as np
     import optuna
     import pandas as pd
+    import sklearn.model_selection
     import xgboost as xgb
 
     from mlpipe.core.spec import SearchRange, Spec, Training, Tuning
@@ -111,8 +123,8 @@ ROUND_WAIT_SECONDS, POLL_SECONDS = 1800, 0.2
 
 @dataclass(frozen=True)
 class Goal:
-    """What a trial's value is for a target task: XGBoost's held-out ``metric``, whether higher is better, its name for
-    people (``label``) and in MLflow (``validation_<logged>``)."""
+    """What a trial's value is for a target task: the held-out ``metric`` (XGBoost's name), whether higher is better,
+    its name for people (``label``) and in MLflow (``validation_<logged>``)."""
 
     metric: str
     maximize: bool
@@ -121,15 +133,18 @@ class Goal:
 
     @property
     def direction(self) -> str:
+        """The Optuna study's direction."""
         return "maximize" if self.maximize else "minimize"
 
     def worse(self, value: float, than: float) -> bool:
+        """Whether ``value`` scores worse than ``than``."""
         return value < than if self.maximize else value > than
 
 
-GOALS = {Task.BINARY: Goal("auc", True, "ROC AUC", "roc_auc"),
-         Task.MULTICLASS: Goal("mlogloss", False, "log loss", "log_loss"),
-         Task.REGRESSION: Goal("rmse", False, "RMSE", "rmse")}
+# A task's goal is its last round metric (:data:`RULES`: what early stopping watches unless the spec lists another
+# last), its headline metric too: binary AUC (maximized), multiclass mlogloss and regression RMSE (minimized).
+GOALS = {task: Goal(rules.round_metrics[-1], rules.higher_is_better, rules.label, rules.headline)
+         for task, rules in RULES.items()}
 
 
 def storage_url() -> str:
@@ -171,17 +186,18 @@ def skip_reason(run: Run) -> str | None:
     return run.spec.tuning.skip_reason(rows, rarest_class_rows(run, rows))
 
 
-def rarest_class_rows(run: Run, rows: int) -> int:
-    """The train split's rows of its rarest class (binary: from the split's positive rate; multiclass: counted from
-    its target column); a regression target has no classes: all its ``rows``."""
+def rarest_class_rows(run: Run, rows: int) -> int | None:
+    """How many of the train split's ``rows`` rows its rarest class holds: binary, from the split's positive rate;
+    multiclass, counted from its target column (a class of the model that train lacks holds none); ``None`` for a
+    regression target, which has no classes."""
     task = run.spec.target.task
     if task == Task.BINARY:
         rate = run.result(Split).positive_rate[TRAIN]
         return round(rows * min(rate, 1 - rate))
     if task == Task.REGRESSION:
-        return rows
+        return None
     tally = target_tally(run.result(Split).folder(TRAIN), run.spec)
-    return min(tally.classes.values())
+    return min(tally.classes.get(name, 0) for name in tally.class_names(run.spec))
 
 
 def trials_budget(run: Run) -> int:
@@ -201,10 +217,11 @@ def suggest(trial: optuna.Trial, space: dict[str, SearchRange]) -> dict[str, Any
 
 
 def check_search_space(spec: Spec) -> None:
-    """Fail before any trial when a search-space key is one the training params may not set."""
+    """Fail before any trial when a search-space key is one the training params may not set (whatever the task;
+    the class weight and class count are stand-ins)."""
     lows = {key: r.low for key, r in spec.tuning.search_space.items()}
     try:
-        booster_params(tuned_training(spec.training, lows), 1.0, "cpu", spec.target.task, 2)
+        booster_params(tuned_training(spec.training, lows), 1.0, "cpu", spec.target.task, num_class=2)
     except Refused as error:
         raise Refused(f"tuning.search_space: {error}") from None
 
@@ -233,8 +250,7 @@ def round_seed(seed: int, round_number: int) -> int:
 
 
 def round_params(history: list[optuna.trial.FrozenTrial], space: dict[str, SearchRange], seed: int,
-                 round_number: int, size: int, warm_start: dict[str, Any],
-                 direction: str = "maximize") -> list[dict[str, Any]]:
+                 round_number: int, size: int, warm_start: dict[str, Any], direction: str) -> list[dict[str, Any]]:
     """The params of the ``size`` trials of round ``round_number``, given the finished trials of the rounds before.
 
     Asked together from a TPE sampler seeded by ``seed`` and the round, in an in-memory study holding
@@ -267,8 +283,7 @@ def fixed_sampler(params: dict[str, Any]) -> optuna.samplers.BaseSampler:
     return Fixed()
 
 
-def round_pruner(history: list[optuna.trial.FrozenTrial],
-                 goal: Goal = GOALS[Task.BINARY]) -> optuna.pruners.BasePruner:
+def round_pruner(history: list[optuna.trial.FrozenTrial], goal: Goal) -> optuna.pruners.BasePruner:
     """Median stopping on each boosting round's held-out metric (``goal``'s: a trial ``worse`` than the median is
     pruned), against the complete trials of ``history`` only.
 
@@ -308,7 +323,7 @@ def fold_count(run: Run) -> int | None:
 
 
 def objective_name(folds: int | None, goal: Goal = GOALS[Task.BINARY]) -> str:
-    """What a trial's value is, for results and the MLflow tuning run."""
+    """What a trial's value is (``goal``'s metric, binary's by default), for results and the MLflow tuning run."""
     if folds:
         return f"{folds}-fold cross-validated {goal.label} on train + validation"
     return f"validation {goal.label} (trained on train)"
@@ -397,32 +412,42 @@ class Folds:
 
 
 def cv_folds(train: tuple[pd.DataFrame, np.ndarray], validation: tuple[pd.DataFrame, np.ndarray],
-             tuning: Tuning, folds: int, task: Task = Task.BINARY) -> Folds:
-    """``folds`` folds (shuffled with ``tuning.seed``) of the train and validation rows: stratified by class, or for
-    a regression target plain (its values have no classes to keep in proportion; the split already dealt its
-    deciles evenly)."""
+             tuning: Tuning, folds: int, task: Task) -> Folds:
+    """``folds`` folds (shuffled with ``tuning.seed``, dealt by :func:`fold_splitter`) of the train and validation
+    rows."""
     import numpy as np
     import pandas as pd
     import xgboost as xgb
-    from sklearn.model_selection import KFold, StratifiedKFold
 
     features = pd.concat([train[0], validation[0]], ignore_index=True)
     y = np.concatenate([train[1], validation[1]])
+    splitter = fold_splitter(y, tuning.seed, folds, task)
+    return Folds(xgb.DMatrix(features, label=y, enable_categorical=True), list(splitter.split(features, y)))
+
+
+def fold_splitter(y: np.ndarray, seed: int, folds: int, task: Task) -> sklearn.model_selection.BaseCrossValidator:
+    """How ``folds`` shuffled folds deal the rows of labels ``y``.
+
+    Binary and multiclass: stratified by class, so that each fold keeps every class's share (which needs
+    ``folds`` rows of each). Regression: plain folds, the target having no classes. Stratifying by its decile
+    would barely even out shuffled folds of the hundreds of rows tuning needs, and a target with many equal
+    values (counts, a floor of zeros) has no ten distinct deciles to stratify by.
+    """
+    import numpy as np
+    from sklearn.model_selection import KFold, StratifiedKFold
+
     if task == Task.REGRESSION:
-        splitter, strata = KFold(folds, shuffle=True, random_state=tuning.seed), None
-    else:
-        counts = np.bincount(y.astype(int))
-        if (rarer := int(counts[counts > 0].min())) < folds:
-            raise Refused(f"tuning.cv_folds: {folds} stratified folds need at least {folds} "
-                          f"rows of each class in train + validation; the rarer class has {rarer}")
-        splitter, strata = StratifiedKFold(folds, shuffle=True, random_state=tuning.seed), y
-    data = xgb.DMatrix(features, label=y, enable_categorical=True)
-    return Folds(data, list(splitter.split(features, strata)))
+        return KFold(folds, shuffle=True, random_state=seed)
+    counts = np.bincount(y.astype(int))
+    counts = counts[counts > 0]
+    if (rarest := int(counts.min())) < folds:
+        raise Refused(f"tuning.cv_folds: {folds} stratified folds need at least {folds} rows of each class in "
+                      f"train + validation; the {'rarer' if len(counts) == 2 else 'rarest'} class has {rarest}")
+    return StratifiedKFold(folds, shuffle=True, random_state=seed)
 
 
 def cross_validate(params: dict[str, Any], folds: Folds, training: Training,
-                   callbacks: list[xgb.callback.TrainingCallback],
-                   goal: Goal = GOALS[Task.BINARY]) -> tuple[float, int]:
+                   callbacks: list[xgb.callback.TrainingCallback], goal: Goal) -> tuple[float, int]:
     """The folds' mean held-out ``goal`` metric (binary: AUC) at the best round (early stopping on the folds'
     mean), and that round.
 
@@ -451,6 +476,14 @@ def worker_threads(workers: int) -> int:
     return max(1, cores // workers)
 
 
+def trial_schema(train: pd.DataFrame, split: Split, spec: Spec) -> dict[str, Any]:
+    """The feature schema that encodes a trial's rows: the train sample's features and the target's part of the
+    schema the train step will use (:func:`~mlpipe.model.booster.target_schema`): a multiclass target's classes
+    are counted over the whole train split, not the sample, so that a trial's class indices are the model's."""
+    counted = target_tally(split.folder(TRAIN), spec) if spec.target.task == Task.MULTICLASS else Tally()
+    return {**schema(train, spec), **target_schema(spec, counted)}
+
+
 class Objective:
     """One trial: boost with the sampled params; early-stop, prune and score on held-out rows (see the module)."""
 
@@ -460,15 +493,14 @@ class Objective:
         frames = {part: datasets.sample(parts.folder(part), spec.tuning.sample_rows, spec.tuning.seed)
                   for part in (TRAIN, VALIDATION)}
         task, self.goal = spec.target.task, GOALS[spec.target.task]
-        feature_schema = {**schema(frames[TRAIN], spec), **target_schema(spec, target_tally(parts.folder(TRAIN),
-                                                                                            spec))}
+        feature_schema = trial_schema(frames[TRAIN], parts, spec)
         self.train, self.validation = (inputs(frames[part], feature_schema, spec, part)
                                        for part in (TRAIN, VALIDATION))
         folds = fold_count(run)
         self.folds = cv_folds(self.train, self.validation, spec.tuning, folds, task) if folds else None
         self.pos_weight = scale_pos_weight(len(self.train[1]), int(self.train[1].sum()),
                                            spec.training.scale_pos_weight) if task == Task.BINARY else None
-        self.classes = len(feature_schema.get("classes", ()))
+        self.num_class = len(feature_schema.get("classes", ()))
         self.device = resolve_device(requested_device(spec))
         self.threads = worker_threads(spec.tuning.workers)
         self.spec, self.shard = spec, shard
@@ -478,7 +510,7 @@ class Objective:
 
         training = tuned_training(self.spec.training, suggest(trial, self.spec.tuning.search_space))
         params = {"nthread": self.threads, **booster_params(training, self.pos_weight, self.device,
-                                                             self.spec.target.task, self.classes)}
+                                                             self.spec.target.task, self.num_class)}
         metric = self.goal.metric
         if self.folds:
             pruning = XGBoostPruningCallback(trial, f"{CV_HELD_OUT}-{metric}")
@@ -491,8 +523,7 @@ class Objective:
         return value
 
 
-def log_trial(parent_run_id: str, experiment_id: str, trial: optuna.trial.FrozenTrial,
-              goal: Goal = GOALS[Task.BINARY]) -> None:
+def log_trial(parent_run_id: str, experiment_id: str, trial: optuna.trial.FrozenTrial, goal: Goal) -> None:
     """Record a finished trial as an MLflow child run of the tuning run: params, state, its held-out value
     (``validation_<goal.logged>``: binary ``validation_roc_auc``)."""
     from mlflow import MlflowClient
