@@ -7,11 +7,9 @@ import json
 
 import numpy as np
 import pytest
-from matplotlib.image import imread
 from mlflow import MlflowClient
 from sklearn import metrics as skm
 
-from mlpipe.core import uris
 from mlpipe.core.errors import Refused
 from mlpipe.core.results import Analyze, Split, Train
 from mlpipe.data import datasets
@@ -23,10 +21,9 @@ from mlpipe.steps import run_step
 from mlpipe.steps.analyze import choose_threshold, sensitivity
 from mlpipe.store import storage
 from mlpipe.store.runs import ERROR, Run
-from tests.fixtures.analysis import clone, detach_mlflow_run, replace_result
+from tests.fixtures.analysis import check_plots, clone, detach_mlflow_run, replace_result
 
 PLOTS = {"roc", "pr", "calibration", "confusion_matrix", "feature_contributions"}
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def analysis_inputs(uri: str):
@@ -169,13 +166,7 @@ def test_sensitivity_and_contributions_use_a_seeded_sample_of_a_large_analysis_s
 
 
 def test_plots_are_png_images(analyzed_run):
-    plots = Run(analyzed_run).result(Analyze).plots
-    assert set(plots) == PLOTS
-    for name, uri in plots.items():
-        assert uri == Run(analyzed_run).path("analyze", "plots", f"{name}.png")
-        assert storage.read_bytes(uri).startswith(PNG_SIGNATURE)
-        height, width, _ = imread(uris.local_path(uri)).shape
-        assert height >= 300 and width >= 400
+    check_plots(analyzed_run, PLOTS)
 
 
 def test_metrics_and_plots_are_logged_to_the_training_mlflow_run(analyzed_run):

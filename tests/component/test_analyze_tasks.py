@@ -9,11 +9,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.image import imread
 from mlflow import MlflowClient
 from sklearn import metrics as skm
 
-from mlpipe.core import uris
 from mlpipe.core.errors import Refused
 from mlpipe.core.results import Analyze, Split, Train
 from mlpipe.core.tasks import RULES, Task
@@ -25,11 +23,10 @@ from mlpipe.steps import run_step
 from mlpipe.steps.analyze import SENSITIVITY_SCALES
 from mlpipe.store import storage
 from mlpipe.store.runs import ERROR, Run
-from tests.fixtures.analysis import clone, detach_mlflow_run, replace_result
+from tests.fixtures.analysis import check_plots, clone, detach_mlflow_run, replace_result
 
 PLOTS = {"regression": {"residuals", "predicted_vs_actual", "feature_contributions"},
          "multiclass": {"confusion_matrix", "feature_contributions"}}
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TRAINED = ("ingest", "validate", "split", "validate_split", "train")
 
 
@@ -143,13 +140,7 @@ def test_multiclass_per_class_metrics_and_confusion_matrix(analyzed):
 
 def test_plots_are_png_images(analyzed):
     for task, uri in analyzed.items():
-        plots = Run(uri).result(Analyze).plots
-        assert set(plots) == PLOTS[task]
-        for name, plot in plots.items():
-            assert plot == Run(uri).path("analyze", "plots", f"{name}.png")
-            assert storage.read_bytes(plot).startswith(PNG_SIGNATURE)
-            height, width, _ = imread(uris.local_path(plot)).shape
-            assert height >= 300 and width >= 400
+        check_plots(uri, PLOTS[task])
 
 
 def test_regression_slices(analyzed):

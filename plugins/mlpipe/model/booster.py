@@ -122,11 +122,6 @@ def require_learnable(tally: Tally, spec: Spec, part: str) -> None:
                       f"model; its {tally.rows} rows hold {'only ' + repr(tally.low) if tally.rows else 'none'}")
 
 
-def require_both_classes(positives: int, rows: int, spec: Spec, part: str) -> None:
-    """A binary split must hold both classes of the target (in memory: ``positives`` of ``rows``)."""
-    require_learnable(Tally(rows=rows, classes={"1": positives, "0": rows - positives}), spec, part)
-
-
 def inputs(frame: pd.DataFrame, feature_schema: dict[str, Any], spec: Spec,
            part: str) -> tuple[pd.DataFrame, np.ndarray]:
     """Feature matrix and labels (:func:`~mlpipe.data.features.labels`) of one split in memory, which must be
