@@ -16,7 +16,6 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from mlpipe.core.errors import Refused
 from mlpipe.core.results import Split, Train, Tune, TunePrepare
-from mlpipe.core.settings import OPTUNA_DIR, OPTUNA_STORAGE
 from mlpipe.core.tasks import RULES, Task
 from mlpipe.data import datasets
 from mlpipe.data.features import labels, matrix, schema
@@ -38,17 +37,8 @@ METRICS = {Task.REGRESSION: ("rmse", "RMSE", "validation_rmse"),
            Task.MULTICLASS: ("mlogloss", "log loss", "validation_log_loss")}
 
 
-@pytest.fixture(scope="module", name="optuna_dir")
-def optuna_dir_fixture(tmp_path_factory):
-    """The Optuna journal in this module's own folder."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(OPTUNA_DIR, str(tmp_path_factory.mktemp("optuna")))
-        patch.delenv(OPTUNA_STORAGE, raising=False)
-        yield
-
-
 @pytest.fixture(scope="module", name="tuned")
-def tuned_fixture(task_runs, optuna_dir) -> dict[Task, str]:
+def tuned_fixture(task_runs) -> dict[Task, str]:
     """Each task's trained run cloned with a small tuning budget, tuned (two workers, one after the other) and
     trained again."""
     found = {}
@@ -140,7 +130,7 @@ def test_a_multiclass_trial_encodes_the_classes_as_train_does(tuned, task_runs):
     assert list(encoded) != list(objective.train[1])
 
 
-def test_a_multiclass_class_with_fewer_rows_than_folds_is_refused_naming_its_count(task_runs, optuna_dir):
+def test_a_multiclass_class_with_fewer_rows_than_folds_is_refused_naming_its_count(task_runs):
     uri = clone(task_runs[Task.MULTICLASS], "few_of_a_class", SPLIT, **TUNING)
     column = Run(uri).spec.target.column
     rarest = part(uri, "train")[column].value_counts().idxmin()

@@ -20,7 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from mlpipe.core import uris
 from mlpipe.core.errors import Refused
-from mlpipe.core.tasks import RULES, Task
+from mlpipe.core.tasks import RULES, TRANSFORMABLE, Task, Transform
 
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
 
@@ -84,6 +84,10 @@ class Target(_Section):
         None, description="multiclass: every class of `column`, in the order the model's probabilities take; "
                           "absent: the train split's classes, ordered by their text."
     )
+    transform: Transform | None = Field(
+        None, description="regression: learn log(target) (`log`: a target above 0) or log(1 + target) (`log1p`: 0 "
+                          "or more); every prediction and metric is back in the target's units."
+    )
 
     @model_validator(mode="after")
     def _fits_the_task(self) -> Target:
@@ -93,6 +97,8 @@ class Target(_Section):
             raise ValueError(f"positive_class is for binary targets; this one is {self.task}")
         if self.classes is not None and self.task != Task.MULTICLASS:
             raise ValueError(f"classes is for multiclass targets; this one is {self.task}")
+        if self.transform is not None and self.task != Task.REGRESSION:
+            raise ValueError(f"transform is for regression targets; this one is {self.task}")
         if self.classes is not None and len(texts := [str(c) for c in self.classes]) > len(set(texts)):
             raise ValueError(f"classes lists a class twice: {self.classes}")
         return self
@@ -543,6 +549,10 @@ class Spec(_Section):
         if objective is not None and objective not in RULES[task].objectives:
             raise ValueError(f"training.params.objective: {objective!r} does not fit a {task} target; "
                              f"use one of {', '.join(RULES[task].objectives)}")
+        if self.target.transform is not None and objective not in (None, *TRANSFORMABLE):
+            raise ValueError(f"training.params.objective: {objective!r} needs the target in its own units, and "
+                             f"target.transform {self.target.transform} learns its log; use one of "
+                             f"{', '.join(TRANSFORMABLE)}")
         return self
 
     @property

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlpipe.core import uris
 from mlpipe.core.results import Train
-from mlpipe.core.tasks import RULES, Task
+from mlpipe.core.tasks import RULES, Task, undone
 from mlpipe.data.features import matrix
 from mlpipe.model.metrics import headline
 from mlpipe.model.tabular import SCHEMA_FILE
@@ -144,7 +144,7 @@ def predictions(pipeline: Any, x: Any, feature_schema: dict[str, Any]) -> np.nda
 
     task = Task(feature_schema.get("task", Task.BINARY))
     if task == Task.REGRESSION:
-        return pipeline.predict(x)
+        return undone(feature_schema.get("transform"), pipeline.predict(x))
     found = pipeline.predict_proba(x)
     if task == Task.BINARY:
         return found[:, 1]
@@ -158,8 +158,10 @@ def fit_baseline(task: Task, train: tuple[pd.DataFrame, np.ndarray], validation:
     """The baseline of ``task`` fitted on ``train``, its choices made as the module says; ``validation`` measures
     its headline metric (``validation_<metric>`` of its settings; binary: ``validation_roc_auc``).
 
-    Both are (feature matrix (:func:`mlpipe.data.features.matrix`), labels) pairs; ``seed`` shuffles the
-    cross-validation folds and draws the search's rows (:func:`search_rows`).
+    Both are (feature matrix (:func:`mlpipe.data.features.matrix`), labels) pairs, the labels as the booster learns
+    them (:func:`mlpipe.model.booster.learned_labels`: a regression baseline learns a transformed target too, and
+    predicts and is measured in the target's units); ``seed`` shuffles the cross-validation folds and draws the
+    search's rows (:func:`search_rows`).
     """
     if task == Task.BINARY:
         return fit_binary(train, validation, feature_schema, seed)
@@ -168,7 +170,8 @@ def fit_baseline(task: Task, train: tuple[pd.DataFrame, np.ndarray], validation:
     features = preprocessing(feature_schema)
     x_train, x_valid = features.fit_transform(train[0]), features.transform(validation[0])
     fit, settings = (fit_multinomial if task == Task.MULTICLASS else fit_ridge)(x_train, train[1], seed)
-    measured = headline(task, validation[1], predictions(fit, x_valid, feature_schema))
+    truth = undone(feature_schema.get("transform"), validation[1])
+    measured = headline(task, truth, predictions(fit, x_valid, feature_schema))
     settings[f"validation_{RULES[task].headline}"] = round(measured, 6)
     return Baseline(pipeline=Pipeline([("features", features), ("regression", fit)]), schema=feature_schema,
                     settings=settings)

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from mlpipe.core import settings
 from mlpipe.core.errors import Refused
-from mlpipe.core.tasks import RULES, Task
+from mlpipe.core.tasks import RULES, TRANSFORMS, Task, learned
 from mlpipe.data import datasets
 from mlpipe.data.features import class_names, count_levels, labels, matrix, schema_of
+from mlpipe.model.transformed import evaluation
 
 if TYPE_CHECKING:
     import numpy as np
@@ -108,7 +109,8 @@ def booster_params(training: Training, pos_weight: float | None, device: str, ta
 
 
 def require_learnable(tally: Tally, spec: Spec, part: str) -> None:
-    """A split must hold both classes (binary), two classes or more (multiclass), two values or more (regression)."""
+    """A split must hold both classes (binary), two classes or more (multiclass), two values or more (regression),
+    all of them values its ``target.transform`` takes."""
     column, task = spec.target.column, spec.target.task
     if task == Task.BINARY and tally.positives in (0, tally.rows):
         raise Refused(f"the {part} split needs both classes of target.column {column!r}: "
@@ -120,16 +122,26 @@ def require_learnable(tally: Tally, spec: Spec, part: str) -> None:
     if task == Task.REGRESSION and not tally.low < tally.high:
         raise Refused(f"the {part} split needs two values or more of target.column {column!r} for a regression "
                       f"model; its {tally.rows} rows hold {'only ' + repr(tally.low) if tally.rows else 'none'}")
+    transform = spec.target.transform
+    if transform is not None and tally.low <= (floor := TRANSFORMS[transform].above):
+        raise Refused(f"target.transform {transform}: every value of target.column {column!r} must be above "
+                      f"{floor:g}; the {part} split holds {tally.low:g}")
 
 
 def inputs(frame: pd.DataFrame, feature_schema: dict[str, Any], spec: Spec,
            part: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """Feature matrix and labels (:func:`~mlpipe.data.features.labels`) of one split in memory, which must be
-    learnable (:func:`require_learnable`)."""
+    """Feature matrix and labels of one split in memory (:func:`learned_labels`), which must be learnable
+    (:func:`require_learnable`)."""
     tally = Tally()
     tally.add(frame, spec)
     require_learnable(tally, spec, part)
-    return matrix(frame, feature_schema), labels(frame, spec, feature_schema.get("classes"))
+    return matrix(frame, feature_schema), learned_labels(frame, feature_schema, spec)
+
+
+def learned_labels(frame: pd.DataFrame, feature_schema: dict[str, Any], spec: Spec) -> np.ndarray:
+    """The labels (:func:`~mlpipe.data.features.labels`) as the booster learns them: a regression target through the
+    schema's ``transform``."""
+    return learned(feature_schema.get("transform"), labels(frame, spec, feature_schema.get("classes")))
 
 
 @dataclass
@@ -196,12 +208,15 @@ def scan(uri: str, spec: Spec) -> Scanned:
 
 def target_schema(spec: Spec, tally: Tally) -> dict[str, Any]:
     """The feature schema's part about the target (none for binary): the task and a multiclass target's classes
-    (:meth:`Tally.class_names` of the train split's ``tally``), how the model's outputs are laid out."""
+    (:meth:`Tally.class_names` of the train split's ``tally``), how the model's outputs are laid out; a regression
+    target's ``transform``, which every prediction undoes."""
     if spec.target.task == Task.BINARY:
         return {}
     found: dict[str, Any] = {"task": str(spec.target.task)}
     if spec.target.task == Task.MULTICLASS:
         found["classes"] = tally.class_names(spec)
+    if spec.target.transform is not None:
+        found["transform"] = str(spec.target.transform)
     return found
 
 
@@ -234,7 +249,7 @@ def batch_iterator(uri: str, feature_schema: dict[str, Any], spec: Spec, cache_p
         def encoded(self) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
             passing = []
             for frame in datasets.batches(uri, spec.data.batch_rows):
-                batch = matrix(frame, feature_schema), labels(frame, spec, feature_schema.get("classes"))
+                batch = matrix(frame, feature_schema), learned_labels(frame, feature_schema, spec)
                 if cache_prefix is None:
                     passing.append(batch)
                 yield batch
@@ -273,21 +288,21 @@ def boost_on_splits(params: dict[str, Any], parts: dict[str, str], feature_schem
             dtrain = xgb.QuantileDMatrix(batch_iterator(parts[TRAIN], feature_schema, spec), enable_categorical=True)
         dvalid = xgb.QuantileDMatrix(batch_iterator(parts[VALIDATION], feature_schema, spec),
                                      enable_categorical=True, ref=dtrain)
-        boosted = boost(params, dtrain, dvalid, plan)
+        boosted = boost(params, dtrain, dvalid, plan, transform=feature_schema.get("transform"))
         del dtrain, dvalid
         return boosted
 
 
 def fit_booster(params: dict[str, Any], train: tuple[pd.DataFrame, np.ndarray],
                 validation: tuple[pd.DataFrame, np.ndarray], training: Training,
-                callbacks: list[xgb.callback.TrainingCallback] | None = None,
+                callbacks: list[xgb.callback.TrainingCallback] | None = None, transform: str | None = None,
                 ) -> tuple[xgb.Booster, dict[str, list[float]], float]:
     """Boost on in-memory inputs (tuning's samples) with early stopping on ``validation``; see :func:`boost`."""
     import xgboost as xgb
 
     dtrain = xgb.QuantileDMatrix(train[0], label=train[1], enable_categorical=True)
     dvalid = xgb.QuantileDMatrix(validation[0], label=validation[1], enable_categorical=True, ref=dtrain)
-    return boost(params, dtrain, dvalid, plain_stopping(training), callbacks)
+    return boost(params, dtrain, dvalid, plain_stopping(training), callbacks, transform)
 
 
 @dataclass(frozen=True)
@@ -356,19 +371,21 @@ def stopping(plan: Rounds, metric: str) -> xgb.callback.TrainingCallback:
 
 
 def boost(params: dict[str, Any], dtrain: xgb.DMatrix, dvalid: xgb.DMatrix, plan: Rounds,
-          callbacks: list[xgb.callback.TrainingCallback] | None = None,
+          callbacks: list[xgb.callback.TrainingCallback] | None = None, transform: str | None = None,
           ) -> tuple[xgb.Booster, dict[str, list[float]], float]:
     """Boost the rounds of ``plan``, evaluating every round on ``dvalid``; return the booster, per-round metrics,
     seconds.
 
-    ``callbacks`` see every round's validation metrics (keys ``validation-<metric>``), e.g. a tuning pruner.
+    ``callbacks`` see every round's validation metrics (keys ``validation-<metric>``), e.g. a tuning pruner; a
+    target learned through ``transform`` has them measured in its units (:func:`mlpipe.model.transformed.evaluation`).
     """
     import xgboost as xgb
 
     history: dict[str, dict[str, list[float]]] = {}
     started = time.perf_counter()
-    booster = xgb.train(params, dtrain, num_boost_round=plan.limit, evals=[(dvalid, VALIDATION)],
-                        evals_result=history, verbose_eval=False,
+    given, custom_metric = evaluation(params, transform)
+    booster = xgb.train(given, dtrain, num_boost_round=plan.limit, evals=[(dvalid, VALIDATION)],
+                        evals_result=history, verbose_eval=False, custom_metric=custom_metric,
                         callbacks=[*(callbacks or []), stopping(plan, params["eval_metric"][-1])])
     return booster, history[VALIDATION], time.perf_counter() - started
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlpipe.core import uris
-from mlpipe.core.tasks import Task
+from mlpipe.core.tasks import Task, undone
 from mlpipe.data.features import matrix
 from mlpipe.store import storage
 
@@ -42,8 +42,13 @@ class TabularModel:
     def scores(self, frame: pd.DataFrame) -> np.ndarray:
         """What the model predicts for each row (``inplace_predict``: no DMatrix is built): the probability of the
         positive class (binary), of each class of ``schema["classes"]`` (multiclass: a column each), the value
-        (regression)."""
-        return self.booster.inplace_predict(matrix(frame, self.schema), iteration_range=self.tree_range())
+        (regression: in the target's units, a ``transform`` undone)."""
+        return self.predicted(self.booster.inplace_predict(matrix(frame, self.schema),
+                                                           iteration_range=self.tree_range()))
+
+    def predicted(self, raw: np.ndarray) -> np.ndarray:
+        """The booster's predictions as the model's: a regression target's ``transform`` undone."""
+        return undone(self.schema.get("transform"), raw)
 
     def class_columns(self) -> list[str]:
         """A multiclass model's output columns: ``probability_<class>`` for each class, in the model's order."""
@@ -64,8 +69,8 @@ class TabularModel:
         return self.booster.predict(self.dmatrix(frame), pred_contribs=True, iteration_range=self.tree_range())
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Per-feature SHAP contributions (log-odds; a regression model's: its units) for each row, plus a ``bias``
-        column (a binary or regression model: one output)."""
+        """Per-feature SHAP contributions (log-odds; a regression model's: its units, or the log of them with a
+        ``transform``) for each row, plus a ``bias`` column (a binary or regression model: one output)."""
         import pandas as pd
 
         return pd.DataFrame(self.contribution_values(frame), columns=[*self.schema["columns"], "bias"],

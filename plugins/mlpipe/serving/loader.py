@@ -125,7 +125,8 @@ class ServedModel:
     def scores(self, records: list[dict[str, Any]]) -> np.ndarray:
         """What the model predicts for each validated record (``inplace_predict``, no DMatrix): the positive-class
         probability, the value (regression), or a row of class probabilities (multiclass)."""
-        return self.model.booster.inplace_predict(self.encode(records), iteration_range=self.trees)
+        return self.model.predicted(self.model.booster.inplace_predict(self.encode(records),
+                                                                       iteration_range=self.trees))
 
     def predictions(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Each validated record's prediction: binary, ``score`` and ``decision`` (score >= the version's threshold);

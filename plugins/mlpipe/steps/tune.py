@@ -88,6 +88,7 @@ from mlpipe.model.booster import (
     target_tally,
     tuned_training,
 )
+from mlpipe.model.transformed import evaluation
 from mlpipe.registry import tracking
 from mlpipe.store.runs import Run
 
@@ -447,9 +448,11 @@ def fold_splitter(y: np.ndarray, seed: int, folds: int, task: Task) -> sklearn.m
 
 
 def cross_validate(params: dict[str, Any], folds: Folds, training: Training,
-                   callbacks: list[xgb.callback.TrainingCallback], goal: Goal) -> tuple[float, int]:
+                   callbacks: list[xgb.callback.TrainingCallback], goal: Goal,
+                   transform: str | None = None) -> tuple[float, int]:
     """The folds' mean held-out ``goal`` metric (binary: AUC) at the best round (early stopping on the folds'
-    mean), and that round.
+    mean), and that round; a target learned through ``transform`` has its metrics measured in its units
+    (:func:`mlpipe.model.transformed.evaluation`).
 
     The folds stop together, on their mean: that round (0-based) is what ``train`` boosts to after
     tuning, each fold having trained on about as many rows as the train split.
@@ -458,8 +461,10 @@ def cross_validate(params: dict[str, Any], folds: Folds, training: Training,
     import xgboost as xgb
 
     stopper = xgb.callback.EarlyStopping(rounds=training.early_stopping_rounds)
-    history = xgb.cv(params, folds.data, num_boost_round=training.num_boost_round, folds=folds.indices,
-                     callbacks=[*callbacks, stopper], as_pandas=False, verbose_eval=False)
+    given, custom_metric = evaluation(params, transform)
+    history = xgb.cv(given, folds.data, num_boost_round=training.num_boost_round, folds=folds.indices,
+                     callbacks=[*callbacks, stopper], as_pandas=False, verbose_eval=False,
+                     custom_metric=custom_metric)
     stopping = history[f"{CV_HELD_OUT}-{params['eval_metric'][-1]}-mean"]
     best = int(np.argmax(stopping) if stopper.maximize else np.argmin(stopping))
     return history[f"{CV_HELD_OUT}-{goal.metric}-mean"][best], best
@@ -500,7 +505,7 @@ class Objective:
         self.folds = cv_folds(self.train, self.validation, spec.tuning, folds, task) if folds else None
         self.pos_weight = scale_pos_weight(len(self.train[1]), int(self.train[1].sum()),
                                            spec.training.scale_pos_weight) if task == Task.BINARY else None
-        self.num_class = len(feature_schema.get("classes", ()))
+        self.num_class, self.transform = len(feature_schema.get("classes", ())), feature_schema.get("transform")
         self.device = resolve_device(requested_device(spec))
         self.threads = worker_threads(spec.tuning.workers)
         self.spec, self.shard = spec, shard
@@ -514,10 +519,11 @@ class Objective:
         metric = self.goal.metric
         if self.folds:
             pruning = XGBoostPruningCallback(trial, f"{CV_HELD_OUT}-{metric}")
-            value, best_iteration = cross_validate(params, self.folds, training, [pruning], self.goal)
+            value, best_iteration = cross_validate(params, self.folds, training, [pruning], self.goal, self.transform)
         else:
             pruning = XGBoostPruningCallback(trial, f"{VALIDATION}-{metric}")
-            booster, history, _ = fit_booster(params, self.train, self.validation, training, callbacks=[pruning])
+            booster, history, _ = fit_booster(params, self.train, self.validation, training, [pruning],
+                                              self.transform)
             value, best_iteration = history[metric][booster.best_iteration], booster.best_iteration
         trial.set_user_attr("best_iteration", best_iteration)
         return value

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from mlpipe.core import spec
-from mlpipe.core.tasks import RULES, Task, lift
+from mlpipe.core.tasks import RULES, TRANSFORMS, Task, Transform, learned, lift, undone
 from mlpipe.model.booster import booster_params
 
 
@@ -41,6 +42,14 @@ def test_other_tasks_need_no_positive_class(task):
          "training.scale_pos_weight: a multiclass target has no positive class"),
         ({"column": "y", "task": "regression"}, {"training": {"params": {"objective": "multi:softprob"}}},
          "training.params.objective: 'multi:softprob' does not fit a regression target; use one of reg:squarederror"),
+        ({"column": "y", "task": "multiclass", "transform": "log"}, {},
+         "target: transform is for regression targets; this one is multiclass"),
+        ({"column": "y", "task": "regression", "transform": "sqrt"}, {},
+         "target.transform: Input should be 'log' or 'log1p'"),
+        ({"column": "y", "task": "regression", "transform": "log"},
+         {"training": {"params": {"objective": "reg:gamma"}}},
+         "training.params.objective: 'reg:gamma' needs the target in its own units, and target.transform log learns "
+         "its log; use one of reg:squarederror, reg:absoluteerror, reg:pseudohubererror"),
     ],
 )
 def test_keys_that_do_not_fit_the_task_are_spec_errors_naming_them(target, sections, message):
@@ -73,3 +82,21 @@ def test_a_spec_objective_that_fits_the_task_is_kept():
 def test_lift_is_positive_when_the_model_is_better(task, model, baseline, better):
     assert (lift(task, model, baseline) > 0) is better
     assert abs(lift(task, model, baseline)) == pytest.approx(abs(model - baseline))
+
+
+@pytest.mark.parametrize("transform", list(Transform))
+def test_a_transform_is_undone_exactly_and_keeps_the_order_of_values(transform):
+    values = np.array([TRANSFORMS[transform].above + 1e-3, 0.5, 3.0, 250.0, 1e6])
+    assert np.all(np.diff(learned(transform, values)) > 0)
+    assert np.allclose(undone(transform, learned(transform, values)), values, rtol=1e-12)
+    assert learned(None, values) is values and undone(None, values) is values
+
+
+def test_a_transformed_target_cannot_measure_a_metric_xgboost_would_take_on_the_log():
+    from mlpipe.core.errors import Refused
+    from mlpipe.model.transformed import evaluation
+
+    with pytest.raises(Refused) as refused:
+        evaluation({"eval_metric": ["rmse", "rmsle"]}, Transform.LOG)
+    assert str(refused.value) == ("training.params.eval_metric: ['rmsle'] cannot be measured in the target's units "
+                                  "with target.transform log; use rmse, mae, mape")
