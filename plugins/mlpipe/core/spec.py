@@ -233,11 +233,33 @@ class Training(_Section):
 
 
 class Fairness(_Section):
-    column: str = Field(description="The group attribute whose approval rates are compared.")
+    """The gate's fairness check: what the model hands each group of ``column``, measured the task's way (binary,
+    the approval rate; multiclass, the share of rows predicted ``favorable_class``; regression, the mean
+    prediction), lowest group / highest group at least ``min_disparate_impact``."""
+
+    column: str = Field(description="The group attribute whose outcomes are compared.")
     min_disparate_impact: Annotated[float, Field(gt=0, le=1)] = Field(
-        0.8, description="Lowest group approval rate / highest group approval rate (four-fifths rule: 0.8)."
+        0.8, description="Lowest group's measure / highest group's (four-fifths rule: 0.8): binary, approval rate; "
+                         "multiclass, favorable-class rate; regression, mean prediction."
     )
     min_group_rows: Annotated[int, Field(gt=0)] = Field(30, description="Smaller groups are not compared.")
+    favorable_class: Label | None = Field(
+        None, description="Multiclass (required there, else unset): the class that is the good outcome for the "
+                          "person (e.g. an approval grade); its share of each group's predictions is compared."
+    )
+
+    def check_task(self, task: Task, classes: list[Label] | None) -> None:
+        """Raise ``ValueError`` naming ``favorable_class`` when it does not fit a ``task`` target of ``classes``
+        (``target.classes``): a multiclass target needs it, one of its ``classes`` when they are listed; other
+        targets take none."""
+        key = "thresholds.fairness.favorable_class"
+        if task != Task.MULTICLASS and self.favorable_class is not None:
+            raise ValueError(f"{key}: for multiclass targets only; this one is {task}")
+        if task == Task.MULTICLASS and self.favorable_class is None:
+            raise ValueError(f"{key}: a multiclass target needs the class that is the good outcome for the person "
+                             "(e.g. an approval grade), whose share of each group's predictions is compared")
+        if classes is not None and str(self.favorable_class) not in [str(c) for c in classes]:
+            raise ValueError(f"{key}: {self.favorable_class!r} is not one of target.classes {classes}")
 
 
 class Thresholds(_Section):
@@ -268,7 +290,7 @@ class Thresholds(_Section):
 
 
 # The thresholds of one task only: set for another, they are spec errors.
-TASK_THRESHOLDS = {"min_roc_auc": Task.BINARY, "max_slice_roc_auc_drop": Task.BINARY, "fairness": Task.BINARY,
+TASK_THRESHOLDS = {"min_roc_auc": Task.BINARY, "max_slice_roc_auc_drop": Task.BINARY,
                    "max_log_loss": Task.MULTICLASS, "max_rmse": Task.REGRESSION}
 
 
@@ -536,6 +558,8 @@ class Spec(_Section):
         for key, owner in TASK_THRESHOLDS.items():
             if owner != task and getattr(self.thresholds, key) != Thresholds.model_fields[key].default:
                 raise ValueError(f"thresholds.{key}: for {owner} targets only; this one is {task}")
+        if self.thresholds.fairness:
+            self.thresholds.fairness.check_task(task, self.target.classes)
         if task == Task.BINARY:
             return self
         if self.validation.positive_rate is not None:

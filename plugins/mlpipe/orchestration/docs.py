@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mlpipe.core.tasks import RULES, Task
+from mlpipe.registry.promotion import MEASURES
 
 if TYPE_CHECKING:
     from mlpipe.core import spec
@@ -168,5 +169,11 @@ def _dask(distributed: spec.Distributed) -> str:
 
 
 def _fairness(pipeline: spec.Spec) -> str:
-    rule = pipeline.thresholds.fairness
-    return f"; disparate impact across `{rule.column}` ≥ {rule.min_disparate_impact}" if rule else ""
+    """The gate's fairness check, when the spec sets one: what it compares across groups, the task's way."""
+    rule, task = pipeline.thresholds.fairness, pipeline.target.task
+    if rule is None:
+        return ""
+    what = {Task.BINARY: " (score < decision threshold)", Task.MULTICLASS: f" (predicted `{rule.favorable_class}`)",
+            Task.REGRESSION: ""}[task]
+    return (f"; disparate impact of the {MEASURES[task].label}{what} across `{rule.column}` "
+            f"≥ {rule.min_disparate_impact} (groups of ≥ {rule.min_group_rows} rows)")

@@ -5,13 +5,15 @@ challenger and the current champion scored on the same rows: this run's analysis
 set), so the rule is tested and changed alone. The metrics are the task's (:data:`mlpipe.core.tasks.RULES`):
 what follows names the binary ones, ROC AUC first; a multiclass model is held to its log loss and a regression
 model to its RMSE the same way (``max_log_loss``, ``max_rmse``, slices by ``max_slice_drop``, sanity against
-predicting the class shares or the mean for every row; no fairness check yet). A challenger is promoted when:
+predicting the class shares or the mean for every row; fairness by the task's :data:`MEASURES`). A challenger is
+promoted when:
 
 - it passes the spec's absolute thresholds (``min_roc_auc``, ``min_lift_over_baseline``);
-- it passes the fairness check when ``thresholds.fairness`` is set: the approval
-  decision (score < decision threshold) has a disparate impact (lowest group approval
-  rate / highest) of at least ``min_disparate_impact`` over groups of at least
-  ``min_group_rows`` rows;
+- it passes the fairness check when ``thresholds.fairness`` is set: what the model hands each group of
+  ``thresholds.fairness.column`` (:data:`MEASURES`: binary, the approval rate, score < decision threshold;
+  multiclass, the share of rows predicted ``favorable_class``; regression, the mean prediction, which must be
+  positive) has a disparate impact (lowest group / highest) of at least ``min_disparate_impact`` over groups of
+  at least ``min_group_rows`` rows;
 - with a champion: its ROC AUC beats the champion's by ``min_improvement_over_champion``
   and no ``spec.slices`` slice loses more than ``max_slice_roc_auc_drop`` of ROC AUC
   (slices with fewer than :data:`MIN_SLICE_CLASS_ROWS` rows of either class are not
@@ -57,6 +59,22 @@ MIN_TREES = 4
 # ... and so is one whose analysis ROC AUC is this far below the logistic baseline's: about twice the
 # ROC AUC's noise on the reference analysis set (~100 positives: +-0.025).
 MAX_ROC_AUC_BELOW_BASELINE = 0.05
+
+
+@dataclass(frozen=True)
+class GroupMeasure:
+    """What the fairness check compares across groups: the mean over a group's rows of a per-row outcome
+    (:func:`outcomes`), kept under ``key`` in a scorecard's ``fairness`` groups and named ``label`` in messages.
+    ``positive``: its ratio means something only for positive values (a mean prediction; a rate of 0 is a rate)."""
+
+    key: str
+    label: str
+    positive: bool = False
+
+
+MEASURES = {Task.BINARY: GroupMeasure("approval_rate", "approval rate"),
+            Task.MULTICLASS: GroupMeasure("favorable_rate", "favorable-class rate"),
+            Task.REGRESSION: GroupMeasure("mean_prediction", "mean prediction", positive=True)}
 
 
 @dataclass(frozen=True)
@@ -184,21 +202,47 @@ def slice_notes(rows: list[dict[str, Any]]) -> list[str]:
             for row in rows if not row["compared"]]
 
 
-def disparate_impact(groups: dict[str, dict[str, Any]], min_rows: int) -> dict[str, Any]:
-    """Lowest / highest approval rate over the groups of at least ``min_rows`` rows.
+def disparate_impact(groups: dict[str, dict[str, Any]], min_rows: int,
+                     measure: GroupMeasure = MEASURES[Task.BINARY]) -> dict[str, Any]:
+    """Lowest / highest ``measure`` over the groups of at least ``min_rows`` rows.
 
-    ``value`` is ``None`` when fewer than two groups are big enough; ``lowest`` and
-    ``highest`` name the groups; ``skipped`` lists the groups too small to compare.
+    ``lowest`` and ``highest`` name the groups, ``None`` when fewer than two are big enough (``value`` too);
+    ``value`` is also ``None`` when the measure must be positive and the lowest group's is not; ``skipped`` lists
+    the groups too small to compare.
     """
-    eligible = {name: stats for name, stats in groups.items() if stats["rows"] >= min_rows}
+    eligible = {name: stats[measure.key] for name, stats in groups.items() if stats["rows"] >= min_rows}
     skipped = sorted(set(groups) - set(eligible))
     if len(eligible) < 2:
         return {"value": None, "lowest": None, "highest": None, "skipped": skipped}
-    lowest = min(eligible, key=lambda name: eligible[name]["approval_rate"])
-    highest = max(eligible, key=lambda name: eligible[name]["approval_rate"])
-    top = eligible[highest]["approval_rate"]
-    value = eligible[lowest]["approval_rate"] / top if top > 0 else 1.0
-    return {"value": round(value, 6), "lowest": lowest, "highest": highest, "skipped": skipped}
+    lowest, highest = min(eligible, key=eligible.get), max(eligible, key=eligible.get)
+    low, top = eligible[lowest], eligible[highest]
+    value = None if measure.positive and low <= 0 else round(low / top if top > 0 else 1.0, 6)
+    return {"value": value, "lowest": lowest, "highest": highest, "skipped": skipped}
+
+
+def unmeasured(spec: Spec, card: dict[str, Any]) -> str:
+    """Why ``card`` has no fairness groups: a multiclass model without the favorable class, or nothing measured."""
+    rule, measure = spec.thresholds.fairness, MEASURES[spec.target.task]
+    classes = card.get("classes") or []
+    if spec.target.task == Task.MULTICLASS and str(rule.favorable_class) not in classes:
+        return (f"thresholds.fairness.favorable_class {rule.favorable_class!r} is not one of the model's classes "
+                f"{classes}: no {measure.label} to compare")
+    return f"no {measure.label}s were measured for column {rule.column!r}"
+
+
+def unfairness(spec: Spec, groups: dict[str, dict[str, Any]], impact: dict[str, Any]) -> list[str]:
+    """The fairness failure of a comparison of two groups or more (:func:`disparate_impact`), if any."""
+    rule, measure = spec.thresholds.fairness, MEASURES[spec.target.task]
+    low, high = impact["lowest"], impact["highest"]
+    lowest = f"{measure.label} of group {rule.column}={low} {groups[low][measure.key]:.4f}"
+    if impact["value"] is None:
+        return [f"fairness: {lowest} <= 0: a ratio of group means needs positive predictions; drop "
+                f"thresholds.fairness for a target whose predictions can be 0 or less"]
+    if impact["value"] >= rule.min_disparate_impact:
+        return []
+    return [f"fairness: disparate impact on {rule.column} {impact['value']:.4f} "
+            f"< thresholds.fairness.min_disparate_impact {rule.min_disparate_impact}: {lowest} vs group "
+            f"{rule.column}={high} {groups[high][measure.key]:.4f}"]
 
 
 def fairness_findings(spec: Spec, card: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -208,19 +252,13 @@ def fairness_findings(spec: Spec, card: dict[str, Any]) -> tuple[list[str], list
         return [], []
     groups = card.get("fairness")
     if groups is None:
-        return [f"fairness: no approval rates were measured for column {rule.column!r}"], []
-    impact = disparate_impact(groups, rule.min_group_rows)
+        return [f"fairness: {unmeasured(spec, card)}"], []
+    impact = disparate_impact(groups, rule.min_group_rows, MEASURES[spec.target.task])
     notes = [f"fairness: group {rule.column}={name} not compared: {groups[name]['rows']} rows "
              f"(< thresholds.fairness.min_group_rows {rule.min_group_rows})" for name in impact["skipped"]]
-    if impact["value"] is None:
+    if impact["lowest"] is None:
         return [], [*notes, f"fairness: fewer than two groups of {rule.column!r} are big enough to compare"]
-    if impact["value"] >= rule.min_disparate_impact:
-        return [], notes
-    low, high = impact["lowest"], impact["highest"]
-    return [f"fairness: disparate impact on {rule.column} {impact['value']:.4f} "
-            f"< thresholds.fairness.min_disparate_impact {rule.min_disparate_impact}: approval rate of group "
-            f"{rule.column}={low} {groups[low]['approval_rate']:.4f} vs group {rule.column}={high} "
-            f"{groups[high]['approval_rate']:.4f}"], notes
+    return unfairness(spec, groups, impact), notes
 
 
 def fairness_clause(spec: Spec, challenger: dict[str, Any]) -> str:
@@ -274,11 +312,11 @@ def decide(spec: Spec, challenger: dict[str, Any], champion: dict[str, Any] | No
 
 
 def impact_of(spec: Spec, card: dict[str, Any] | None) -> float | None:
-    """The disparate impact of a scorecard's approval rates (``None`` when not measured or not comparable)."""
+    """The disparate impact of a scorecard's fairness groups (``None`` when not measured or not comparable)."""
     rule = spec.thresholds.fairness
     if rule is None or card is None or card.get("fairness") is None:
         return None
-    return disparate_impact(card["fairness"], rule.min_group_rows)["value"]
+    return disparate_impact(card["fairness"], rule.min_group_rows, MEASURES[spec.target.task])["value"]
 
 
 def side_by_side(spec: Spec, challenger: dict[str, Any], champion: dict[str, Any] | None) -> dict[str, Any]:
@@ -289,55 +327,73 @@ def side_by_side(spec: Spec, challenger: dict[str, Any], champion: dict[str, Any
     binary = spec.target.task == Task.BINARY
     metrics = {key: both(key) for key in (RULES[spec.target.task].headline, "lift", *(["threshold"] * binary))}
     metrics["disparate_impact"] = {"challenger": impact_of(spec, challenger), "champion": impact_of(spec, champion)}
-    groups = challenger.get("fairness") or {}
-    fairness = {group: {"rows": stats["rows"], "challenger": stats["approval_rate"],
-                        "champion": None if champion is None else champion["fairness"][group]["approval_rate"]}
+    key, groups = MEASURES[spec.target.task].key, challenger.get("fairness") or {}
+    fairness = {group: {"rows": stats["rows"], "challenger": stats[key],
+                        "champion": None if champion is None else champion["fairness"][group][key]}
                 for group, stats in groups.items()}
     return {"champion_version": None if champion is None else champion["version"], "metrics": metrics,
             "slices": [] if champion is None else slice_rows(spec, challenger, champion),
-            "fairness": fairness and {"column": spec.thresholds.fairness.column, "groups": fairness}}
+            "fairness": fairness and {"column": spec.thresholds.fairness.column,
+                                      "measure": MEASURES[spec.target.task].label, "groups": fairness}}
 
 
-def approval_rates(kept: pd.DataFrame, scores: np.ndarray, threshold: float,
-                   column: str) -> dict[str, dict[str, Any]]:
-    """Rows and approval rate (score < threshold: not predicted to go bad) per value of ``kept[column]``."""
+def outcomes(spec: Spec, scores: np.ndarray, threshold: float | None, classes: list[str] | None) -> np.ndarray | None:
+    """Per row, what :data:`MEASURES` averages over a group: binary, approved (score < ``threshold``: not predicted
+    to go bad); multiclass, predicted (the most probable of the model's ``classes``) as
+    ``thresholds.fairness.favorable_class``, ``None`` when that is not one of them; regression, the prediction."""
+    task = spec.target.task
+    if task == Task.BINARY:
+        return scores < threshold
+    if task == Task.REGRESSION:
+        return scores
+    favorable = str(spec.thresholds.fairness.favorable_class)
+    return None if favorable not in (classes or []) else scores.argmax(axis=1) == classes.index(favorable)
 
-    keys = slice_keys(kept, column)
-    approved = scores < threshold
-    return {value: {"rows": int((keys == value).sum()),
-                    "approval_rate": round(float(approved[keys == value].mean()), 6)}
-            for value in sorted(set(keys))}
+
+def group_measures(spec: Spec, kept: pd.DataFrame, scores: np.ndarray, threshold: float | None,
+                   classes: list[str] | None) -> dict[str, dict[str, Any]] | None:
+    """Rows and the task's measure (:data:`MEASURES`, of :func:`outcomes`) per value of the fairness column of
+    ``kept``; ``None`` when the spec sets no fairness check or the measure cannot be taken."""
+    rule = spec.thresholds.fairness
+    values = None if rule is None else outcomes(spec, scores, threshold, classes)
+    if values is None:
+        return None
+    keys, key = slice_keys(kept, rule.column), MEASURES[spec.target.task].key
+    masks = {group: keys == group for group in sorted(set(keys))}
+    return {group: {"rows": int(mask.sum()), key: round(float(values[mask].mean(dtype="float64")), 6)}
+            for group, mask in masks.items()}
 
 
 def scorecard(spec: Spec, kept: pd.DataFrame, y: np.ndarray, scores: np.ndarray,
-              threshold: float | None, baseline: float) -> dict[str, Any]:
+              threshold: float | None, baseline: float, classes: list[str] | None = None) -> dict[str, Any]:
     """What a model's ``scores`` amount to, for :func:`decide`.
 
     ``y`` are the rows' labels and ``kept`` their ``spec.slices`` columns and fairness column; ``baseline`` is the
     baseline's headline metric on them. Binary: PR AUC and F1 (at ``threshold``) are measured as the analyze step
-    does. Other tasks: :func:`task_scorecard`.
+    does. Other tasks: :func:`task_scorecard` (a multiclass model's ``classes``, in the order of its scores).
+    Every task: the fairness groups (:func:`group_measures`).
     """
     from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
     if spec.target.task != Task.BINARY:
-        return task_scorecard(spec, kept, y, scores, baseline)
+        return task_scorecard(spec, kept, y, scores, baseline, classes)
     baseline_roc_auc = baseline
 
     roc_auc = round(float(roc_auc_score(y, scores)), 6)
-    rule = spec.thresholds.fairness
     return {"roc_auc": roc_auc, "lift": round(roc_auc - baseline_roc_auc, 6), "threshold": threshold,
             "baseline_roc_auc": baseline_roc_auc, "pr_auc": round(float(average_precision_score(y, scores)), 6),
             "f1": round(float(f1_score(y, scores >= threshold, zero_division=0)), 6),
             "positive_rate": round(float(y.mean()), 6),
             "slices": slice_metrics(kept, y, scores, spec.slices),
-            "fairness": rule and approval_rates(kept, scores, threshold, rule.column)}
+            "fairness": group_measures(spec, kept, scores, threshold, None)}
 
 
 def task_scorecard(spec: Spec, kept: pd.DataFrame, y: np.ndarray, predicted: np.ndarray,
-                   baseline: float) -> dict[str, Any]:
+                   baseline: float, classes: list[str] | None = None) -> dict[str, Any]:
     """:func:`scorecard` of a multiclass or regression model: its headline metric, the baseline's and the lift;
     ``chance``, the headline metric of predicting the same for every row (the class shares, the mean: the sanity
-    check's floor); per slice of ``spec.slices``, its rows and headline metric."""
+    check's floor); per slice of ``spec.slices``, its rows and headline metric; the fairness groups; a multiclass
+    model's ``classes``."""
     import numpy as np
 
     task = spec.target.task
@@ -355,4 +411,6 @@ def task_scorecard(spec: Spec, kept: pd.DataFrame, y: np.ndarray, predicted: np.
                                 name: round(headline(task, y[keys == key], predicted[keys == key]), 6)}
                           for key in sorted(set(keys))}
     return {name: value, f"baseline_{name}": baseline, "lift": round(lift(task, value, baseline), 6),
-            "chance": round(headline(task, y, constant), 6), "slices": slices, "fairness": None}
+            "chance": round(headline(task, y, constant), 6), "slices": slices,
+            "fairness": group_measures(spec, kept, predicted, None, classes),
+            **({"classes": classes} if task == Task.MULTICLASS else {})}

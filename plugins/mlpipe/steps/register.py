@@ -7,7 +7,8 @@ compares it with the current champion *re-scored on this run's analysis set*
 through the serving code path (the MLflow pyfunc) and scores the set's first rows.
 Both models score the analysis set in one batched pass (:func:`mlpipe.model.evaluation.evaluate`):
 memory holds one batch plus, per row, the label, the two scores, the slice columns and
-the fairness column.
+the fairness column (whose groups the gate compares the task's way: approval rate, favorable-class rate or
+mean prediction, :data:`mlpipe.registry.promotion.MEASURES`).
 Every decision (promoted or not, why, the metrics side by side, forced or not, which
 run) is recorded as tags on the version and as one event in the audit log
 (:mod:`mlpipe.store.audit`). Promotion moves aliases only: ``champion`` to the new version,
@@ -223,10 +224,11 @@ def gate(run: Run, client: MlflowClient, name: str, version: int,
     compared = compared_version(client, name, version)
     if compared is not None:
         contenders[CHAMPION] = champion_scorer(client, name, compared, model)
+    classes = model.schema.get("classes")  # the champion's too (champion_scorer)
     evaluated = evaluate(uri, spec, {role: scorer for role, (scorer, _) in contenders.items()},
-                         keep=kept_columns(spec, uri), classes=model.schema.get("classes"))
+                         keep=kept_columns(spec, uri), classes=classes)
     baseline = metrics[f"baseline_{RULES[spec.target.task].headline}"]
-    cards = {role: scorecard(spec, evaluated.kept, evaluated.y, evaluated.scores[role], threshold, baseline)
+    cards = {role: scorecard(spec, evaluated.kept, evaluated.y, evaluated.scores[role], threshold, baseline, classes)
              for role, (_, threshold) in contenders.items()}
     cards[CHALLENGER]["trees"] = trained.num_trees  # for the gate's sanity check
     champion = None if compared is None else {"version": compared, **cards[CHAMPION]}
