@@ -437,13 +437,37 @@ class Drift(_Section):
 
 
 class Feedback(_Section):
-    """Late outcomes (id columns + the target column), joined by id with what was scored."""
+    """Late outcomes (id columns + the target column), joined by id with what was scored, and when their quality is
+    a breach: the task's headline metric (:data:`mlpipe.core.tasks.RULES`) on them against the champion's analysis
+    value, or against an absolute bound."""
 
     source: str | None = Field(None, description="CSV/Parquet file or folder of outcomes (URI or spec-relative).")
     min_labels: Annotated[int, Field(gt=0)] = Field(200, description="Fewer joined outcomes: quality not judged.")
-    max_roc_auc_drop: Share = Field(0.05, description="Breach when ROC AUC falls this far below the champion's "
-                                                      "analysis ROC AUC.")
-    min_roc_auc: Share | None = Field(None, description="Breach below this ROC AUC whatever the champion's.")
+    max_roc_auc_drop: Share = Field(0.05, description="Binary: breach when ROC AUC falls this far below the "
+                                                      "champion's analysis ROC AUC.")
+    min_roc_auc: Share | None = Field(None, description="Binary: breach below this ROC AUC whatever the champion's.")
+    max_metric_drop: Annotated[float, Field(ge=0)] = Field(
+        0.1, description="Multiclass, regression: breach when the headline metric (log loss, RMSE) on the outcomes "
+                         "is worse than the champion's analysis value by more than this share of it (0.1: 10%)."
+    )
+    max_log_loss: Annotated[float, Field(gt=0)] | None = Field(None, description="Multiclass: breach above this log "
+                                                                                 "loss whatever the champion's.")
+    max_rmse: Annotated[float, Field(gt=0)] | None = Field(None, description="Regression: breach above this RMSE (in "
+                                                                             "the target's units) whatever the "
+                                                                             "champion's.")
+
+    def check_task(self, task: Task) -> None:
+        """Raise ``ValueError`` naming the first key set (to other than its default) for other tasks than ``task``."""
+        for key, owners in FEEDBACK_KEYS.items():
+            if task not in owners and getattr(self, key) != Feedback.model_fields[key].default:
+                raise ValueError(f"monitoring.feedback.{key}: for {' and '.join(owners)} targets only; "
+                                 f"this one is {task}")
+
+
+# The feedback keys of some tasks only: set for another, they are spec errors.
+FEEDBACK_KEYS = {"max_roc_auc_drop": (Task.BINARY,), "min_roc_auc": (Task.BINARY,),
+                 "max_metric_drop": (Task.MULTICLASS, Task.REGRESSION), "max_log_loss": (Task.MULTICLASS,),
+                 "max_rmse": (Task.REGRESSION,)}
 
 
 class Monitoring(_Section):
@@ -555,6 +579,7 @@ class Spec(_Section):
     @model_validator(mode="after")
     def _fits_the_task(self) -> Spec:
         task = self.target.task
+        self.monitoring.feedback.check_task(task)
         for key, owner in TASK_THRESHOLDS.items():
             if owner != task and getattr(self.thresholds, key) != Thresholds.model_fields[key].default:
                 raise ValueError(f"thresholds.{key}: for {owner} targets only; this one is {task}")
@@ -564,9 +589,6 @@ class Spec(_Section):
             return self
         if self.validation.positive_rate is not None:
             raise ValueError(f"validation.positive_rate: a {task} target has no positive class")
-        if self.monitoring.feedback.source:
-            raise ValueError(f"monitoring.feedback.source: quality from late outcomes is judged for binary targets "
-                             f"only so far; this one is {task}")
         if self.training.scale_pos_weight != "auto":
             raise ValueError(f"training.scale_pos_weight: a {task} target has no positive class")
         objective = self.training.params.get("objective")

@@ -14,11 +14,13 @@ which run the case was scored, e.g. ``"2026-11-20"``). From it:
   ``min_labels`` outcomes (or outcomes of one class only) there is no verdict.
 
 Every number is a plain Python float or int rounded to :data:`DIGITS` places, and undefined values
-are ``None`` (never NaN), so the result goes into JSON as it is.
+are ``None`` (never NaN), so the result goes into JSON as it is. :func:`by_window` and :func:`too_few` are shared
+with the multiclass and regression verdicts (:mod:`mlpipe.monitoring.task_quality`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -30,7 +32,7 @@ DIGITS = 6
 COLUMNS = ("score", "label", "window")
 
 
-def _rounded(value: float | None) -> float | None:
+def rounded(value: float | None) -> float | None:
     return None if value is None else round(float(value), DIGITS)
 
 
@@ -66,9 +68,9 @@ def calibration_table(scores: np.ndarray, labels: np.ndarray, bins: int = BINS) 
     table = []
     for b in np.unique(index):
         rows = index == b
-        table.append({"low": _rounded(b / bins), "high": _rounded((b + 1) / bins), "rows": int(rows.sum()),
-                      "mean_score": _rounded(scores[rows].mean()),
-                      "positive_rate": _rounded(labels[rows].mean())})
+        table.append({"low": rounded(b / bins), "high": rounded((b + 1) / bins), "rows": int(rows.sum()),
+                      "mean_score": rounded(scores[rows].mean()),
+                      "positive_rate": rounded(labels[rows].mean())})
     return table
 
 
@@ -101,20 +103,31 @@ def outcome_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     return {
         "rows": rows,
         "positives": positives,
-        "positive_rate": _rounded(positives / rows) if rows else None,
-        "mean_score": _rounded(scores.mean()) if rows else None,
-        "roc_auc": _rounded(roc_auc_score(labels, scores)) if both else None,
-        "pr_auc": _rounded(average_precision_score(labels, scores)) if both else None,
-        "brier": _rounded(np.mean((scores - labels) ** 2)) if rows else None,
-        "ece": _rounded(expected_calibration_error(scores, labels)),
+        "positive_rate": rounded(positives / rows) if rows else None,
+        "mean_score": rounded(scores.mean()) if rows else None,
+        "roc_auc": rounded(roc_auc_score(labels, scores)) if both else None,
+        "pr_auc": rounded(average_precision_score(labels, scores)) if both else None,
+        "brier": rounded(np.mean((scores - labels) ** 2)) if rows else None,
+        "ece": rounded(expected_calibration_error(scores, labels)),
     }
 
 
-def window_metrics(joined: pd.DataFrame) -> list[dict[str, Any]]:
-    """``{"window": str, **metrics}`` for each window of ``joined``, sorted by window."""
+def by_window(joined: pd.DataFrame, measure: Callable[[pd.DataFrame], dict[str, Any]]) -> list[dict[str, Any]]:
+    """``{"window": str, **measure(rows)}`` for the rows of each window of ``joined``, sorted by window."""
     keys = joined["window"].astype(str)
-    return [{"window": str(window), **outcome_metrics(rows["score"].to_numpy(float), rows["label"].to_numpy(int))}
-            for window, rows in joined.groupby(keys, sort=True)]
+    return [{"window": str(window), **measure(rows)} for window, rows in joined.groupby(keys, sort=True)]
+
+
+def window_metrics(joined: pd.DataFrame) -> list[dict[str, Any]]:
+    """``{"window": str, **metrics}`` (:func:`outcome_metrics`) for each window of ``joined``, sorted by window."""
+    return by_window(joined, lambda rows: outcome_metrics(rows["score"].to_numpy(float), rows["label"].to_numpy(int)))
+
+
+def too_few(count: int, min_labels: int) -> str | None:
+    """Why ``count`` outcomes are not judged (fewer than ``min_labels``), or ``None`` when they are enough."""
+    if count < min_labels:
+        return f"only {count:,} outcomes have arrived; {min_labels:,} are needed to judge the model"
+    return None
 
 
 def breach_bound(champion_roc_auc: float | None, max_roc_auc_drop: float | None,
@@ -124,7 +137,7 @@ def breach_bound(champion_roc_auc: float | None, max_roc_auc_drop: float | None,
     if champion_roc_auc is not None and max_roc_auc_drop is not None:
         parts.append(champion_roc_auc - max_roc_auc_drop)
     known = [float(part) for part in parts if part is not None]
-    return _rounded(max(known)) if known else None
+    return rounded(max(known)) if known else None
 
 
 def bound_origin(champion_roc_auc: float | None, max_roc_auc_drop: float | None,
@@ -149,9 +162,9 @@ def quality(joined: pd.DataFrame, champion_roc_auc: float | None, min_labels: in
     bound = breach_bound(champion_roc_auc, max_roc_auc_drop, min_roc_auc)
     count, auc = overall["rows"], overall["roc_auc"]
     reasons: list[str] = []
-    if count < min_labels:
+    if few := too_few(count, min_labels):
         status = "not_enough_labels"
-        reasons.append(f"only {count:,} outcomes have arrived; {min_labels:,} are needed to judge the model")
+        reasons.append(few)
     elif auc is None:
         status = "not_enough_labels"
         reasons.append(f"all {count:,} outcomes are of one class ({overall['positives']:,} positive): "
@@ -162,6 +175,6 @@ def quality(joined: pd.DataFrame, champion_roc_auc: float | None, min_labels: in
         reasons.append(f"ROC AUC {auc:.3f} on {count:,} outcomes is below {bound:.3f} ({origin})")
     else:
         status = "ok"
-    return {"status": status, "labels": count, "champion_roc_auc": _rounded(champion_roc_auc), "bound": bound,
+    return {"status": status, "labels": count, "champion_roc_auc": rounded(champion_roc_auc), "bound": bound,
             "overall": overall, "windows": window_metrics(joined), "calibration": calibration_table(scores, labels),
             "breach": status == "breach", "reasons": reasons}

@@ -7,11 +7,12 @@ outcome-based quality from :mod:`mlpipe.monitoring.quality`) into a page with
 - a title naming the pipeline, the model, its champion version and the monitored window;
 - a status banner (a breach in red with its reasons, ok in green, nothing to compare in grey);
 - a summary line and a table of every feature, largest PSI first, drifting ones marked;
-- reference-vs-current share charts of the score and of each drifting feature (at most
-  :data:`MAX_FEATURE_PLOTS`), numeric ones by quantile bin, categorical ones by category
+- reference-vs-current share charts of the score (a multiclass model's: each class's probability) and of each
+  drifting feature (at most :data:`MAX_FEATURE_PLOTS`), numeric ones by quantile bin, categorical ones by category
   (the :data:`TOP_CATEGORIES` largest, the rest summed, then new and missing values);
-- the quality section when outcomes were joined: overall metrics, ROC AUC per window against
-  the breach bound, and a calibration chart;
+- the quality section when outcomes were joined, with the metrics of the report's ``task`` (:data:`QUALITY_METRICS`;
+  a report without one is binary): overall metrics, the headline metric (binary ROC AUC, multiclass log loss,
+  regression RMSE) per window against the breach bound, and (binary) a calibration chart;
 - a footer with the monitoring run, the MLflow run and when the report was made.
 
 Charts are inline SVG drawn here (no matplotlib: a page with 25 charts renders in milliseconds),
@@ -26,6 +27,8 @@ from collections.abc import Callable
 from html import escape
 from itertools import pairwise
 from typing import Any
+
+from mlpipe.core.tasks import RULES, Task
 
 MAX_FEATURE_PLOTS = 24  # charts of drifting features; the score's chart comes on top
 TOP_CATEGORIES = 12
@@ -152,10 +155,14 @@ def bars_svg(title: str, labels: list[str], reference: list[float], current: lis
     return _svg(title, body, ticks, _percent)
 
 
-def line_svg(title: str, labels: list[str], values: list[float | None], bound: float | None) -> str:
-    """``values`` by label as a line (gaps where a value is None) with ``bound`` drawn dashed."""
+def line_svg(title: str, labels: list[str], values: list[float | None], bound: float | None,
+             metric: str = "ROC AUC", ceiling: float | None = 1.0) -> str:
+    """``values`` of ``metric`` (at least 0, at most ``ceiling`` when there is one) by label as a line (gaps where a
+    value is None) with ``bound`` drawn dashed."""
     known = [value for value in values if value is not None] + ([bound] if bound is not None else [])
-    ticks = nice_ticks(max(0.0, min(known, default=0.5) - 0.02), min(1.0, max(known, default=0.5) + 0.02))
+    low, high = min(known, default=0.5), max(known, default=0.5)
+    pad = max(0.02, (high - low) * 0.05)
+    ticks = nice_ticks(max(0.0, low - pad), high + pad if ceiling is None else min(ceiling, high + pad))
     low, high = ticks[0], ticks[-1]
     step = (WIDTH - LEFT - RIGHT) / max(len(labels), 1)
     centers = [LEFT + step * (index + 0.5) for index in range(len(labels))]
@@ -171,7 +178,7 @@ def line_svg(title: str, labels: list[str], values: list[float | None], bound: f
         run.append(f"{x:.1f},{y:.1f}")
         body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{CURRENT_COLOR}">'
                     f'<title>{_e(label)}: {value:.3f}</title></circle>')
-    legend = [("ROC AUC", CURRENT_COLOR, "line")]
+    legend = [(metric, CURRENT_COLOR, "line")]
     if bound is not None:
         y = _y(bound, low, high)
         body.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="{BOUND_COLOR}" '
@@ -260,7 +267,7 @@ def _banner(status: str, headline: str, reasons: list[str], message: str | None)
 
 HEADLINES = {"breach": "Breach", "ok": "OK: within the drift and quality limits",
              "nothing_to_compare": "Nothing to compare"}
-QUALITY_HEADLINES = {"breach": "Quality breach", "ok": "Quality OK: ROC AUC within the bound",
+QUALITY_HEADLINES = {"breach": "Quality breach", "ok": "Quality OK: {metric} within the bound",
                      "not_enough_labels": "Not enough outcomes to judge quality yet"}
 
 
@@ -314,9 +321,13 @@ def _figure(key: str, name: str, entry: dict[str, Any]) -> str:
 
 
 def _drift_plots(report: dict[str, Any]) -> str:
-    score = report.get("score")
-    score_part = (f'<div class="plots">{_figure("score", "model score", score)}</div>' if score
-                  else "<p>No model scores to compare.</p>")
+    score, outputs = report.get("score"), report.get("outputs") or {}
+    if len(outputs) > 1:  # a multiclass model's class probabilities, each
+        score_part = f'<div class="plots">{"".join(_figure(f"output:{n}", n, outputs[n]) for n in outputs)}</div>'
+    elif score:
+        score_part = f'<div class="plots">{_figure("score", "model score", score)}</div>'
+    else:
+        score_part = "<p>No model scores to compare.</p>"
     features = report.get("features") or {}
     drifting = [name for name in by_psi(features) if features[name].get("drifting")]
     plotted = drifting[:MAX_FEATURE_PLOTS]
@@ -328,39 +339,54 @@ def _drift_plots(report: dict[str, Any]) -> str:
     return f"<h2>Model score</h2>{score_part}<h2>Drifting features</h2>{feature_part}"
 
 
-METRICS = (("rows", "Outcomes", ","), ("positives", "Positives", ","), ("positive_rate", "Positive rate", ".3f"),
-           ("mean_score", "Mean score", ".3f"), ("roc_auc", "ROC AUC", ".3f"), ("pr_auc", "PR AUC", ".3f"),
-           ("brier", "Brier", ".4f"), ("ece", "ECE", ".4f"))
+# The quality figures of each task shown in the tables: (key, column title, format).
+QUALITY_METRICS = {
+    Task.BINARY: (("rows", "Outcomes", ","), ("positives", "Positives", ","), ("positive_rate", "Positive rate", ".3f"),
+                  ("mean_score", "Mean score", ".3f"), ("roc_auc", "ROC AUC", ".3f"), ("pr_auc", "PR AUC", ".3f"),
+                  ("brier", "Brier", ".4f"), ("ece", "ECE", ".4f")),
+    Task.MULTICLASS: (("rows", "Outcomes", ","), ("log_loss", "Log loss", ".4f"), ("accuracy", "Accuracy", ".3f")),
+    Task.REGRESSION: (("rows", "Outcomes", ","), ("mean_actual", "Mean actual", ".3f"),
+                      ("mean_predicted", "Mean predicted", ".3f"), ("rmse", "RMSE", ".3f"), ("mae", "MAE", ".3f"),
+                      ("mean_error", "Mean error (bias)", "+.3f")),
+}
+# Under the per-window chart: what its gaps mean (binary), or which way is better.
+WINDOW_NOTE = {True: "Windows with one class only have no ROC AUC (gaps).",
+               False: "Lower is better: the bound is the most the breach rule allows."}
 
 
-def _metric_cells(metrics: dict[str, Any]) -> str:
-    return "".join(f'<td class="num">{_num(metrics.get(key), spec)}</td>' for key, _, spec in METRICS)
+def _metric_cells(metrics: dict[str, Any], shown: tuple[tuple[str, str, str], ...]) -> str:
+    return "".join(f'<td class="num">{_num(metrics.get(key), spec)}</td>' for key, _, spec in shown)
 
 
-def _quality(quality: dict[str, Any]) -> str:
-    status = quality.get("status", "ok")
-    head = "".join(f"<th>{title}</th>" for _, title, _ in METRICS)
-    overall = (f'<table class="quality-overall"><thead><tr>{head}<th>Champion ROC AUC</th><th>Breach bound</th>'
-               f"</tr></thead><tbody><tr>{_metric_cells(quality.get('overall') or {})}"
-               f'<td class="num">{_num(quality.get("champion_roc_auc"))}</td>'
+def _headline_chart(task: Task, quality: dict[str, Any], windows: list[dict[str, Any]]) -> str:
+    """The task's headline metric per window against the breach bound."""
+    rules = RULES[task]
+    return (f'<figure data-plot="quality:{rules.headline}">' + line_svg(
+        f"{rules.label} per window", [str(w["window"]) for w in windows], [w.get(rules.headline) for w in windows],
+        quality.get("bound"), rules.label, 1.0 if rules.higher_is_better else None)
+        + f"<figcaption>{WINDOW_NOTE[rules.higher_is_better]}</figcaption></figure>")
+
+
+def _quality(quality: dict[str, Any], task: Task) -> str:
+    status, shown, rules = quality.get("status", "ok"), QUALITY_METRICS[task], RULES[task]
+    head = "".join(f"<th>{title}</th>" for _, title, _ in shown)
+    overall = (f'<table class="quality-overall"><thead><tr>{head}<th>Champion {_e(rules.label)}</th>'
+               f"<th>Breach bound</th></tr></thead><tbody><tr>{_metric_cells(quality.get('overall') or {}, shown)}"
+               f'<td class="num">{_num(quality.get(f"champion_{rules.headline}"))}</td>'
                f'<td class="num">{_num(quality.get("bound"))}</td></tr></tbody></table>')
     windows = quality.get("windows") or []
-    rows = "".join(f'<tr data-window="{_e(w["window"])}"><td>{_e(w["window"])}</td>{_metric_cells(w)}</tr>'
+    rows = "".join(f'<tr data-window="{_e(w["window"])}"><td>{_e(w["window"])}</td>{_metric_cells(w, shown)}</tr>'
                    for w in windows)
     table = (f'<table class="quality-windows"><thead><tr><th>Window</th>{head}</tr></thead>'
              f"<tbody>{rows}</tbody></table>") if windows else "<p>No outcomes per window yet.</p>"
-    charts = []
-    if windows:
-        charts.append('<figure data-plot="quality:roc_auc">' + line_svg(
-            "ROC AUC per window", [str(w["window"]) for w in windows], [w.get("roc_auc") for w in windows],
-            quality.get("bound")) + "<figcaption>Windows with one class only have no ROC AUC (gaps).</figcaption>"
-            "</figure>")
+    charts = [_headline_chart(task, quality, windows)] if windows else []
     if quality.get("calibration"):
         charts.append('<figure data-plot="quality:calibration">'
                       + calibration_svg("Calibration (10 equal-width score bins)", quality["calibration"])
                       + "</figure>")
+    headline = QUALITY_HEADLINES.get(status, status).format(metric=rules.label)
     return ('<section class="quality"><h2>Model quality from outcomes</h2>'
-            + _banner(status, QUALITY_HEADLINES.get(status, status), quality.get("reasons") or [], None)
+            + _banner(status, headline, quality.get("reasons") or [], None)
             + overall + table + f'<div class="plots">{"".join(charts)}</div></section>')
 
 
@@ -382,7 +408,7 @@ def render_html(report: dict[str, Any]) -> str:
     if status != "nothing_to_compare":
         parts += [_summary(report), _feature_table(report.get("features") or {}), _drift_plots(report)]
     if report.get("quality"):
-        parts.append(_quality(report["quality"]))
+        parts.append(_quality(report["quality"], Task(report.get("task", Task.BINARY))))
     parts.append(_footer(report))
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
             f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{CSS}</style></head>'

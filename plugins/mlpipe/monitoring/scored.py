@@ -1,10 +1,14 @@
 """What was scored in a time window: batch-scoring runs and the model server's captured requests.
 
 - batch: every scoring run (``<store>/<pipeline>/scoring/<run>/``) whose ``score`` step finished
-  inside the window gives its ``inputs/`` (the masked features and the score) and its
-  ``predictions/`` (ids, score, model version, scoring time, for joining late outcomes);
+  inside the window gives its ``inputs/`` (the masked features and the model's outputs) and its
+  ``predictions/`` (ids, the outputs, model version, scoring time, for joining late outcomes);
 - served: the captured ``/predict`` and ``/explain`` rows (:mod:`mlpipe.serving.capture`) of the
-  window's days, as the records' features and the answering model's score.
+  window's days, as the records' features and the answering model's outputs.
+
+The model's outputs are the columns of its drift reference (:func:`mlpipe.model.reference.output_columns`):
+``score`` (a binary model's probability, a regression model's value) or a multiclass model's
+``probability_<class>`` for each class, which a captured answer holds as ``probabilities`` (class -> probability).
 
 Each row carries ``model_version`` (which model scored it) and ``window`` (the UTC day it was
 scored), so drift of scores and quality can be judged per model and per day.
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlpipe.core import uris
 from mlpipe.core.results import Score
+from mlpipe.model.tabular import PROBABILITY
 from mlpipe.store import runs, storage
 from mlpipe.store.runs import RESULT
 
@@ -57,7 +62,7 @@ class Window:
 class Scored:
     """The rows scored in a window, and where they came from."""
 
-    inputs: pd.DataFrame  # feature columns + the model's outputs (score), model_version, window
+    inputs: pd.DataFrame  # feature columns + the model's outputs, model_version, window
     predictions: pd.DataFrame  # id columns + the model's outputs, model_version, window (batch rows only)
     sources: list[dict[str, Any]] = field(default_factory=list)
 
@@ -112,8 +117,19 @@ def batch_rows(results: list[tuple[Score, datetime]], features: list[str], id_co
     return inputs, predictions, sources
 
 
-def served_rows(pipeline: str, window: Window, features: list[str]) -> tuple[pd.DataFrame | None, dict | None]:
-    """The captured requests of ``window`` as features + score + model version + day; one source entry."""
+def answer(row: dict[str, Any], outputs: list[str]) -> dict[str, float] | None:
+    """What a captured ``row``'s model answered, as the output columns ``outputs``: its ``score``, or each class's
+    probability (``probability_<class>``, from its ``probabilities``); ``None`` when it lacks one of them (the
+    answer of a model of another task or with other classes)."""
+    given = {SCORE: row[SCORE]} if SCORE in row else {
+        f"{PROBABILITY}_{name}": probability for name, probability in (row.get("probabilities") or {}).items()}
+    return {column: given[column] for column in outputs} if all(column in given for column in outputs) else None
+
+
+def served_rows(pipeline: str, window: Window, features: list[str],
+                outputs: list[str]) -> tuple[pd.DataFrame | None, dict | None]:
+    """The captured requests of ``window`` as features + the model's ``outputs`` (:func:`answer`) + model version +
+    day; one source entry."""
     import pandas as pd
 
     rows = []
@@ -124,8 +140,8 @@ def served_rows(pipeline: str, window: Window, features: list[str]) -> tuple[pd.
                 continue
             for line in storage.read_bytes(uris.join(root, day, name)).splitlines():
                 row = json.loads(line)
-                if "score" in row and window.holds(datetime.fromisoformat(row["time"])):
-                    rows.append({**{c: row["record"].get(c) for c in features}, SCORE: row["score"],
+                if (given := answer(row, outputs)) is not None and window.holds(datetime.fromisoformat(row["time"])):
+                    rows.append({**{c: row["record"].get(c) for c in features}, **given,
                                  VERSION: int(row["model"]["version"]), WINDOW: row["time"][:10]})
     if not rows:
         return None, None
@@ -134,12 +150,12 @@ def served_rows(pipeline: str, window: Window, features: list[str]) -> tuple[pd.
 
 def scored_in(pipeline: str, window: Window, features: list[str], id_columns: list[str],
               outputs: tuple[str, ...] = (SCORE,)) -> Scored:
-    """Everything ``pipeline`` scored inside ``window``: batch runs, then served requests (whose model gives one
-    ``score``); ``outputs``, the model's output columns (a multiclass model's: each class's probability)."""
+    """Everything ``pipeline`` scored inside ``window``: batch runs, then served requests; ``outputs``, the model's
+    output columns (a multiclass model's: each class's probability)."""
     import pandas as pd
 
     inputs, predictions, sources = batch_rows(batch_runs(pipeline, window), features, id_columns, list(outputs))
-    served, source = served_rows(pipeline, window, features) if list(outputs) == [SCORE] else (None, None)
+    served, source = served_rows(pipeline, window, features, list(outputs))
     if served is not None:
         inputs.append(served)
         sources.append(source)

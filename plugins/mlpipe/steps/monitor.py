@@ -7,8 +7,10 @@ It computes drift per feature (:mod:`mlpipe.monitoring.drift`: PSI, KS, Jensen-S
 missing rates) and of the champion's outputs (only rows the champion scored: its score, a regression model's
 predicted value, each class probability of a multiclass one), judges them by the
 spec (:mod:`mlpipe.monitoring.judge`), and, when ``monitoring.feedback.source`` has late outcomes,
-joins them by ``id_columns`` with the champion's batch predictions for ROC AUC, PR AUC and
-calibration per day (:mod:`mlpipe.monitoring.quality`).
+joins them by ``id_columns`` with the champion's batch predictions and judges the task's metrics on them, overall
+and per day, against the champion's analysis value of its headline metric (its version tag
+``mlpipe.analysis_<headline>``): binary, ROC AUC, PR AUC and calibration (:mod:`mlpipe.monitoring.quality`);
+multiclass, log loss and accuracy; regression, RMSE, MAE and the mean error (:mod:`mlpipe.monitoring.task_quality`).
 
 It writes ``report.json`` and ``report.html`` under ``<store>/<pipeline>/monitoring/<run>/monitor/``
 and logs the figures to an MLflow run (experiment ``<pipeline>``, tagged with the champion's
@@ -27,14 +29,17 @@ from typing import TYPE_CHECKING, Any
 
 from mlpipe.core.errors import Refused, StorageError
 from mlpipe.core.results import Monitor
+from mlpipe.core.tasks import RULES, Task
 from mlpipe.data import datasets
 from mlpipe.data.features import labels
 from mlpipe.model import reference
+from mlpipe.model.tabular import PROBABILITY
 from mlpipe.monitoring.drift import feature_drift, numeric_drift
 from mlpipe.monitoring.judge import breach_reasons, drifting, judged
 from mlpipe.monitoring.quality import quality
 from mlpipe.monitoring.report import render_html
 from mlpipe.monitoring.scored import SCORE, VERSION, WINDOW, Scored, Window, scored_in
+from mlpipe.monitoring.task_quality import LABEL, task_quality
 from mlpipe.registry import tracking
 from mlpipe.registry.names import CHAMPION
 from mlpipe.store import storage
@@ -50,7 +55,7 @@ STEP = "monitor"
 OK, BREACH, NOTHING = "ok", "breach", "nothing_to_compare"
 LAST_MONITORING_TAG = "mlpipe.last_monitoring"
 FEEDBACK_BATCH_ROWS = 1_000_000
-ANALYSIS_AUC_TAG = "mlpipe.analysis_roc_auc"
+FEEDBACK_MAXIMUM = {Task.MULTICLASS: "max_log_loss", Task.REGRESSION: "max_rmse"}  # monitoring.feedback's keys
 
 
 def champion(model_name: str) -> tuple[int, dict[str, str]] | None:
@@ -95,18 +100,42 @@ def outcomes(spec: Spec) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True).drop_duplicates(spec.id_columns, keep="last")
 
 
-def feedback_quality(spec: Spec, scored: Scored, version: int, tags: dict[str, str]) -> dict[str, Any] | None:
-    """Quality of the champion's batch predictions with known outcomes; ``None`` without a feedback source."""
-    feedback = spec.monitoring.feedback
+def analysis_value(tags: dict[str, str], task: Task) -> float | None:
+    """The champion's headline metric on its analysis set (version tag ``mlpipe.analysis_<headline>``), if tagged."""
+    tag = f"mlpipe.analysis_{RULES[task].headline}"
+    return float(tags[tag]) if tag in tags else None
+
+
+def outcome_labels(spec: Spec, joined: pd.DataFrame, outputs: list[str]) -> pd.Series:
+    """The outcomes' target as the champion learned it (:func:`mlpipe.data.features.labels`; multiclass: the index
+    of the class among the champion's, named by its ``probability_<class>`` outputs); refused naming the feedback
+    source and the target column when an outcome does not fit (an unknown class, a regression value that is not
+    a number, a missing value)."""
+    import pandas as pd
+
+    classes = [c.removeprefix(f"{PROBABILITY}_") for c in outputs] if spec.target.task == Task.MULTICLASS else None
+    try:
+        return pd.Series(labels(joined, spec, classes), index=joined.index)
+    except Refused as error:
+        raise Refused(f"monitoring.feedback.source {spec.monitoring.feedback.source}: the outcomes' {error}") from None
+
+
+def feedback_quality(spec: Spec, scored: Scored, version: int, tags: dict[str, str],
+                     outputs: list[str]) -> dict[str, Any] | None:
+    """Quality of the champion's batch predictions (its ``outputs`` columns) with known outcomes, by the task's
+    metrics; ``None`` without a feedback source."""
+    feedback, task = spec.monitoring.feedback, spec.target.task
     if not feedback.source:
         return None
-    known = outcomes(spec)
     mine = scored.predictions[scored.predictions[VERSION] == version]
-    joined = mine.merge(known, on=spec.id_columns, how="inner")
-    joined["label"] = labels(joined, spec).astype(int)
-    analysis_auc = float(tags[ANALYSIS_AUC_TAG]) if ANALYSIS_AUC_TAG in tags else None
-    return quality(joined[[SCORE, "label", WINDOW]], analysis_auc, feedback.min_labels,
-                   feedback.max_roc_auc_drop, feedback.min_roc_auc)
+    joined = mine.merge(outcomes(spec), on=spec.id_columns, how="inner")
+    joined[LABEL] = outcome_labels(spec, joined, outputs)
+    champion_value = analysis_value(tags, task)
+    if task == Task.BINARY:
+        return quality(joined[[SCORE, LABEL, WINDOW]], champion_value, feedback.min_labels,
+                       feedback.max_roc_auc_drop, feedback.min_roc_auc)
+    return task_quality(task, joined[[*outputs, LABEL, WINDOW]], outputs, champion_value, feedback.min_labels,
+                        feedback.max_metric_drop, getattr(feedback, FEEDBACK_MAXIMUM[task]))
 
 
 def output_drift(spec: Spec, ref: pd.DataFrame, scored: Scored, version: int) -> dict[str, dict[str, Any]]:
@@ -162,7 +191,7 @@ def assess(spec: Spec, window: Window) -> tuple[dict[str, Any], int | None]:
         return {**found, "rows": rows, "sources": scored.sources}, version
     findings = {**compare(spec, ref, scored, version), "rows": rows, "sources": scored.sources,
                 "reference": {"rows": len(ref), "training_run": tags[tracking.RUN_URI_TAG]},
-                "quality": feedback_quality(spec, scored, version, tags)}
+                "quality": feedback_quality(spec, scored, version, tags, outputs)}
     if findings["quality"]:
         findings["reasons"] = findings["reasons"] + [
             f"quality: {reason}" for reason in findings["quality"]["reasons"] if findings["quality"]["breach"]]
@@ -225,7 +254,8 @@ def monitor(run: Run) -> Monitor:
     spec, now = run.spec, datetime.now(UTC)
     window = Window.last(spec.monitoring.window_days, now)
     findings, version = assess(spec, window)
-    report = {"pipeline": spec.name, "model_name": spec.registered_model, "champion_version": version,
+    report = {"pipeline": spec.name, "task": str(spec.target.task), "model_name": spec.registered_model,
+              "champion_version": version,
               "monitoring_run": run.uri, "generated_at": now.isoformat(), "window": window.as_dict(),
               "rows": {"total": 0, "batch": 0, "served": 0}, "sources": [], "mlflow_run_id": None,
               "report_html": run.path(STEP, "report.html"), **findings}
