@@ -6,6 +6,10 @@ A second model is a second YAML file. Training runs ingest → validate → spli
 monitoring measures the champion's drift and quality and, on a breach, alerts and retrains. See each
 DAG's own docs for its data, schedule and thresholds.
 
+The DAGs are chained by data: each pipeline's assets (`<name>.training_data`, `.incoming_batch`,
+`.champion`, `.predictions`, `.monitoring_report`; Airflow ▸ Assets) are the tasks' inlets and outlets, and
+a spec's `on_assets` runs a DAG on their events (alone or with its cron schedule, whichever comes first).
+
 A broken spec hides no other pipeline: this file builds the DAGs of every spec that builds and leaves the
 others out, and `mlpipe_spec_errors.py` fails to import with one line per broken spec naming its file and
 field (Browse ▸ DAG import errors, `airflow dags list-import-errors`), e.g.

@@ -1,4 +1,5 @@
-"""DAG integrity: the dags folder imports cleanly, without heavy libraries, and follows the conventions."""
+"""DAG integrity: the dags folder imports cleanly, without heavy libraries, follows the conventions, and declares
+its data assets (the spec's ``on_assets`` as the DAGs' schedules, the step tasks' inlets and outlets)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ dags = {}
 for dag_id, dag in bag.dags.items():
     dags[dag_id] = {
         "fileloc": dag.fileloc, "tags": sorted(dag.tags), "catchup": dag.catchup,
-        "schedule": str(dag.schedule), "doc_md": dag.doc_md or "",
+        "schedule": str(dag.schedule), "doc_md": dag.doc_md or "", "timetable": type(dag.timetable).__name__,
+        "cron": getattr(getattr(dag.timetable, "timetable", dag.timetable), "expression", None),
+        "on_assets": sorted(a.name for a in getattr(getattr(dag.timetable, "asset_condition", None), "objects", ())),
         "start_date_tz": str(dag.start_date.tzinfo) if dag.start_date.tzinfo else None,
         "params": {k: dict(v.schema, default=v.value, description=v.description)
                    for k, v in dag.params.items()},
@@ -32,6 +35,8 @@ for dag_id, dag in bag.dags.items():
                               "backoff": bool(t.retry_exponential_backoff),
                               "timeout": bool(t.execution_timeout),
                               "mapped": type(t).__name__ == "MappedOperator",
+                              "inlets": [[a.name, a.uri] for a in t.inlets],
+                              "outlets": [[a.name, a.uri] for a in t.outlets],
                               "operator": getattr(t, "operator_class", type(t)).__name__} for t in dag.tasks},
     }
 heavy = sorted({m.split(".")[0] for m in sys.modules} & set(sys.argv[2].split(",")))
@@ -85,7 +90,9 @@ def test_the_kubernetes_runtime_parses_into_pod_tasks(tmp_path):
     assert found["errors"] == {}
     assert found["heavy"] == []
     tasks = found["dags"]["loan_default_training"]["tasks"]
-    assert {task["operator"] for name, task in tasks.items() if name != "start_run"} == {"KubernetesStepOperator"}
+    steps = {task["operator"] for name, task in tasks.items() if name not in ("start_run", "publish_champion")}
+    assert steps == {"KubernetesStepOperator"}
+    assert tasks["ingest_data"]["inlets"] == [["loan_default.training_data", "mlpipe://loan_default/training-data"]]
 
 
 def test_training_dag_shape(found):
@@ -94,14 +101,22 @@ def test_training_dag_shape(found):
     assert len(order) == len(dag["tasks"]), "the DAG has a cycle"
     assert order == ["start_run", "ingest_data", "validate_data", "split_data", "validate_split",
                      "prepare_tuning", "tune_trials", "select_params", "train_model", "analyze_model",
-                     "register_model", "deploy_model"]
+                     "register_model", "deploy_model", "publish_champion"]
     assert dag["tasks"]["tune_trials"]["mapped"] and not dag["tasks"]["train_model"]["mapped"]
+    # the data it reads and the champion it announces (README: Data assets)
+    assert dag["tasks"]["ingest_data"]["inlets"] == [["loan_default.training_data",
+                                                      "mlpipe://loan_default/training-data"]]
+    assert dag["tasks"]["publish_champion"]["outlets"] == [["loan_default.champion", "mlpipe://loan_default/champion"]]
+    assert [name for name, task in dag["tasks"].items() if task["inlets"] or task["outlets"]] == [
+        "ingest_data", "publish_champion"]
+    assert (dag["timetable"], dag["schedule"]) == ("CronTriggerTimetable", "@weekly")  # no on_assets: the cron
 
 
 def test_scoring_dag_shape(found):
     dag = found["dags"]["loan_default_scoring"]
     assert _topological(dag["tasks"]) == ["start_run", "score_batch"]
     assert dag["schedule"] == "@daily"
+    assert dag["tasks"]["score_batch"]["outlets"] == [["loan_default.predictions", "mlpipe://loan_default/predictions"]]
 
 
 def test_monitoring_dag_shape(found):
@@ -111,6 +126,8 @@ def test_monitoring_dag_shape(found):
     assert sorted(order[3:]) == ["alert_breach", "trigger_training"]  # both only after the breach check
     assert dag["tasks"]["check_breach"]["downstream"] == ["alert_breach", "trigger_training"]
     assert dag["schedule"] == "@daily"
+    assert dag["tasks"]["monitor_drift"]["outlets"] == [["loan_default.monitoring_report",
+                                                         "mlpipe://loan_default/monitoring-report"]]
 
 
 @pytest.mark.parametrize("kind", ["training", "scoring", "monitoring"])
@@ -162,3 +179,40 @@ def test_a_bad_spec_is_an_import_error_naming_the_field(tmp_path):
     [message] = found["errors"].values()
     assert "loan_default.yaml: target.column: Field required" in message
     assert "loan_default.yaml: training.num_boost_rounds: unknown key" in message
+
+
+@pytest.mark.parametrize(("sections", "timetables"), [
+    ({"on_assets": ["training_data"], "scoring": {"on_assets": ["incoming_batch", "champion"]},
+      "monitoring": {"schedule": None, "on_assets": ["predictions"]}},
+     {"training": ("AssetOrTimeSchedule", "0 0 * * 0", ["loan_default.training_data"]),
+      "scoring": ("AssetOrTimeSchedule", "0 0 * * *", ["loan_default.champion", "loan_default.incoming_batch"]),
+      "monitoring": ("AssetTriggeredTimetable", None, ["loan_default.predictions"])}),
+    ({"schedule": None, "scoring": {"schedule": "0 6 * * 1-5"}},
+     {"training": ("NullTimetable", None, []), "scoring": ("CronTriggerTimetable", "0 6 * * 1-5", []),
+      "monitoring": ("CronTriggerTimetable", "0 0 * * *", [])}),
+])
+def test_the_spec_chooses_each_dags_schedule_cron_assets_or_both(tmp_path, sections, timetables):
+    dags = tmp_path / "dags"
+    shutil.copytree(ROOT / "dags", dags)
+    document = yaml.safe_load(SPEC_PATH.read_text())
+    for key, value in sections.items():
+        document[key] = {**document[key], **value} if isinstance(value, dict) else value
+    (dags / "pipelines" / "loan_default.yaml").write_text(yaml.safe_dump(document))
+    found = inspect(dags, tmp_path / "home")
+    assert found["errors"] == {}
+    for kind, expected in timetables.items():
+        dag = found["dags"][f"loan_default_{kind}"]
+        assert (dag["timetable"], dag["cron"], dag["on_assets"]) == expected, kind
+        (schedule_row,) = [line for line in dag["doc_md"].splitlines() if line.startswith("| schedule |")]
+        for name in expected[2]:  # the doc says what runs it
+            assert f"| runs on | `{name}`" in dag["doc_md"] and name in schedule_row, kind
+
+
+def test_a_schedule_that_cannot_go_with_assets_is_an_import_error_naming_the_field(tmp_path):
+    dags = tmp_path / "dags"
+    shutil.copytree(ROOT / "dags", dags)
+    document = yaml.safe_load(SPEC_PATH.read_text())
+    document["scoring"].update(schedule="@once", on_assets=["incoming_batch"])
+    (dags / "pipelines" / "loan_default.yaml").write_text(yaml.safe_dump(document))
+    [message] = inspect(dags, tmp_path / "home")["errors"].values()
+    assert "loan_default.yaml: scoring.on_assets: cannot be combined with schedule '@once'" in message

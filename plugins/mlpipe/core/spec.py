@@ -16,9 +16,20 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
 
 from mlpipe.core import uris
+from mlpipe.core.assets import MonitoringTrigger, ScoringTrigger, TrainingTrigger
 from mlpipe.core.errors import Refused
 from mlpipe.core.tasks import RULES, TRANSFORMABLE, Task, Transform
 
@@ -50,6 +61,26 @@ def _iso_date(value: str) -> str:
 
 
 Schedule = Annotated[str | None, AfterValidator(_schedule)]
+# Presets that are no recurring time: a DAG that runs on assets "or" them has no time part to combine.
+NOT_RECURRING = ("@once", "@continuous")
+
+
+def _on_assets(value: list[str], info: ValidationInfo) -> list[str]:
+    """The assets whose events run a DAG (any one of them); with the section's ``schedule`` (validated before this
+    field), whichever comes first: a cron expression or a recurring preset, not ``@once`` / ``@continuous``."""
+    if len(set(value)) < len(value):
+        raise ValueError(f"lists an asset twice: {value}")
+    if value and (schedule := info.data.get("schedule")) in NOT_RECURRING:
+        raise ValueError(f"cannot be combined with schedule {schedule!r}: runs on assets go with a cron expression "
+                         "or a recurring preset such as '@daily' (or no schedule)")
+    return value
+
+
+# The assets (:mod:`mlpipe.core.assets`) whose new events run the training, scoring and monitoring DAG.
+TrainingAssets = Annotated[list[TrainingTrigger], AfterValidator(_on_assets)]
+ScoringAssets = Annotated[list[ScoringTrigger], AfterValidator(_on_assets)]
+MonitoringAssets = Annotated[list[MonitoringTrigger], AfterValidator(_on_assets)]
+ON_ASSETS = "Assets whose new events run this DAG (any one), besides the schedule if any; [] (default): none."
 
 
 class _Section(BaseModel):
@@ -378,6 +409,7 @@ class Tuning(_Section):
 
 class Scoring(_Section):
     schedule: Schedule = None
+    on_assets: ScoringAssets = Field(default_factory=list, description=ON_ASSETS)
     source: str | None = Field(None, description="Default batch to score (URI or spec-relative path).")
     chunk_rows: Annotated[int, Field(gt=0)] = 100_000
 
@@ -474,6 +506,7 @@ class Monitoring(_Section):
     """The ``<name>_monitoring`` DAG: drift of recent scoring inputs and scores, and quality from feedback."""
 
     schedule: Schedule = None
+    on_assets: MonitoringAssets = Field(default_factory=list, description=ON_ASSETS)
     window_days: Annotated[float, Field(gt=0)] = Field(7, description="Scoring runs and captured requests of "
                                                                       "the last this many days are compared.")
     min_rows: Annotated[int, Field(gt=0)] = Field(500, description="Fewer rows in the window: nothing compared.")
@@ -532,6 +565,7 @@ class Spec(_Section):
     description: str = ""
     owner: str = "mlpipe"
     schedule: Schedule = None
+    on_assets: TrainingAssets = Field(default_factory=list, description=ON_ASSETS)
     start_date: Annotated[str, AfterValidator(_iso_date)] = "2026-01-01"
     tags: list[str] = []
     data: Data

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mlpipe.core.assets import asset_name
 from mlpipe.core.tasks import RULES, Task
 from mlpipe.registry.promotion import MEASURES
 
 if TYPE_CHECKING:
+    from airflow.sdk import DAG, Asset
+
     from mlpipe.core import spec
 
 DOC = """
@@ -86,20 +89,29 @@ the triggered training run's conf carries the reasons as its `notes`.
 """
 
 
+# Quality from late outcomes per task: what is measured, and when it is a breach.
+QUALITY = {Task.BINARY: "ROC AUC, PR AUC and calibration", Task.MULTICLASS: "log loss and accuracy",
+           Task.REGRESSION: "RMSE, MAE and the mean error"}
+QUALITY_RULE = {Task.BINARY: "ROC AUC on outcomes {feedback.max_roc_auc_drop:g} below the champion's",
+                Task.MULTICLASS: "log loss on outcomes {feedback.max_metric_drop:.0%} above the champion's",
+                Task.REGRESSION: "RMSE on outcomes {feedback.max_metric_drop:.0%} above the champion's"}
+
+
 def monitoring_doc(pipeline: spec.Spec) -> str:
     """The monitoring DAG's doc: window, drift and quality rules, what a breach does."""
     settings = pipeline.monitoring
     drift, feedback = settings.drift, settings.feedback
     return MONITORING_DOC.format(
         name=pipeline.name, model=pipeline.registered_model, days=settings.window_days,
-        schedule=settings.schedule or "manual only", psi=drift.psi, ks=drift.ks, ks_pvalue=drift.ks_pvalue,
+        schedule=schedule_text(pipeline.name, settings.schedule, settings.on_assets),
+        psi=drift.psi, ks=drift.ks, ks_pvalue=drift.ks_pvalue,
         new_share=drift.new_category_share, missing=drift.missing_increase, share=drift.max_drifting_share,
         major=drift.major_psi, min_rows=settings.min_rows,
         score_rule=", or the scores drift" if drift.score else "",
-        quality_rule=f", or ROC AUC on outcomes {feedback.max_roc_auc_drop:g} below the champion's"
+        quality_rule=f", or {QUALITY_RULE[pipeline.target.task].format(feedback=feedback)}"
         if feedback.source else "",
         feedback=f"Late outcomes from `{feedback.source}` are joined by {pipeline.id_columns} with the champion's "
-                 "batch predictions: ROC AUC, PR AUC and calibration per day." if feedback.source
+                 f"batch predictions: {QUALITY[pipeline.target.task]} per day." if feedback.source
         else "No feedback source is set (`monitoring.feedback.source`), so quality is not judged.",
         retrain=f"trigger `{pipeline.name}_training`" if settings.retrain_on_breach else "no retraining (spec)")
 
@@ -114,7 +126,8 @@ def scoring_doc(pipeline: spec.Spec) -> str:
     """The scoring DAG's doc: source, chunking, schedule, what it writes for the task."""
     return SCORING_DOC.format(name=pipeline.name, model=pipeline.registered_model,
                               chunk_rows=pipeline.scoring.chunk_rows, source=pipeline.scoring.source,
-                              schedule=pipeline.scoring.schedule or "manual only",
+                              schedule=schedule_text(pipeline.name, pipeline.scoring.schedule,
+                                                     pipeline.scoring.on_assets),
                               predicted=PREDICTED[pipeline.target.task])
 
 
@@ -123,7 +136,7 @@ def training_doc(pipeline: spec.Spec, runtime: str) -> str:
     return DOC.format(
         name=pipeline.name, description=pipeline.description, runtime=runtime,
         model=pipeline.registered_model, source=pipeline.data.source, target=_target(pipeline.target),
-        schedule=pipeline.schedule or "manual only", bound=_bound(pipeline),
+        schedule=schedule_text(pipeline.name, pipeline.schedule, pipeline.on_assets), bound=_bound(pipeline),
         label=RULES[pipeline.target.task].label, min_lift=pipeline.thresholds.min_lift_over_baseline,
         min_gain=pipeline.thresholds.min_improvement_over_champion, slice_rule=_slice_rule(pipeline),
         trials=pipeline.tuning.trials,
@@ -177,3 +190,22 @@ def _fairness(pipeline: spec.Spec) -> str:
             Task.REGRESSION: ""}[task]
     return (f"; disparate impact of the {MEASURES[task].label}{what} across `{rule.column}` "
             f"≥ {rule.min_disparate_impact} (groups of ≥ {rule.min_group_rows} rows)")
+
+
+def schedule_text(pipeline: str, cron: str | None, on_assets: list[str]) -> str:
+    """When a DAG runs: its cron, the events of its ``on_assets``, both (whichever comes first), or manual only."""
+    events = " or ".join(asset_name(pipeline, key) for key in on_assets)
+    if not events:
+        return cron or "manual only"
+    return f"{cron} or on {events}" if cron else f"on {events}"
+
+
+def assets_doc(dag: DAG, triggers: list[Asset]) -> str:
+    """The data assets whose events run ``dag`` (``triggers``) and those its tasks read (inlets) and write
+    (outlets), for its doc (Airflow ▸ Assets)."""
+    found = [("runs on", asset) for asset in triggers] + [
+        (f"`{task.task_id}` {verb}", asset) for task in dag.tasks
+        for verb, assets in (("reads", task.inlets), ("writes", task.outlets)) for asset in assets]
+    rows = "".join(f"| {what} | `{asset.name}` (`{asset.uri}`): {asset.extra.get('description', '')} |\n"
+                   for what, asset in found)
+    return f"\n**Data assets** (Airflow ▸ Assets; README: Data assets)\n\n| | |\n|---|---|\n{rows}"

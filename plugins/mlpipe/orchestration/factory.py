@@ -4,6 +4,12 @@ The DAG decides only when, where and with what each step runs; the steps
 themselves live in :mod:`mlpipe.steps` and run through the configured runtime
 (:mod:`mlpipe.orchestration.runtimes`). Between tasks travel only URIs and the
 steps' small JSON results.
+
+The DAGs are chained by data (:mod:`mlpipe.orchestration.assets`): ``ingest_data`` reads the
+``training_data`` asset, ``score_batch`` and ``monitor_drift`` write ``predictions`` and
+``monitoring_report``, ``publish_champion`` announces a new ``champion``; each DAG runs on its
+spec's schedule, on its ``on_assets`` events, or both. A monitoring breach triggers the training
+DAG directly (``trigger_training``), with the reasons as its notes.
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG, BaseOperator, Param, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlpipe.core import settings, spec, uris, urls
+from mlpipe.core.assets import AssetKey, champion_event
 from mlpipe.core.names import Step
-from mlpipe.core.results import Monitor
-from mlpipe.orchestration import callbacks, docs
+from mlpipe.core.results import Analyze, Deploy, Ingest, Monitor, Register
+from mlpipe.orchestration import assets, callbacks, docs
 from mlpipe.orchestration.callbacks import airflow_ui_base, send_alert
 from mlpipe.orchestration.runtimes import LocalStepOperator
 from mlpipe.store import runs
@@ -105,36 +113,47 @@ def _start_date(text: str) -> datetime:
     return day if day.tzinfo else day.replace(tzinfo=UTC)
 
 
-def start_run(spec_path: str, params: dict[str, Any], run_id: str, kind: str = runs.TRAINING) -> str:
+def start_run(spec_path: str, params: dict[str, Any], run_id: str, kind: str = runs.TRAINING,
+              events: list[dict[str, Any]] | None = None) -> str:
     """Resolve the spec with the trigger options and write it to a new run folder; return its URI.
 
-    Every trigger option is kept in the run's ``options.json``; ``data_uri`` also replaces the
-    spec's ``data.source``.
+    Every trigger option is kept in the run's ``options.json``, with the asset ``events`` that started the
+    run (:func:`mlpipe.orchestration.assets.event_options`: an announced ``uri`` fills an empty ``data_uri`` or
+    ``input_uri``); ``data_uri`` also replaces the spec's ``data.source``.
     """
     pipeline = spec.load(spec_path)
-    if params.get("data_uri"):
-        pipeline = spec.with_overrides(pipeline, {"data.source": uris.normalize(params["data_uri"])})
-    return runs.start(pipeline, run_id, options=dict(params), kind=kind)
+    options = assets.event_options(pipeline.name, params, events or [])
+    if options.get("data_uri"):
+        pipeline = spec.with_overrides(pipeline, {"data.source": uris.normalize(options["data_uri"])})
+    return runs.start(pipeline, run_id, options=options, kind=kind)
 
 
 def _start_run_task(spec_path: str, kind: str) -> str:
     context = get_current_context()
-    return start_run(spec_path, context["params"], context["run_id"], kind)
+    try:
+        return start_run(spec_path, context["params"], context["run_id"], kind, assets.triggering_events(context))
+    except assets.AnnouncementError as error:  # the event will not change on a retry
+        raise AirflowFailException(str(error)) from None
 
 
 def _pipeline_dag(pipeline: spec.Spec, spec_path: str | Path, kind: str, steps: tuple[tuple[Step, str], ...],
-                  operator: type, then: Callable[[spec.Spec, Any], None] | None = None, **dag_args: Any) -> DAG:
-    """A DAG that starts a run folder of ``kind`` and runs ``steps`` one after the other.
+                  operator: type, cron: str | None, on_assets: list[str],
+                  then: Callable[[spec.Spec, dict[str, Any]], None] | None = None, **dag_args: Any) -> DAG:
+    """A DAG that starts a run folder of ``kind`` and runs ``steps`` one after the other, each step's task with
+    its inlets and outlets (:func:`mlpipe.orchestration.assets.step_assets`); it runs on ``cron``, on the events
+    of any of the pipeline's ``on_assets``, or both.
 
-    ``then(pipeline, last_task)``, when given, adds tasks after the last step (inside the DAG).
+    ``then(pipeline, tasks)``, when given, adds tasks after the steps' (``tasks``: by task id; inside the DAG).
     """
     suffix = dag_args.pop("suffix")
+    triggers = [assets.asset(pipeline.name, key) for key in on_assets]
     with callbacks.PipelineDAG(
         dag_id=f"{pipeline.name}_{suffix}",
         start_date=_start_date(pipeline.start_date),
         catchup=False,
         max_active_runs=1,
         dagrun_timeout=timedelta(hours=6),
+        schedule=assets.schedule(cron, triggers),
         auto_register=False,  # a DAG file exports the DAGs it means (spec_errors builds them only to check)
         default_args={**DEFAULT_ARGS, "owner": pipeline.owner, **callbacks.task_alerting(pipeline, kind)},
         **callbacks.dag_alerting(pipeline, suffix, kind),
@@ -142,8 +161,9 @@ def _pipeline_dag(pipeline: spec.Spec, spec_path: str | Path, kind: str, steps: 
     ) as dag:
         run_uri = task(task_id="start_run")(_start_run_task)(spec_path=str(spec_path), kind=kind)
         previous = run_uri
+        tasks: dict[str, Any] = {}
         for step, task_id in steps:
-            where = operator.step_kwargs(pipeline, step)
+            where = {**operator.step_kwargs(pipeline, step), **assets.step_assets(pipeline.name, step)}
             if step in SHARDED:
                 shards = list(range(SHARDED[step](pipeline)))
                 current = operator.partial(task_id=task_id, step=step.value, run_uri=run_uri, **where).expand(
@@ -151,10 +171,32 @@ def _pipeline_dag(pipeline: spec.Spec, spec_path: str | Path, kind: str, steps: 
             else:
                 current = operator(task_id=task_id, step=step.value, run_uri=run_uri, **where)
             previous >> current
-            previous = current
+            previous = tasks[task_id] = current
         if then is not None:
-            then(pipeline, previous)
+            then(pipeline, tasks)
+    dag.doc_md = f"{dag.doc_md}{docs.assets_doc(dag, triggers)}"
     return dag
+
+
+def publish_champion(ingested: dict[str, Any], analyzed: dict[str, Any], registered: dict[str, Any],
+                     deployed: dict[str, Any]) -> dict[str, Any]:
+    """The ``champion`` asset's event after the run's promotion was deployed (or had no server to go to): the
+    version, its data, metrics and why (:func:`mlpipe.core.assets.champion_event`). Skipped, so no event, when the
+    run promoted nothing (the DAGs that run on the champion must not run then)."""
+    decision = Register.from_xcom(registered)
+    if not decision.promoted:
+        raise AirflowSkipException(f"{decision.model_name} version {decision.version} was not promoted: "
+                                   "no champion event")
+    extra = champion_event(Ingest.from_xcom(ingested), Analyze.from_xcom(analyzed), decision,
+                           Deploy.from_xcom(deployed))
+    assets.announce(get_current_context(), extra)
+    return extra
+
+
+def _on_promotion(pipeline: spec.Spec, tasks: dict[str, Any]) -> None:
+    """``publish_champion`` after ``deploy_model``: the ``champion`` asset's producer."""
+    task(task_id="publish_champion", outlets=[assets.asset(pipeline.name, AssetKey.CHAMPION)])(publish_champion)(
+        *(tasks[task_id].output for task_id in ("ingest_data", "analyze_model", "register_model", "deploy_model")))
 
 
 def training_dag(spec_path: str | Path, runtime: str | None = None) -> DAG:
@@ -162,11 +204,11 @@ def training_dag(spec_path: str | Path, runtime: str | None = None) -> DAG:
     pipeline = spec.load(spec_path)
     operator = step_operator_class(runtime)
     return _pipeline_dag(
-        pipeline, spec_path, runs.TRAINING, TRAINING_STEPS, operator, suffix="training",
+        pipeline, spec_path, runs.TRAINING, TRAINING_STEPS, operator, then=_on_promotion, suffix="training",
         description=pipeline.description or f"Train {pipeline.name}",
         doc_md=docs.training_doc(pipeline, operator.__name__),
-        schedule=pipeline.schedule, tags=["mlpipe", "training", pipeline.name, *pipeline.tags],
-        params=TRIGGER_PARAMS)
+        cron=pipeline.schedule, on_assets=pipeline.on_assets,
+        tags=["mlpipe", "training", pipeline.name, *pipeline.tags], params=TRIGGER_PARAMS)
 
 
 def scoring_dag(spec_path: str | Path, runtime: str | None = None) -> DAG:
@@ -175,7 +217,8 @@ def scoring_dag(spec_path: str | Path, runtime: str | None = None) -> DAG:
     return _pipeline_dag(
         pipeline, spec_path, runs.SCORING, SCORING_STEPS, step_operator_class(runtime), suffix="scoring",
         description=f"Score batches with the {pipeline.registered_model} champion",
-        doc_md=docs.scoring_doc(pipeline), schedule=pipeline.scoring.schedule,
+        doc_md=docs.scoring_doc(pipeline),
+        cron=pipeline.scoring.schedule, on_assets=pipeline.scoring.on_assets,
         tags=["mlpipe", "scoring", pipeline.name, *pipeline.tags], params=SCORING_PARAMS)
 
 
@@ -196,10 +239,15 @@ def alert_breach(result: dict[str, Any]) -> dict[str, str]:
                                 f"v{monitored.champion_version}", text="\n".join(monitored.reasons), links=links)
 
 
-def _on_breach(pipeline: spec.Spec, monitor: Any) -> None:
-    """``check_breach`` after the monitor; on a breach, an alert and the training DAG triggered with the reasons."""
+def _on_breach(pipeline: spec.Spec, tasks: dict[str, Any]) -> None:
+    """``check_breach`` after the monitor; on a breach, an alert and the training DAG triggered with the reasons.
+
+    The training DAG is triggered directly, not through the ``monitoring_report`` asset: every monitoring run
+    emits a report event, and only a breach retrains, with its reasons as the run's notes.
+    """
     from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 
+    monitor = tasks["monitor_drift"]
     check = task.short_circuit(task_id="check_breach")(breach_notes)(monitor.output)
     check >> task(task_id="alert_breach")(alert_breach)(monitor.output)
     if pipeline.monitoring.retrain_on_breach:
@@ -214,7 +262,8 @@ def monitoring_dag(spec_path: str | Path, runtime: str | None = None) -> DAG:
     return _pipeline_dag(
         pipeline, spec_path, runs.MONITORING, MONITORING_STEPS, step_operator_class(runtime), then=_on_breach,
         suffix="monitoring", description=f"Drift and quality of the {pipeline.registered_model} champion",
-        doc_md=docs.monitoring_doc(pipeline), schedule=pipeline.monitoring.schedule,
+        doc_md=docs.monitoring_doc(pipeline),
+        cron=pipeline.monitoring.schedule, on_assets=pipeline.monitoring.on_assets,
         tags=["mlpipe", "monitoring", pipeline.name, *pipeline.tags], params={"force_cpu": FORCE_CPU})
 
 

@@ -41,6 +41,7 @@ from kubernetes.client import models as k8s
 from mlpipe.compute import node_pools
 from mlpipe.core.errors import EXIT_REFUSED
 from mlpipe.core.spec import Spec
+from mlpipe.orchestration.assets import record_step_event
 from mlpipe.orchestration.links import STEP_LINKS
 from mlpipe.orchestration.protocol import user_error
 from mlpipe.store.runs import Run
@@ -136,9 +137,11 @@ class KubernetesStepOperator(KubernetesPodOperator):
         return self.publish_result(context)
 
     def publish_result(self, context: Any) -> dict[str, Any]:
-        """The step's result from the artifact store, pushed as this task's XCom (no sidecar)."""
+        """The step's result from the artifact store, pushed as this task's XCom (no sidecar) and attached to its
+        outlet's asset event."""
         result = Run(self.run_uri).result(self.step, self.shard)
         context["ti"].xcom_push(key=XCOM_RETURN_KEY, value=result)
+        record_step_event(context, self.step, result)
         return result
 
     def refusal(self, pod: k8s.V1Pod | None) -> AirflowFailException | None:

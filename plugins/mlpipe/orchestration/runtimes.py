@@ -7,8 +7,9 @@
 
 Every runtime runs the same command, ``python -m mlpipe step <step> --run <run uri>``,
 and hands back the step's ``result.json`` from the artifact store as the task's
-XCom. A step's user error (exit status 2: bad data, failed validation) fails the
-task at once without retries; any other failure is retried by Airflow.
+XCom, and as the metadata of its outlet's asset event (:mod:`mlpipe.orchestration.assets`).
+A step's user error (exit status 2: bad data, failed validation) fails the task at once
+without retries; any other failure is retried by Airflow.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from mlpipe.core import settings
 from mlpipe.core.errors import EXIT_REFUSED
 from mlpipe.core.results import PROCESS_SECONDS
+from mlpipe.orchestration.assets import record_step_event
 from mlpipe.orchestration.links import STEP_LINKS
 from mlpipe.orchestration.protocol import step_command, user_error
 from mlpipe.store.runs import Run
@@ -71,7 +73,9 @@ class LocalStepOperator(BaseOperator):
             raise AirflowFailException(f"step {self.step} refused its input:\n{user_error(list(tail))}")
         if code != 0:
             raise AirflowException(f"step {self.step} failed with exit status {code}")
-        return {**Run(self.run_uri).result(self.step, self.shard), PROCESS_SECONDS: elapsed}
+        result = {**Run(self.run_uri).result(self.step, self.shard), PROCESS_SECONDS: elapsed}
+        record_step_event(context, self.step, result)  # the metadata of its outlet's event (scored batch, report)
+        return result
 
     def on_kill(self) -> None:
         if self._process and self._process.poll() is None:
