@@ -13,10 +13,18 @@ from typing import Any
 
 from mlpipe.core import uris
 from mlpipe.core.errors import StorageError
-from mlpipe.core.names import PARTS, Step
+from mlpipe.core.lines import (
+    analysis_line,
+    checks_line,
+    data_line,
+    registry_line,
+    split_line,
+    training_line,
+    tuning_line,
+)
+from mlpipe.core.names import Step
 from mlpipe.core.results import (
     Analyze,
-    Checks,
     Deploy,
     Ingest,
     Monitor,
@@ -30,7 +38,6 @@ from mlpipe.core.results import (
     Validate,
     ValidateSplit,
 )
-from mlpipe.core.tasks import RULES, Task
 from mlpipe.store import runs, storage
 from mlpipe.store.runs import MONITORING, SCORING, TRAINING, Run, StepNotFinished
 
@@ -39,64 +46,10 @@ ERROR_LINES = 8  # of a failed step's error message (validate lists each failed 
 PARTS_OF = {Step.TUNE: (Step.TUNE_PREPARE, Step.TUNE_TRIALS)}  # steps whose failure a section's line shows too
 
 
-def _data(result: Ingest) -> str:
-    return f"version {result.data_version}, {result.rows} rows x {result.columns} columns"
-
-
-def _checks(result: Checks) -> str:
-    verdict = "passed" if result.success else f"FAILED ({result.failed} failed)"
-    return f"{verdict}, {result.evaluated} expectations evaluated; report {result.report}"
-
-
-def _split(result: Split) -> str:
-    return " / ".join(f"{part} {result.rows[part]}" for part in PARTS) + " rows"
-
-
-def _tuning(result: Tune) -> str:
-    if result.skipped:
-        return f"skipped: {result.reason}"
-    trials = result.trials or {}
-    return (f"best {result.objective} {result.best_value:.4f} (trial {result.best_trial}; "
-            f"{trials['complete']} complete, {trials['pruned']} pruned, {trials['failed']} failed)")
-
-
 def _deploy(result: Deploy) -> str:
     if result.skipped:
         return f"skipped: {result.skipped}"
     return f"version {result.version} serving at {result.server} (smoke test on {result.smoke_rows} rows)"
-
-
-def _task(metrics: dict[str, float]) -> Task:
-    """The task whose headline metric is among ``metrics`` (a step result records no task)."""
-    return next((task for task, rules in RULES.items() if rules.headline in metrics), Task.BINARY)
-
-
-def _training(result: Train) -> str:
-    rules = RULES[_task(result.validation)]
-    return (f"validation {rules.label} {result.validation.get(rules.headline, float('nan')):.4f} at iteration "
-            f"{result.best_iteration} on {result.device}; MLflow run {result.mlflow_run_id}")
-
-
-# Besides the headline metric, what an analysis line shows of each task: (metric, text before it).
-ANALYSIS_EXTRAS = {Task.BINARY: (("pr_auc", ", PR AUC"), ("f1", ", F1"), ("threshold", " @ threshold")),
-                   Task.MULTICLASS: (("accuracy", ", accuracy"), ("roc_auc_ovr_macro", ", macro ROC AUC")),
-                   Task.REGRESSION: (("mae", ", MAE"), ("r2", ", R²"))}
-
-
-def _analysis(result: Analyze) -> str:
-    m, task = result.metrics, _task(result.metrics)
-    rules = RULES[task]
-    extras = "".join(f"{text} {m[key]:.4f}" for key, text in ANALYSIS_EXTRAS[task])
-    return (f"{rules.label} {m[rules.headline]:.4f}{extras}; baseline {rules.label} "
-            f"{m[f'baseline_{rules.headline}']:.4f}, lift {m['lift']:+.4f}")
-
-
-def _registry(result: Register) -> str:
-    aliases = ", ".join(result.aliases) or "no aliases"
-    verdict = "promoted to champion" if result.promoted else "not promoted"
-    champion = f"champion: version {result.champion_version}" if result.champion_version else "no champion"
-    return (f"{result.model_name} version {result.version} [{aliases}], {verdict}: "
-            f"{'; '.join(result.reasons)} ({champion})")
 
 
 def _scoring(result: Score) -> str:
@@ -115,14 +68,14 @@ def _monitoring(result: Monitor) -> str:
 
 Section = tuple[str, type[StepResult], Callable[[Any], str]]  # label, the step's result, its line
 SECTIONS: list[Section] = [
-    ("data", Ingest, _data),
-    ("validation", Validate, _checks),
-    ("split", Split, _split),
-    ("split checks", ValidateSplit, _checks),
-    ("tuning", Tune, _tuning),
-    ("training", Train, _training),
-    ("analysis", Analyze, _analysis),
-    ("registry", Register, _registry),
+    ("data", Ingest, data_line),
+    ("validation", Validate, checks_line),
+    ("split", Split, split_line),
+    ("split checks", ValidateSplit, checks_line),
+    ("tuning", Tune, tuning_line),
+    ("training", Train, training_line),
+    ("analysis", Analyze, analysis_line),
+    ("registry", Register, registry_line),
     ("deploy", Deploy, _deploy),
 ]
 SECTIONS_OF_KIND: dict[str, list[Section]] = {

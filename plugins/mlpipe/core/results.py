@@ -230,6 +230,9 @@ class Analyze(StepResult):
 
 
 class Register(StepResult):
+    """The registered version, the gate's decision, and the version's model card (``None`` when cards are off:
+    ``$MLPIPE_MODEL_CARD=0``, or a result of a version before cards)."""
+
     step: ClassVar[Step] = Step.REGISTER
     model_name: str
     version: int
@@ -243,6 +246,8 @@ class Register(StepResult):
     metrics: dict[str, Any]  # the gate's side-by-side comparison
     audit: str
     champion_version: int | None
+    model_card_md: str | None = None  # model_card.md in the artifact store
+    model_card_html: str | None = None  # model_card.html, plots inline
 
 
 class Deploy(StepResult):

@@ -55,6 +55,7 @@ DEVICE = _variable("MLPIPE_DEVICE", "device of training and tuning, overriding t
 DEVICES = ("cpu", "cuda")
 GIT_COMMIT = _variable("MLPIPE_GIT_COMMIT", "commit recorded on MLflow runs (unset: git rev-parse HEAD)")
 USER = _variable("USER", "who rolls back, recorded in the audit log when no actor is given")
+MODEL_CARD = _variable("MLPIPE_MODEL_CARD", "write a model card for every registered version: 1 (default) or 0")
 
 # Secrets.
 PII_KEY = _variable("MLPIPE_PII_KEY", "HMAC key of the spec's pii 'hash' rules (a secret)")
@@ -195,6 +196,12 @@ def git_commit() -> str | None:
 def user() -> str | None:
     """``$USER``: the login name, if set."""
     return _text(USER)
+
+
+def model_card() -> bool:
+    """``$MLPIPE_MODEL_CARD``: whether register writes a model card for the version (``1``, the default) or not
+    (``0``)."""
+    return _choice(MODEL_CARD, ("0", "1")) != "0"
 
 
 def pii_key() -> str | None:

@@ -13,7 +13,8 @@ steps' result models (:data:`LINKED_FIELDS`, checked by the tests).
 - **Validation report** (``validate``, ``validate_split``): the Great Expectations page
   through the ops app's artifact route, ``<Airflow>/mlpipe/artifact?uri=<report.html>``;
 - **Monitoring report** (``monitor``): its ``report.html`` through the same route;
-- **Model version** (``register``): ``<MLflow UI>/#/models/<name>/versions/<version>``.
+- **Model version** (``register``): ``<MLflow UI>/#/models/<name>/versions/<version>``;
+- **Model card** (``register``): the version's ``model_card.html`` through the artifact route.
 
 The MLflow UI is ``$MLPIPE_MLFLOW_UI`` (default ``http://localhost:5000``); the Airflow URL is
 ``[api] base_url`` (a path relative to the UI when unset).
@@ -36,11 +37,11 @@ if TYPE_CHECKING:
 RETURN_VALUE = "return_value"
 RUN_ID_FIELD = {Step.TRAIN: "mlflow_run_id", Step.TUNE: "tuning_run_id", Step.MONITOR: "mlflow_run_id"}
 REPORT, REPORT_HTML = "report", "report_html"  # of validate and validate_split (Checks), and of monitor
-MODEL_NAME, VERSION = "model_name", "version"  # of register
+MODEL_NAME, VERSION, MODEL_CARD_HTML = "model_name", "version", "model_card_html"  # of register
 # step -> the fields of its result that a link reads
 LINKED_FIELDS = {**{step: (field,) for step, field in RUN_ID_FIELD.items()}, Step.VALIDATE: (REPORT,),
                  Step.VALIDATE_SPLIT: (REPORT,), Step.MONITOR: (RUN_ID_FIELD[Step.MONITOR], REPORT_HTML),
-                 Step.REGISTER: (MODEL_NAME, VERSION)}
+                 Step.REGISTER: (MODEL_NAME, VERSION, MODEL_CARD_HTML)}
 
 
 def airflow_base(default: str = "") -> str:
@@ -135,4 +136,14 @@ class ModelVersionLink(StepResultLink):
         return version_link(step, result)
 
 
-STEP_LINKS = (MlflowRunLink(), ValidationReportLink(), MonitoringReportLink(), ModelVersionLink())
+class ModelCardLink(StepResultLink):
+    """The model card of the registered version (register)."""
+
+    name = "Model card"
+    steps = (Step.REGISTER,)
+
+    def url(self, step: str, result: Mapping[str, Any]) -> str:
+        return report_link(self.steps, MODEL_CARD_HTML, step, result)
+
+
+STEP_LINKS = (MlflowRunLink(), ValidationReportLink(), MonitoringReportLink(), ModelVersionLink(), ModelCardLink())

@@ -40,7 +40,7 @@ from mlpipe.monitoring.quality import quality
 from mlpipe.monitoring.report import render_html
 from mlpipe.monitoring.scored import SCORE, VERSION, WINDOW, Scored, Window, scored_in
 from mlpipe.monitoring.task_quality import LABEL, task_quality
-from mlpipe.registry import tracking
+from mlpipe.registry import model_card, tracking
 from mlpipe.registry.names import CHAMPION
 from mlpipe.store import storage
 from mlpipe.store.runs import Run
@@ -263,6 +263,7 @@ def monitor(run: Run) -> Monitor:
              storage.write_json(run.path(STEP, "report.json"), report)]
     if version is not None and report["status"] != NOTHING:
         report["mlflow_run_id"] = log_to_mlflow(run, report, files)
+        model_card.refresh(spec.registered_model, version, report, run.path(STEP, model_card.CARD_FOLDER))
         storage.write_json(run.path(STEP, "report.json"), report)
     log.info("monitoring %s v%s: %s (%s)", spec.registered_model, version, report["status"], report["message"])
     return Monitor(status=report["status"], breach=report["breach"], reasons=report["reasons"],

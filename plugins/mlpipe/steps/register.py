@@ -29,6 +29,12 @@ last, so a retry after a failure anywhere (e.g. the MLflow server went down) kee
 decision already made: it finishes a recorded one (:func:`resumed_decision`) or, when the
 audit tag says it was carried out, changes nothing; it never gates twice, never moves an
 alias twice and never writes a second decision event.
+
+Once the decision is carried out (outside the lease), the version gets its model card
+(:mod:`mlpipe.registry.model_card`): ``model_card.md`` and a self-contained ``model_card.html``
+under ``<run>/register/model_card/``, logged on the version's MLflow run under ``model_card/`` and
+named by the version's ``mlpipe.model_card`` tags; the result names both files. A retry writes it
+again. ``$MLPIPE_MODEL_CARD=0`` leaves it out.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from mlpipe.core import settings
 from mlpipe.core.errors import Refused
 from mlpipe.core.results import Analyze, Register, Split, Train
 from mlpipe.core.spec import SpecError
@@ -47,7 +54,7 @@ from mlpipe.data import datasets
 from mlpipe.data.datasets import require_columns
 from mlpipe.model.evaluation import evaluate
 from mlpipe.model.tabular import TabularModel
-from mlpipe.registry import tracking
+from mlpipe.registry import model_card, tracking
 from mlpipe.registry.aliases import champion_version, promotion_lease
 from mlpipe.registry.names import (
     AUDIT_TAG,
@@ -345,4 +352,9 @@ def register(run: Run) -> Register:
             client.set_registered_model_alias(name, CHALLENGER, str(version))
         aliases = client.get_model_version(name, str(version)).aliases
         champion = champion_version(client, name)
-    return Register(model_name=name, version=version, aliases=sorted(aliases), **outcome, champion_version=champion)
+    registered = Register(model_name=name, version=version, aliases=sorted(aliases), **outcome,
+                          champion_version=champion)
+    if not settings.model_card():
+        return registered
+    card = model_card.publish(run, registered, run.path(Register.step, model_card.CARD_FOLDER))
+    return registered.model_copy(update={"model_card_md": card.markdown, "model_card_html": card.html})

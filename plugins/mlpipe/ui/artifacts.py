@@ -19,7 +19,8 @@ from mlpipe.store import storage
 from mlpipe.store.runs import store_uri
 
 MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".json": "application/json", ".png": "image/png",
-               ".svg": "image/svg+xml", ".txt": "text/plain; charset=utf-8", ".csv": "text/csv; charset=utf-8"}
+               ".svg": "image/svg+xml", ".txt": "text/plain; charset=utf-8", ".csv": "text/csv; charset=utf-8",
+               ".md": "text/plain; charset=utf-8"}  # Markdown (model cards) shown as text: browsers save text/markdown
 SANDBOX = ("sandbox; default-src 'none'; style-src 'unsafe-inline' https:; img-src data: https:; "
            "font-src data: https:")
 HEADERS = {"Content-Security-Policy": SANDBOX, "X-Content-Type-Options": "nosniff",

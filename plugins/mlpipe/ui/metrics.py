@@ -12,7 +12,7 @@ the registry) and exposes, labelled by ``pipeline``:
 | ``mlpipe_drifting_features`` / ``mlpipe_drifting_share`` | how many features drift, and their share |
 | ``mlpipe_feature_psi{feature}`` | PSI of each feature against the champion's training reference |
 | ``mlpipe_score_psi`` | PSI of the champion's scores |
-| ``mlpipe_quality_roc_auc`` / ``_pr_auc`` / ``_brier`` / ``_ece`` | quality on late labels, when there are some |
+| ``mlpipe_quality_<metric>`` | quality on late labels, when there are some (``overview.QUALITY_METRICS``) |
 | ``mlpipe_quality_labels`` | labelled rows behind those |
 | ``mlpipe_champion_version`` | the version ``champion`` points at now (the report's when the registry is unreachable) |
 """
@@ -22,9 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from mlpipe.ui.overview import number
-
-QUALITY = ("roc_auc", "pr_auc", "brier", "ece")
+from mlpipe.ui.overview import QUALITY_METRICS, number
 
 
 def families(figures: Iterable[tuple[str, dict[str, Any] | None, int | None]]) -> Iterator[Any]:
@@ -44,7 +42,7 @@ def families(figures: Iterable[tuple[str, dict[str, Any] | None, int | None]]) -
         "psi": gauge("mlpipe_feature_psi", "PSI of a feature against the champion's training reference",
                      ("feature",)),
         "score_psi": gauge("mlpipe_score_psi", "PSI of the champion's scores against its training reference"),
-        **{k: gauge(f"mlpipe_quality_{k}", f"{k} of the champion on late labels") for k in QUALITY},
+        **{k: gauge(f"mlpipe_quality_{k}", f"{k} of the champion on late labels") for k in QUALITY_METRICS},
         "labels": gauge("mlpipe_quality_labels", "Labelled rows behind the quality figures"),
         "champion": gauge("mlpipe_champion_version", "The model version the champion alias points at"),
     }
@@ -72,7 +70,7 @@ def families(figures: Iterable[tuple[str, dict[str, Any] | None, int | None]]) -
             made["score_psi"].add_metric([pipeline], psi)
         quality = report.get("quality") if isinstance(report.get("quality"), dict) else {}
         overall = quality.get("overall") if isinstance(quality.get("overall"), dict) else {}
-        for key in QUALITY:
+        for key in QUALITY_METRICS:
             if (value := number(overall.get(key))) is not None:
                 made[key].add_metric([pipeline], value)
         if (labels := number(quality.get("labels"))) is not None:

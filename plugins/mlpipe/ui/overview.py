@@ -2,7 +2,8 @@
 
 - the pipelines: the spec files of ``<[core] dags_folder>/pipelines`` (:func:`mlpipe.core.spec.discover`);
 - champion, challenger and previous champion, and the recent versions with their analysis
-  metrics: the MLflow registry (aliases and the ``mlpipe.*`` version tags ``register`` writes);
+  metrics: the MLflow registry (aliases and the ``mlpipe.*`` version tags ``register`` writes), with a link to
+  each version's model card (its ``mlpipe.model_card`` tags, :mod:`mlpipe.registry.model_card`);
 - the last training run: Airflow's metadata database (latest DagRun of ``<pipeline>_training``);
 - the last monitoring result: ``report.json`` of the latest monitoring run in the artifact store;
 - promotions, rollbacks and deploys: the audit log (:func:`mlpipe.store.audit.history`).
@@ -22,6 +23,7 @@ from typing import Any
 from mlpipe.core import spec, uris
 from mlpipe.core.errors import StorageError
 from mlpipe.core.tasks import RULES, Task
+from mlpipe.registry.model_card import CARD_MARKDOWN_TAG, CARD_TAG
 from mlpipe.store import audit, runs, storage
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ LIFT, THRESHOLD = "mlpipe.lift", "mlpipe.threshold"
 VERSION_FACTS = (("Data version", "mlpipe.data_version"), ("Promoted", "mlpipe.promoted"),
                  ("Forced", "mlpipe.promotion_forced"), ("Gate reasons", "mlpipe.promotion_reasons"),
                  ("Rolled back", "mlpipe.rolled_back"), ("Notes", "mlpipe.notes"))
+CARD_LINKS = (("HTML", CARD_TAG), ("Markdown", CARD_MARKDOWN_TAG))  # a version's model card: its files' tags
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
 MONITOR_STEP, REPORT = "monitor", "report.json"
 TREND_VERSIONS = 20
@@ -81,6 +84,11 @@ def pipelines(folder: str | Path | None = None) -> list[Pipeline]:
             continue
         found.append(Pipeline(loaded.name, loaded.registered_model, str(path), task=loaded.target.task))
     return found
+
+
+# The quality figures on late outcomes the page and /mlpipe/metrics show, those of each task (binary; multiclass;
+# regression: mlpipe.monitoring.quality and task_quality), in this order.
+QUALITY_METRICS = ("roc_auc", "pr_auc", "brier", "ece", "log_loss", "accuracy", "rmse", "mae", "mean_error")
 
 
 def number(text: Any) -> float | None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from mlpipe.core import urls
 from mlpipe.core.tasks import RULES
 from mlpipe.ui.chart import trend_svg
-from mlpipe.ui.overview import VERSION_FACTS, Pipeline
+from mlpipe.ui.overview import CARD_LINKS, QUALITY_METRICS, VERSION_FACTS, Pipeline
 from mlpipe.ui.templates import TEMPLATES
 
 if TYPE_CHECKING:
@@ -60,7 +60,8 @@ def models_page(sections: list[dict[str, Any]], user: str, base: str, folder: st
     from airflow.configuration import conf
 
     return environment().get_template("models").render(
-        sections=sections, user=user, base=base, folder=folder, facts=VERSION_FACTS,
+        sections=sections, user=user, base=base, folder=folder, facts=VERSION_FACTS, card_links=CARD_LINKS,
+        quality_metrics=QUALITY_METRICS,
         mlflow_ui=urls.mlflow_ui(), airflow=conf.get("api", "base_url", fallback="").rstrip("/"),
         artifact=lambda uri: f"{base}/artifact?uri={_quote(uri)}")
 

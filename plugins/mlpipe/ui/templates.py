@@ -46,6 +46,7 @@ MODELS = """{% extends "layout" %}
   {% for a in v.aliases %}<span class="badge">{{ a }}</span> {% endfor %}{% else %}—{% endif %}</td>{% endfor %}</tr>
 {% for label, tag in s.metrics %}<tr><th>{{ label }}</th>{% for _, v in s.columns %}<td class="num" data-metric="{{ tag }}">{% if v and v.metric(tag) is not none %}{{ "%.4f"|format(v.metric(tag)) }}{% else %}—{% endif %}</td>{% endfor %}</tr>{% endfor %}
 {% for label, tag in facts %}<tr><th>{{ label }}</th>{% for _, v in s.columns %}<td>{{ v.tags.get(tag, "—") if v else "—" }}</td>{% endfor %}</tr>{% endfor %}
+<tr><th>Model card</th>{% for _, v in s.columns %}<td class="model-card">{% for label, tag in card_links if v and v.tags.get(tag) %}<a href="{{ artifact(v.tags[tag]) }}" target="_blank" rel="noopener">{{ label }}</a>{% if not loop.last %} · {% endif %}{% else %}—{% endfor %}</td>{% endfor %}</tr>
 <tr><th>Registered</th>{% for _, v in s.columns %}<td>{{ v.created.strftime("%Y-%m-%d %H:%M UTC") if v and v.created else "—" }}</td>{% endfor %}</tr>
 </table>
 
@@ -85,7 +86,7 @@ MODELS = """{% extends "layout" %}
 {% if m.score %}<p class="muted">score drift: PSI {{ "%.4f"|format(m.score.psi) if m.score.psi is number else "—" }}{% if m.score.drifting %} <span class="breach">drifting</span>{% endif %}</p>{% endif %}
 {% if m.quality %}{% set q = m.quality %}
 <p class="quality">quality <span class="{{ q.status }}">{{ q.status }}</span> on {{ q.labels }} labelled rows
-{% if q.overall %}: {% for k in ("roc_auc", "pr_auc", "brier", "ece") %}{% if q.overall[k] is number %}{{ k }} {{ "%.4f"|format(q.overall[k]) }}{% if not loop.last %}, {% endif %}{% endif %}{% endfor %}{% endif %}</p>
+{% if q.overall %}: {% for k in quality_metrics if q.overall[k] is number %}{{ k }} {{ "%.4f"|format(q.overall[k]) }}{% if not loop.last %}, {% endif %}{% endfor %}{% endif %}</p>
 {% endif %}
 {% endif %}
 

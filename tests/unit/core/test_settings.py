@@ -39,6 +39,7 @@ ACCESSORS = [
     (settings.promotion_lease_seconds, settings.PROMOTION_LEASE_SECONDS, 1800.0, "0.05", 0.05),
     (settings.promotion_wait_seconds, settings.PROMOTION_WAIT_SECONDS, 2400.0, "0", 0.0),
     (settings.serve_poll_seconds, settings.SERVE_POLL_SECONDS, 30.0, "2", 2.0),
+    (settings.model_card, settings.MODEL_CARD, True, "0", False),
 ]
 NUMBERS = [settings.S3_RETRY_SECONDS, settings.PROMOTION_LEASE_SECONDS, settings.PROMOTION_WAIT_SECONDS,
            settings.SERVE_POLL_SECONDS, settings.MLFLOW_HTTP_MAX_RETRIES]
@@ -100,7 +101,8 @@ def test_a_malformed_number_is_refused_naming_the_variable(monkeypatch, name, te
     assert isinstance(raised.value, Refused) and isinstance(raised.value, ValueError)
 
 
-@pytest.mark.parametrize(("name", "text"), [(settings.DEVICE, "tpu"), (settings.RUNTIME, "docker")])
+@pytest.mark.parametrize(("name", "text"), [(settings.DEVICE, "tpu"), (settings.RUNTIME, "docker"),
+                                            (settings.MODEL_CARD, "yes")])
 def test_a_value_outside_the_choices_is_refused(monkeypatch, name, text):
     monkeypatch.setenv(name, text)
     with pytest.raises(settings.SettingError, match=re.escape(f"${name}={text!r}: expected one of ")):

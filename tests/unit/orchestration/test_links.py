@@ -14,7 +14,8 @@ from mlpipe.orchestration.runtimes import LocalStepOperator
 TRAIN = {"step": "train", "mlflow_run_id": "3fbc851a22c34740be01bd9ca4a2fcb0", "model_uri": "runs:/3fbc/model"}
 VALIDATE = {"step": "validate", "success": True, "report": "file:///s/loan_default/runs/r1/validate/report.html",
             "result": "file:///s/loan_default/runs/r1/validate/validation.json"}
-REGISTER = {"step": "register", "model_name": "loan_default", "version": 7, "promoted": True}
+REGISTER = {"step": "register", "model_name": "loan_default", "version": 7, "promoted": True,
+            "model_card_html": "file:///s/loan_default/runs/r1/register/model_card/model_card.html"}
 MONITOR = {"step": "monitor", "mlflow_run_id": "abc", "report_html": "file:///s/p/monitoring/m1/monitor/report.html"}
 TUNE = {"step": "tune", "tuning_run_id": "tuned1", "best_params": {}}
 
@@ -47,7 +48,7 @@ def resolve(xcom: dict, step: str, result) -> dict[str, str]:
 def test_train_links_to_its_mlflow_run_and_nothing_else(xcom):
     found = resolve(xcom, "train", TRAIN)
     assert found == {"MLflow run": "http://mlflow.example:5000/#/runs/3fbc851a22c34740be01bd9ca4a2fcb0",
-                     "Validation report": "", "Monitoring report": "", "Model version": ""}
+                     "Validation report": "", "Monitoring report": "", "Model version": "", "Model card": ""}
 
 
 def test_the_experiment_is_in_the_run_link_when_the_result_names_it(xcom):
@@ -64,9 +65,17 @@ def test_validation_steps_link_their_report_through_the_artifact_route(xcom, ste
     assert found["MLflow run"] == found["Model version"] == ""
 
 
-def test_register_links_the_model_version(xcom):
-    assert resolve(xcom, "register", REGISTER)["Model version"] == \
-        "http://mlflow.example:5000/#/models/loan_default/versions/7"
+def test_register_links_the_model_version_and_its_card(xcom):
+    found = resolve(xcom, "register", REGISTER)
+    assert found["Model version"] == "http://mlflow.example:5000/#/models/loan_default/versions/7"
+    card = urlparse(found["Model card"])
+    assert (card.netloc, card.path) == ("airflow.example:8080", "/mlpipe/artifact")
+    assert parse_qs(card.query) == {"uri": [REGISTER["model_card_html"]]}
+
+
+def test_a_version_without_a_card_links_none(xcom):
+    found = resolve(xcom, "register", {**REGISTER, "model_card_html": None})
+    assert found["Model card"] == "" and found["Model version"].endswith("/versions/7")
 
 
 def test_monitor_and_tune_links(xcom):
@@ -103,7 +112,7 @@ def test_artifact_links_are_relative_without_a_base_url(monkeypatch):
 def test_both_step_operators_carry_the_links():
     from mlpipe.orchestration.kubernetes import KubernetesStepOperator
 
-    names = ["MLflow run", "Validation report", "Monitoring report", "Model version"]
+    names = ["MLflow run", "Validation report", "Monitoring report", "Model version", "Model card"]
     assert [link.name for link in LocalStepOperator.operator_extra_links] == names
     assert [link.name for link in KubernetesStepOperator.operator_extra_links] == names
     assert len({link.xcom_key for link in links.STEP_LINKS}) == len(names)  # one XCom per link

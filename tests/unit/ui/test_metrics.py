@@ -51,3 +51,16 @@ def test_missing_parts_are_left_out_not_invented(report):
     assert not any(name.startswith("mlpipe_quality") and dict(labels)["pipeline"] in ("quiet", "old")
                    for name, labels in found)
     assert found[("mlpipe_champion_version", (("pipeline", "old"),))] == 2  # the report's when no registry answer
+
+
+def test_the_quality_of_a_regression_and_a_multiclass_champion(report):
+    regression = {**report, "quality": {"status": "ok", "labels": 240, "overall": {
+        "rows": 240, "mean_actual": 151.2, "mean_predicted": 149.8, "rmse": 54.1, "mae": 43.9, "mean_error": -1.4}}}
+    multiclass = {**report, "quality": {"status": "breach", "labels": 178, "overall": {
+        "rows": 178, "accuracy": 0.61, "log_loss": 1.284}}}
+    found = samples(exposition([("rates", regression, 1), ("grades", multiclass, 1)]))
+    quality = {(name, dict(labels)["pipeline"]): value for (name, labels), value in found.items()
+               if name.startswith("mlpipe_quality_") and name != "mlpipe_quality_labels"}
+    assert quality == {("mlpipe_quality_rmse", "rates"): 54.1, ("mlpipe_quality_mae", "rates"): 43.9,
+                       ("mlpipe_quality_mean_error", "rates"): -1.4, ("mlpipe_quality_log_loss", "grades"): 1.284,
+                       ("mlpipe_quality_accuracy", "grades"): 0.61}

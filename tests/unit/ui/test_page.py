@@ -204,3 +204,12 @@ def test_pipelines_are_discovered_from_the_specs_folder(tmp_path):
     found_ = overview.pipelines(tmp_path)
     assert [p.name for p in found_] == ["broken", "loan_default"]
     assert found_[0].error and found_[1].model == "loan_default" and found_[1].error is None
+
+
+def test_a_regression_champions_quality_on_late_outcomes_shows_its_own_metrics(report):
+    quality = {"status": "ok", "labels": 240, "breach": False,
+               "overall": {"rows": 240, "mean_actual": 151.2, "mean_predicted": 149.8, "rmse": 54.1, "mae": 43.9,
+                           "mean_error": -1.4}}
+    html = page(found(monitoring={**report, "quality": quality}, drift=[]))
+    line = re.search(r'<p class="quality">(.*?)</p>', html, re.S).group(1)
+    assert " ".join(line.split()).endswith("on 240 labelled rows : rmse 54.1000, mae 43.9000, mean_error -1.4000")
