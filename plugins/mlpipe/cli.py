@@ -23,7 +23,7 @@ import sys
 
 from mlpipe.core import spec, uris
 from mlpipe.core.errors import CRASH, exit_status, failure
-from mlpipe.data.profile import ensure_profile, write_profile
+from mlpipe.data.profile import ensure_profile
 from mlpipe.data.synth import synth
 from mlpipe.registry import tracking
 from mlpipe.registry.rollback import rollback
@@ -97,7 +97,7 @@ def _command(args: argparse.Namespace) -> object:
         return runs.start(resolved, args.run_id)
     if args.command == "profile":
         pipeline = spec.load(args.spec)
-        return ensure_profile(pipeline) if args.keep and not args.output else write_profile(pipeline, args.output)
+        return ensure_profile(pipeline, args.output, keep=args.keep)
     if args.command == "rollback":
         return rollback(args.model, reason=args.reason, actor=args.by)
     if args.command == "serve":

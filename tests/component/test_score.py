@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import numpy as np
 import pandas as pd
 import pytest
@@ -71,7 +72,9 @@ def test_scores_in_chunks_equal_the_models_scores(champion_run, batch, tmp_path,
     np.testing.assert_allclose(predictions["score"], expected_scores(champion_run, batch), rtol=0, atol=1e-7)
     assert (predictions["decision"] == (predictions["score"] >= result["threshold"])).all()
     assert result["positive_decisions"] == int(predictions["decision"].sum()) > 0
-    assert set(predictions.columns) == {"score", "decision", "model_version", "scored_at"}
+    assert set(predictions.columns) == {"score", "decision", "reasons", "model_version", "scored_at"}
+    declined = predictions["reasons"][predictions["decision"]].map(json.loads)
+    assert declined.map(len).between(1, 4).all() and (predictions["reasons"][~predictions["decision"]] == "[]").all()
     assert not set(batch["addr_state"]) & set(inputs["addr_state"]), "raw PII reached the kept inputs"
     np.testing.assert_allclose(inputs["score"], predictions["score"])
 

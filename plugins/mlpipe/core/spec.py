@@ -27,7 +27,6 @@ from pydantic import (
     model_validator,
 )
 
-
 from mlpipe.core import uris
 from mlpipe.core.assets import MonitoringTrigger, ScoringTrigger, TrainingTrigger
 from mlpipe.core.errors import Refused
@@ -98,6 +97,16 @@ class Data(_Section):
 
 
 Label = str | int | bool
+
+
+def _said(text: str) -> str:
+    if not text.strip():
+        raise ValueError("the text of a reason is shown to a declined applicant: it cannot be blank")
+    return text
+
+
+ReasonText = Annotated[str, AfterValidator(_said)]
+REASON_COUNT = 4  # principal reasons of a decline: Regulation B's commentary finds more than four seldom helpful
 
 
 class Target(_Section):
@@ -574,6 +583,15 @@ class Spec(_Section):
     features: Features = Features()
     pii: list[PiiRule] = []
     slices: list[str] = []
+    reasons: dict[str, ReasonText] = Field(
+        default_factory=dict, description="Binary: feature -> the words a declined applicant reads when that feature "
+                                          "is a principal reason (adverse action, ECOA / Regulation B); a feature "
+                                          "without them is named by its column (a warning of `mlpipe profile`)."
+    )
+    reason_count: Annotated[int, Field(ge=0)] = Field(
+        REASON_COUNT, description="Binary: the most reasons given with each declined record (score at or above the "
+                                  "decision threshold) by /predict and batch scoring; 0: none."
+    )
     split: Split = Split()
     validation: Validation = Validation()
     training: Training = Training()
@@ -633,6 +651,20 @@ class Spec(_Section):
             raise ValueError(f"training.params.objective: {objective!r} needs the target in its own units, and "
                              f"target.transform {self.target.transform} learns its log; use one of "
                              f"{', '.join(TRANSFORMABLE)}")
+        return self
+
+    @model_validator(mode="after")
+    def _reasons_explain_declines(self) -> Spec:
+        """Reason codes explain a decline, a binary model's score at or above its threshold: no other task has one."""
+        task = self.target.task
+        if task != Task.BINARY and self.reasons:
+            raise ValueError(f"reasons: reason codes explain a declined record (a binary score at or above the "
+                             f"decision threshold); this target is {task}")
+        if task != Task.BINARY and self.reason_count != REASON_COUNT:
+            raise ValueError(f"reason_count: for binary targets only; this one is {task}")
+        if self.target.column in self.reasons:
+            raise ValueError(f"reasons.{self.target.column}: the target column is what the model predicts; reason "
+                             "codes name its features")
         return self
 
     @property

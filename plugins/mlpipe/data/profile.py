@@ -22,6 +22,7 @@ profile must hold no PII.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from mlpipe.core import uris
@@ -29,7 +30,7 @@ from mlpipe.core.errors import Refused
 from mlpipe.core.spec import Spec, SpecError
 from mlpipe.core.tasks import Task
 from mlpipe.data import datasets
-from mlpipe.data.columns import check_named, feature_kinds
+from mlpipe.data.columns import check_named, feature_kinds, reason_warnings
 from mlpipe.data.features import count_levels, labels
 from mlpipe.data.pii import mask_pii
 from mlpipe.store import storage
@@ -37,6 +38,7 @@ from mlpipe.store import storage
 if TYPE_CHECKING:
     import pandas as pd
 
+log = logging.getLogger(__name__)
 VERSION = 1
 DIGITS = 6
 
@@ -179,18 +181,28 @@ def check_feedback(spec: Spec) -> None:
                         f"of {source}; its columns are: {', '.join(names)}")
 
 
-def ensure_profile(spec: Spec) -> str:
-    """Write the spec's reference profile unless it exists; say which (``make run`` calls this first)."""
+# What a profile records of the target, for the reviewer, per task.
+TARGET_FIGURE = {Task.BINARY: "the positive rate", Task.MULTICLASS: "the class shares",
+                 Task.REGRESSION: "the target's mean"}
+
+
+def ensure_profile(spec: Spec, output: str | None = None, keep: bool = True) -> str:
+    """Write the spec's reference profile (to ``output``, else ``validation.profile``), unless ``keep`` and the
+    spec's exists (``make run`` keeps it, ``mlpipe profile`` writes anew); say which: where, each feature's kind,
+    and the spec's warnings (:func:`mlpipe.data.columns.reason_warnings`)."""
     uri = uris.normalize(spec.validation.profile or "")
-    if spec.validation.profile and storage.exists(uri):
+    if keep and not output and spec.validation.profile and storage.exists(uri):
         return f"reference profile: {uri}"
-    written = write_profile(spec)
+    written = write_profile(spec, output)
     profiled = storage.read_json(written)["columns"]
-    kinds = {name: profiled[name]["kind"] for name in spec.feature_columns(list(profiled))}
+    features = spec.feature_columns(list(profiled))
+    kinds = {name: profiled[name]["kind"] for name in features}
     listed = "; ".join(f"{kind} {', '.join(n for n, k in kinds.items() if k == kind)}"
                        for kind in ("categorical", "numeric") if kind in kinds.values())
-    return (f"reference profile: wrote {written}\n  features: {listed}\n  Review it (each column's kind, "
-            "range and categories, the positive rate) and commit it: later runs are validated against it.")
+    warnings = "".join(f"\n  warning: {warning}" for warning in reason_warnings(spec, features))
+    return (f"reference profile: wrote {written}\n  features: {listed}{warnings}\n  Review it (each column's kind, "
+            f"range and categories, {TARGET_FIGURE[spec.target.task]}) and commit it: later runs are validated "
+            "against it.")
 
 
 def write_profile(spec: Spec, output: str | None = None) -> str:
@@ -199,7 +211,8 @@ def write_profile(spec: Spec, output: str | None = None) -> str:
     Every column the spec names is checked first (:func:`mlpipe.data.columns.check_named`), and each
     feature's kind is inferred from the first batch unless the spec sets it. The source is read
     ``data.batch_rows`` rows at a time, PII-masked as ingest does, and the batches' profiles are
-    combined: every row counts, and memory holds one batch.
+    combined: every row counts, and memory holds one batch. What the spec's reason texts leave unsaid is
+    logged as warnings (:func:`mlpipe.data.columns.reason_warnings`).
     """
     destination = output or spec.validation.profile
     if not destination:
@@ -217,4 +230,7 @@ def write_profile(spec: Spec, output: str | None = None) -> str:
     if reference is None:
         raise SpecError(f"{spec.data.source}: the data has no rows to profile")
     check_feedback(spec)
-    return storage.write_json(destination, rounded(reference))
+    written = storage.write_json(destination, rounded(reference))
+    for warning in reason_warnings(spec, spec.feature_columns(list(reference["columns"]))):
+        log.warning("%s", warning)
+    return written

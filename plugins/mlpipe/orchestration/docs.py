@@ -117,7 +117,7 @@ def monitoring_doc(pipeline: spec.Spec) -> str:
 
 
 # What batch scoring writes of each row, per task.
-PREDICTED = {Task.BINARY: "score, decision at the champion's threshold",
+PREDICTED = {Task.BINARY: "score, decision at the champion's threshold, a declined row's reason codes (`reasons`)",
              Task.REGRESSION: "score (the predicted value)",
              Task.MULTICLASS: "each class's probability (`probability_<class>`), the predicted class"}
 

@@ -1,7 +1,9 @@
 """The HTTP API of ``mlpipe serve``: predictions, explanations, health, metadata, metrics, reload.
 
-    POST /predict   {"records": [{feature: value, ...}, ...]} -> {"model": {...}, "predictions": [{score, decision}]}
-                    (regression: {score}, the value; multiclass: {probabilities: {class: p}, predicted_class})
+    POST /predict   {"records": [{feature: value, ...}, ...]} -> {"model": {...}, "predictions": [{score, decision,
+                    reasons}]}: a declined record's reason codes (at most ``spec.reason_count``), [] for an approved
+                    one (:mod:`mlpipe.model.reasons`); regression: {score}, the value; multiclass:
+                    {probabilities: {class: p}, predicted_class}
     POST /explain   same body -> per record: its prediction, bias and per-feature contributions (log-odds;
                     multiclass: bias and contributions per class)
     POST /reload    re-read the aliases now -> {"version": <champion>, "changed": bool}
@@ -50,10 +52,11 @@ from starlette.background import BackgroundTask
 from mlpipe.core import settings
 from mlpipe.core.spec import Spec
 from mlpipe.data.pii import hash_key, mask_records
+from mlpipe.model.reasons import ReasonCodes
 from mlpipe.serving.capture import Capture
 from mlpipe.serving.limits import BodyLimitMiddleware
 from mlpipe.serving.loader import ModelSet, Served, ServedModel
-from mlpipe.serving.openapi import AUTH_ERRORS, BODY_ERRORS, NO_CHAMPION, openapi, problem
+from mlpipe.serving.openapi import AUTH_ERRORS, BODY_ERRORS, NO_CHAMPION, PREDICTED, openapi, problem
 from mlpipe.store.runs import captured_folder
 
 log = logging.getLogger(__name__)
@@ -153,6 +156,7 @@ class Server:
     def __init__(self, spec: Spec, poll_seconds: float, capture: Capture) -> None:
         self.spec = spec
         self.pii_key = hash_key(spec.pii)  # fails at start when a hash rule has no key
+        self.reasons = ReasonCodes.of(spec)  # None: no reason codes (not binary, or reason_count 0)
         self.models = ModelSet(spec.registered_model, spec.serving.max_records)
         self.poll_seconds = poll_seconds
         self.capture = capture
@@ -278,12 +282,12 @@ def routes(server: Server, token: str | None) -> APIRouter:
     async def ready() -> dict[str, Any]:
         return {"status": "ready", **server.served().versions()}
 
-    @router.post("/predict", responses=BODY_ERRORS)
+    @router.post("/predict", responses={**PREDICTED, **BODY_ERRORS})
     async def predict(request: Request) -> Response:
         served = server.served()
         model = server.answering(served)
         records = server.records(model, await request.body())
-        predictions = model.predictions(records)
+        predictions = model.predictions(records, server.reasons)
         return json_response({"model": model.identity(), "predictions": predictions}, model,
                              server.after_predict(served, model, records, predictions))
 

@@ -7,7 +7,8 @@ turns validated records into the model's input array. Records are encoded straig
 into a float32 array (categorical levels as codes of the training levels, unseen
 levels and nulls as missing) for ``Booster.inplace_predict``: exactly what
 :func:`mlpipe.data.features.matrix` yields, without building a DataFrame per request
-(the tests hold the two equal, score for score).
+(the tests hold the two equal, score for score). A declined record's reason codes
+(:mod:`mlpipe.model.reasons`) come from the SHAP contributions of the same array.
 
 :class:`ModelSet` holds the ``champion`` and ``challenger`` currently served as
 one immutable :class:`Served` pair; :meth:`ModelSet.refresh` loads what the aliases
@@ -36,6 +37,7 @@ from typing_extensions import TypedDict  # pydantic needs this one on Python < 3
 from mlpipe.core.spec import Serving
 from mlpipe.core.tasks import Task
 from mlpipe.model.pyfunc import load_version
+from mlpipe.model.reasons import ReasonCodes
 from mlpipe.model.tabular import TabularModel
 from mlpipe.registry.names import CHALLENGER, CHAMPION, THRESHOLD_TAG
 from mlpipe.registry.tracking import DATA_VERSION_TAG, RUN_URI_TAG
@@ -125,14 +127,38 @@ class ServedModel:
     def scores(self, records: list[dict[str, Any]]) -> np.ndarray:
         """What the model predicts for each validated record (``inplace_predict``, no DMatrix): the positive-class
         probability, the value (regression), or a row of class probabilities (multiclass)."""
-        return self.model.predicted(self.model.booster.inplace_predict(self.encode(records),
-                                                                       iteration_range=self.trees))
+        return self.scored(self.encode(records))
 
-    def predictions(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Each validated record's prediction: binary, ``score`` and ``decision`` (score >= the version's threshold);
-        regression, ``score`` (the value); multiclass, ``probabilities`` (class -> probability) and
-        ``predicted_class`` (the most probable)."""
-        scores = self.scores(records)
+    def scored(self, inputs: np.ndarray) -> np.ndarray:
+        """:meth:`scores` of records already encoded (:meth:`encode`)."""
+        return self.model.predicted(self.model.booster.inplace_predict(inputs, iteration_range=self.trees))
+
+    def contribution_values(self, inputs: np.ndarray) -> np.ndarray:
+        """The SHAP contributions of encoded records (:meth:`encode`), the bias last: what
+        :meth:`TabularModel.contribution_values` gives for them, from a DMatrix of the array (no DataFrame).
+        The array's columns are the schema's, in the booster's order, so the feature names are neither set nor
+        checked (a third of the time a one-record DMatrix takes)."""
+        import xgboost as xgb
+
+        schema = self.model.schema
+        types = ["c" if column in schema["categorical"] else "float" for column in schema["columns"]]
+        matrix = xgb.DMatrix(inputs, feature_types=types, enable_categorical=True, nthread=1)
+        return self.model.booster.predict(matrix, pred_contribs=True, iteration_range=self.trees,
+                                          validate_features=False)
+
+    def predictions(self, records: list[dict[str, Any]], reasons: ReasonCodes | None = None) -> list[dict[str, Any]]:
+        """Each validated record's prediction: binary, ``score`` and ``decision`` (score >= the version's threshold),
+        with ``reasons`` when asked (:meth:`with_reasons`); regression, ``score`` (the value); multiclass,
+        ``probabilities`` (class -> probability) and ``predicted_class`` (the most probable)."""
+        inputs = self.encode(records)
+        found = self.answers(inputs)
+        if reasons is None or self.threshold is None:
+            return found
+        return self.with_reasons(found, records, inputs, reasons)
+
+    def answers(self, inputs: np.ndarray) -> list[dict[str, Any]]:
+        """:meth:`predictions` (without reasons) of records already encoded (:meth:`encode`)."""
+        scores = self.scored(inputs)
         if self.model.task == Task.MULTICLASS:
             classes = self.model.schema["classes"]
             return [{"probabilities": {name: float(p) for name, p in zip(classes, row, strict=True)},
@@ -141,15 +167,27 @@ class ServedModel:
             return [{"score": float(score)} for score in scores]
         return [{"score": float(score), "decision": bool(score >= self.threshold)} for score in scores]
 
+    def with_reasons(self, predictions: list[dict[str, Any]], records: list[dict[str, Any]], inputs: np.ndarray,
+                     reasons: ReasonCodes) -> list[dict[str, Any]]:
+        """Binary ``predictions`` of ``records`` (encoded: ``inputs``), each with its ``reasons``: a declined record's
+        reason codes (:mod:`mlpipe.model.reasons`), ``[]`` for an approved one. Only the declined records'
+        contributions are computed."""
+        declined = [at for at, prediction in enumerate(predictions) if prediction["decision"]]
+        given = {}
+        if declined:
+            columns = self.model.schema["columns"]
+            found = reasons.of_rows(self.model.schema, self.contribution_values(inputs[declined]),
+                                    [[records[at][column] for column in columns] for at in declined])
+            given = dict(zip(declined, found, strict=True))
+        return [{**prediction, "reasons": given.get(at, [])} for at, prediction in enumerate(predictions)]
+
     def explanations(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Per record: its prediction, the bias and the per-feature contributions (binary: log-odds; regression:
         the target's units); multiclass, ``bias`` and ``contributions`` per class (the log-odds of each)."""
-        import pandas as pd
-
-        frame = pd.DataFrame.from_records(records, columns=self.model.schema["columns"])
-        values = self.model.contribution_values(frame)  # rows x [classes x] (features + bias)
+        inputs = self.encode(records)
+        values = self.contribution_values(inputs)  # rows x [classes x] (features + bias)
         return [{**prediction, **contribution_fields(row, self.model.schema)}
-                for prediction, row in zip(self.predictions(records), values, strict=True)]
+                for prediction, row in zip(self.answers(inputs), values, strict=True)]
 
     def metadata(self) -> dict[str, Any]:
         return {**self.identity(), "task": str(self.model.task), "data_version": self.data_version,

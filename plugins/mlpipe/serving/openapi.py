@@ -8,7 +8,8 @@ cannot see what they take. :func:`openapi` adds it: the JSON schema of that vali
 ``records`` array of objects. It is built on each call, so it follows a reload to a
 version with other features. The error answers are declared on the routes with
 :data:`BODY_ERRORS`, :data:`NO_CHAMPION` and :data:`AUTH_ERRORS` (every 4xx has a ``detail``
-naming the problem: a :class:`Problem`, or for a 422 :class:`Invalid`).
+naming the problem: a :class:`Problem`, or for a 422 :class:`Invalid`), and /predict's answer with
+:data:`PREDICTED` (:class:`Predicted`: each record's prediction, a declined one's :class:`Reason` codes).
 
 This module exists only for the server process: it imports FastAPI at the top.
 """
@@ -20,7 +21,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 
 BODY_ROUTES = ("/predict", "/explain")
 
@@ -45,6 +46,45 @@ class Invalid(BaseModel):
     detail: list[FieldProblem]
 
 
+class Reason(BaseModel):
+    """A principal reason of a decline (:mod:`mlpipe.model.reasons`): a feature that pushed the score toward the
+    positive class."""
+
+    feature: str = Field(description="The feature (a column of the model's input).")
+    text: str = Field(description="The spec's `reasons` text of the feature, else its column name.")
+    value: float | str | None = Field(description="The value the model saw: a number, a category's text, null "
+                                                  "when missing; a hashed PII column's token, never the clear value.")
+    contribution: float = Field(description="Its SHAP contribution to the score, in log-odds (above 0).")
+
+
+class Prediction(BaseModel):
+    """One record's prediction; the fields are the served model's task's."""
+
+    score: float | None = Field(None, description="Binary: the positive-class probability; regression: the value.")
+    decision: bool | None = Field(None, description="Binary: declined, the score at or above the model's threshold.")
+    reasons: list[Reason] | None = Field(
+        None, description="Binary, with `reason_count` above 0: a declined record's principal reasons, largest "
+                          "contribution first (ties in feature order), at most `reason_count`; [] when approved."
+    )
+    probabilities: dict[str, float] | None = Field(None, description="Multiclass: class -> probability.")
+    predicted_class: str | None = Field(None, description="Multiclass: the most probable class.")
+
+
+class ModelIdentity(BaseModel):
+    """The model version that answered (also in the ``X-Model-Version`` header)."""
+
+    name: str
+    version: int
+    alias: str
+
+
+class Predicted(BaseModel):
+    """A /predict answer: a prediction per record, in the order of the records."""
+
+    model: ModelIdentity
+    predictions: list[Prediction]
+
+
 def problem(description: str, model: type[BaseModel] = Problem) -> dict[str, Any]:
     return {"model": model, "description": description}
 
@@ -56,6 +96,7 @@ BODY_ERRORS = {
     **NO_CHAMPION,
 }
 AUTH_ERRORS = {401: problem("No bearer token"), 403: problem("A wrong bearer token")}
+PREDICTED = {200: {"model": Predicted, "description": "Each record's prediction; a declined record's reason codes"}}
 
 
 def request_schema(validator: TypeAdapter | None, max_records: int) -> tuple[dict[str, Any], dict[str, Any]]:

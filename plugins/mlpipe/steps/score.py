@@ -9,8 +9,10 @@ naming the column; values outside the reference profile are counted and
 reported), and is scored by ``models:/<model>@champion``. Per chunk it writes:
 
 - ``predictions/part-<n>.parquet``: id columns, what the model predicts, ``model_version``, ``scored_at``.
-  Binary: ``score`` and ``decision`` (score at or above the champion's decision threshold); regression:
-  ``score``, the value; multiclass: ``probability_<class>`` for each class and ``predicted_class``;
+  Binary: ``score``, ``decision`` (score at or above the champion's decision threshold) and, unless the spec's
+  ``reason_count`` is 0, ``reasons``: a declined row's reason codes as JSON text (:mod:`mlpipe.model.reasons`,
+  the same as ``/predict`` gives the record), ``[]`` for an approved one; regression: ``score``, the value;
+  multiclass: ``probability_<class>`` for each class and ``predicted_class``;
 - ``inputs/part-<n>.parquet``: the masked feature columns and the score (the class probabilities), kept for
   drift monitoring.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import json
 import logging
 import time
 from collections import Counter
@@ -39,6 +42,7 @@ from mlpipe.core.tasks import Task
 from mlpipe.data import datasets
 from mlpipe.data.ids import UniqueIds
 from mlpipe.data.pii import mask_pii
+from mlpipe.model.reasons import ReasonCodes
 from mlpipe.model.tabular import PREDICTED_CLASS, TabularModel
 from mlpipe.registry.names import CHAMPION, THRESHOLD_TAG
 from mlpipe.store.runs import Run
@@ -47,6 +51,7 @@ from mlpipe.validation.merge import BatchRun
 from mlpipe.validation.suites import batch_frame, column_expectations, expectations, profiled_columns
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -112,17 +117,37 @@ def predicted(model: TabularModel, frame: pd.DataFrame, threshold: float | None)
     return found
 
 
+def reason_texts(model: TabularModel, frame: pd.DataFrame, declined: np.ndarray, reasons: ReasonCodes) -> list[str]:
+    """Each row's reason codes (:meth:`ReasonCodes.of_rows`) as JSON text: a ``declined`` row's, ``[]`` for an
+    approved one. Only the declined rows' contributions are computed."""
+    import numpy as np
+
+    texts = ["[]"] * len(frame)
+    rows = np.flatnonzero(declined)
+    if len(rows):
+        chosen = frame.iloc[rows]
+        features = chosen[model.schema["columns"]].astype(object)
+        values = features.where(features.notna(), None).to_numpy()  # any kind of missing value: None
+        for at, found in zip(rows, reasons.of_rows(model.schema, model.contribution_values(chosen), values),
+                             strict=True):
+            texts[at] = json.dumps(found, separators=(",", ":"))
+    return texts
+
+
 def score_chunk(model: TabularModel, frame: pd.DataFrame, spec, version: int, threshold: float | None,
                 scored_at: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The predictions of one chunk, and its inputs (masked features + what the model predicts) for monitoring."""
+    """The predictions of one chunk (a binary model's with reason codes, as the spec asks), and its inputs (masked
+    features + what the model predicts) for monitoring."""
     import pandas as pd
 
     found = predicted(model, frame, threshold)
+    if threshold is not None and (reasons := ReasonCodes.of(spec)) is not None:
+        found["reasons"] = reason_texts(model, frame, found["decision"].to_numpy(), reasons)
     predictions = pd.concat([pd.DataFrame({c: frame[c].to_numpy() for c in spec.id_columns}), found], axis=1)
     predictions["model_version"] = version
     predictions["scored_at"] = scored_at
     inputs = frame[[*spec.id_columns, *model.schema["columns"]]].reset_index(drop=True)
-    outputs = found.drop(columns=["decision", PREDICTED_CLASS], errors="ignore")
+    outputs = found.drop(columns=["decision", "reasons", PREDICTED_CLASS], errors="ignore")
     return predictions, pd.concat([inputs, outputs], axis=1)
 
 
