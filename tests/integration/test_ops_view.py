@@ -22,13 +22,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
 import pytest
 import requests
 
 from mlpipe.core import uris
-from mlpipe.core.results import Train
+from mlpipe.core.assets import AssetKey, asset_uri
+from mlpipe.core.results import Register, Train
 from mlpipe.store import audit, runs
 from tests import services
 from tests.conftest import DATA_PATH, ROOT, airflow_env
@@ -254,8 +256,11 @@ def test_ops_view_end_to_end(deployment, mlflow_env, browser, artifacts_dir):
 
     trained = second.result(Train)
     assert task_links("train_model") == {"MLflow run": f"{MLFLOW_UI}/#/runs/{trained.mlflow_run_id}",
-                                         "Model version": None, "Monitoring report": None, "Validation report": None}
-    assert task_links("register_model")["Model version"] == f"{MLFLOW_UI}/#/models/loan_default/versions/2"
+                                         "Model version": None, "Monitoring report": None, "Validation report": None,
+                                         "Model card": None}
+    registered = task_links("register_model")
+    assert registered["Model version"] == f"{MLFLOW_UI}/#/models/loan_default/versions/2"
+    assert parse_qs(urlparse(registered["Model card"]).query) == {"uri": [second.result(Register).model_card_html]}
     validation = task_links("validate_data")
     assert [name for name, link in validation.items() if link] == ["Validation report"]
     browser.get(validation["Validation report"])  # served by the ops app, with the browser's login cookie
@@ -285,10 +290,21 @@ def test_ops_view_end_to_end(deployment, mlflow_env, browser, artifacts_dir):
     message = wait(browser, "p#message").text
     shot(browser, artifacts_dir, "rollback-done")
     assert "champion is now version 1 (was 2)" in message and "done by ops" in message
+    assert re.search(r"champion asset event \d+ recorded", message)
     assert aliases()["champion"] == 1 and "previous-champion" not in aliases()
     rollback = audit.history("loan_default")[-1]
     assert (rollback["action"], rollback["actor"], rollback["from_version"], rollback["to_version"],
             rollback["reason"]) == ("rollback", "ops", 2, 1, "smoke test of the ops view")
+    # The rollback's champion asset event: the version restored, the one rolled back, who, why, the audit entry.
+    champion_uri = asset_uri("loan_default", AssetKey.CHAMPION)
+    (asset,) = [found for found in requests.get(f"{url}/api/v2/assets", headers=bearer, timeout=30,
+                                                params={"uri_pattern": champion_uri}).json()["assets"]
+                if found["uri"] == champion_uri]
+    events = requests.get(f"{url}/api/v2/assets/events", headers=bearer, timeout=30,
+                          params={"asset_id": asset["id"], "order_by": "timestamp"}).json()["asset_events"]
+    assert events[-1]["extra"] == {"model": "loan_default", "version": 1, "previous_version": 2, "rolled_back": True,
+                                   "reason": "smoke test of the ops view", "actor": "ops",
+                                   "audit": rollback["uri"]}
     browser.get(f"{url}/mlpipe/")
     page = wait(browser, "section.pipeline")
     assert page.find_element(By.CSS_SELECTOR, "td.version[data-role=champion]").text.startswith("v1")

@@ -7,7 +7,8 @@ Every pipeline has five (Airflow Assets on the DAG side, :mod:`mlpipe.orchestrat
   data with an event whose extra may name it (``{"uri": ...}``: the run trains on that instead of
   ``data.source``); ``ingest_data`` reads it (its inlet).
 - ``incoming_batch``: a batch to score, announced the same way (``{"uri": ...}``: the batch scored).
-- ``champion``: the registered model's ``champion``; an event when a training run promoted (and deployed) one.
+- ``champion``: the registered model's ``champion``; an event when a training run promoted (and deployed) one,
+  and when the Models page rolls it back.
 - ``predictions``: what ``score_batch`` wrote; an event per scored batch.
 - ``monitoring_report``: what ``monitor_drift`` concluded; an event per monitoring run.
 
@@ -50,7 +51,7 @@ MonitoringTrigger = Literal["predictions"]
 DESCRIPTIONS = {
     AssetKey.TRAINING_DATA: "the training data; an event announces new data (extra uri: where it is)",
     AssetKey.INCOMING_BATCH: "a batch to score; an event announces one (extra uri: where it is)",
-    AssetKey.CHAMPION: "the registered model's champion; an event per promotion",
+    AssetKey.CHAMPION: "the registered model's champion; an event per promotion and per rollback",
     AssetKey.PREDICTIONS: "a scored batch; an event per scoring run",
     AssetKey.MONITORING_REPORT: "a drift and quality verdict; an event per monitoring run",
 }
@@ -87,3 +88,10 @@ def champion_event(ingested: Ingest, analyzed: Analyze, registered: Register, de
             "data_version": ingested.data_version, "rows": ingested.rows, "metrics": analyzed.metrics,
             "forced": registered.forced, "reasons": registered.reasons, "deployed": deployed.deployed,
             "run": registered.run}
+
+
+def rollback_event(done: dict[str, Any], reason: str, actor: str) -> dict[str, Any]:
+    """The metadata of the ``champion`` event of a rollback (``done``: what
+    :func:`mlpipe.registry.rollback.rollback` returns): the version restored, the one rolled back, who and why."""
+    return {"model": done["model"], "version": done["to_version"], "previous_version": done["from_version"],
+            "rolled_back": True, "reason": reason, "actor": actor, "audit": done["audit"]}

@@ -5,7 +5,8 @@
 - ``GET /mlpipe/artifact?uri=``: a report from the artifact store (:mod:`mlpipe.ui.artifacts`), for
   users who may read the pipeline it belongs to;
 - ``POST /mlpipe/rollback``: without ``confirm=yes`` the confirmation page; with it and the signed
-  token, :func:`mlpipe.registry.rollback.rollback`; only for users who may trigger ``<pipeline>_training``;
+  token, :func:`mlpipe.registry.rollback.rollback` and the ``champion`` asset event
+  (:mod:`mlpipe.ui.champion_event`); only for users who may trigger ``<pipeline>_training``;
 - ``GET /mlpipe/metrics``: the latest monitoring figures in Prometheus text (:mod:`mlpipe.ui.metrics`),
   for a logged-in caller (bearer token or cookie).
 
@@ -21,10 +22,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
+from mlpipe.core import assets
 from mlpipe.core.errors import Refused, StorageError
 from mlpipe.core.urls import ARTIFACT_ROUTE
 from mlpipe.registry import rollback as rollbacks
-from mlpipe.ui import access, artifacts, confirmation, overview, render
+from mlpipe.ui import access, artifacts, champion_event, confirmation, overview, render
 from mlpipe.ui.metrics import exposition
 
 if TYPE_CHECKING:
@@ -123,7 +125,21 @@ def rollback(request: Request, user: User, pipeline: Annotated[str, Form()] = ""
         return _message(request, user, 409, "Rollback not done", str(error))
     return _message(request, user, 200, "Rolled back",
                     f"{found.model}: champion is now version {done['to_version']} (was {done['from_version']}); "
-                    f"recorded in the audit log as done by {user.get_name()}: {reason}", kind="success")
+                    f"recorded in the audit log as done by {user.get_name()}: {reason}; "
+                    f"{_champion_event(found.name, assets.rollback_event(done, reason, user.get_name()))}",
+                    kind="success")
+
+
+def _champion_event(pipeline: str, extra: dict[str, Any]) -> str:
+    """Record the rollback's ``champion`` asset event; what became of it, for the page. The rollback is done
+    whatever happens here: a failure is told and logged, never raised."""
+    try:
+        event = champion_event.record(pipeline, extra)
+    except Exception as error:  # the database may refuse; the alias has moved all the same
+        overview.log.exception("rollback of %s: no champion asset event", pipeline)
+        return f"no champion asset event ({type(error).__name__}: {error})"
+    return "no champion asset event (Airflow knows no such asset)" if event is None else \
+        f"champion asset event {event} recorded"
 
 
 def metrics(user: User) -> Response:
