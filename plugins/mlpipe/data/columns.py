@@ -1,9 +1,10 @@
 """What each column of a pipeline's data is, decided before anything is trained.
 
 - :func:`check_named`: every column the spec names (target, ids, features, PII rules, slices,
-  fairness, reason texts) must be in the data; the error names the spec key and the column.
+  fairness) must be in the data; the error names the spec key and the column.
   :func:`reason_warnings`: the features a binary spec gives no reason text (their reason codes show
-  the column name), and the texts of columns that are no feature (unused).
+  the column name), and the texts of columns that are no feature (unused). Reason texts are wording, never a
+  reason to refuse data: a column missing from a batch is the validation step's to name.
 - :func:`feature_kinds`: each feature is ``categorical`` or ``numeric``. The spec decides first
   (``features.categorical`` / ``features.numeric``), then the reviewed reference profile (which
   records every column's kind), then the data: text and true/false columns are categorical,
@@ -29,14 +30,13 @@ CATEGORICAL, NUMERIC = "categorical", "numeric"
 NUMBER_LIKE_SHARE = 0.5  # a text column whose values are mostly numbers is a numeric column with stray text
 ID_LIKE_SHARE, ID_LIKE_MIN_LEVELS = 0.5, 50  # a text column with a new value in most rows is an id or free text
 SHOWN = 3  # example values in a message
-KEYED_BY_COLUMN = ("reasons",)  # spec mappings whose keys are columns: one missing is named as its own key
 
 
 def named_columns(spec: Spec) -> dict[str, list[str]]:
     """Spec key -> the data columns it names (``pii[1].column``, ``thresholds.fairness.column``...)."""
     named = {"target.column": [spec.target.column], "id_columns": spec.id_columns,
              "features.exclude": spec.features.exclude, "features.categorical": spec.features.categorical,
-             "features.numeric": spec.features.numeric, "slices": spec.slices, "reasons": list(spec.reasons)}
+             "features.numeric": spec.features.numeric, "slices": spec.slices}
     if isinstance(spec.features.include, list):
         named["features.include"] = spec.features.include
     named |= {f"pii[{index}].column": [rule.column] for index, rule in enumerate(spec.pii)}
@@ -46,12 +46,10 @@ def named_columns(spec: Spec) -> dict[str, list[str]]:
 
 
 def not_columns(key: str, missing: list[str], source: str) -> str:
-    """The problem of spec key ``key`` whose columns ``missing`` are not in the data (one line);
-    one missing key of a mapping keyed by columns is named as its own key (``reasons.int_rte``)."""
+    """The problem of spec key ``key`` whose columns ``missing`` are not in the data (one line)."""
     if len(missing) > 1:
         return f"{key}: {missing} are not columns of {source}"
-    named = f"{key}.{missing[0]}" if key in KEYED_BY_COLUMN else key
-    return f"{named}: {missing[0]!r} is not a column of {source}"
+    return f"{key}: {missing[0]!r} is not a column of {source}"
 
 
 def check_named(spec: Spec, columns: list[str], source: str) -> None:
@@ -66,13 +64,14 @@ def check_named(spec: Spec, columns: list[str], source: str) -> None:
 def reason_warnings(spec: Spec, features: list[str]) -> list[str]:
     """What a spec that gives reasons (binary, ``reason_count`` above 0) leaves unsaid: one warning per feature
     without a text in ``reasons`` (its reason codes show the column name), and one per text of a column that
-    is no feature (an id, excluded or dropped PII: a setting that may change, so not an error), unused."""
+    is no feature (an id, excluded, dropped PII, or no column of the data at all, e.g. misspelt: not an error,
+    the words are never shown), unused."""
     if spec.target.task != Task.BINARY or not spec.reason_count:
         return []
     return ([f"reasons: feature {name!r} has no text; its reason codes show the column name"
              for name in features if name not in spec.reasons]
-            + [f"reasons.{name}: {name!r} is not a feature of the model (an id, excluded or dropped PII); its text "
-               "is not used" for name in spec.reasons if name not in features])
+            + [f"reasons.{name}: {name!r} is not a feature of the model (an id, excluded, dropped PII or no column "
+               "of the data); its text is not used" for name in spec.reasons if name not in features])
 
 
 def _numbers(values: pd.Series) -> pd.Series:
