@@ -8,7 +8,8 @@ into a float32 array (categorical levels as codes of the training levels, unseen
 levels and nulls as missing) for ``Booster.inplace_predict``: exactly what
 :func:`mlpipe.data.features.matrix` yields, without building a DataFrame per request
 (the tests hold the two equal, score for score). A declined record's reason codes
-(:mod:`mlpipe.model.reasons`) come from the SHAP contributions of the same array.
+(:mod:`mlpipe.model.reasons`) come from the SHAP contributions of the same array, through a DMatrix of it that
+also gives the request's scores (:meth:`ServedModel.with_reasons`).
 
 :class:`ModelSet` holds the ``champion`` and ``challenger`` currently served as
 one immutable :class:`Served` pair; :meth:`ModelSet.refresh` loads what the aliases
@@ -26,7 +27,7 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 from mlflow import MlflowClient
@@ -41,6 +42,9 @@ from mlpipe.model.reasons import ReasonCodes
 from mlpipe.model.tabular import TabularModel
 from mlpipe.registry.names import CHALLENGER, CHAMPION, THRESHOLD_TAG
 from mlpipe.registry.tracking import DATA_VERSION_TAG, RUN_URI_TAG
+
+if TYPE_CHECKING:
+    import xgboost as xgb
 
 log = logging.getLogger(__name__)
 
@@ -133,16 +137,24 @@ class ServedModel:
         """:meth:`scores` of records already encoded (:meth:`encode`)."""
         return self.model.predicted(self.model.booster.inplace_predict(inputs, iteration_range=self.trees))
 
-    def contribution_values(self, inputs: np.ndarray) -> np.ndarray:
-        """The SHAP contributions of encoded records (:meth:`encode`), the bias last: what
-        :meth:`TabularModel.contribution_values` gives for them, from a DMatrix of the array (no DataFrame).
-        The array's columns are the schema's, in the booster's order, so the feature names are neither set nor
-        checked (a third of the time a one-record DMatrix takes)."""
+    def matrix(self, inputs: np.ndarray) -> xgb.DMatrix:
+        """A DMatrix of encoded records (:meth:`encode`), for what ``inplace_predict`` cannot give (SHAP
+        contributions). The array's columns are the schema's, in the booster's order, so the feature names are
+        neither set nor checked (a third of the time a one-record DMatrix takes)."""
         import xgboost as xgb
 
         schema = self.model.schema
         types = ["c" if column in schema["categorical"] else "float" for column in schema["columns"]]
-        matrix = xgb.DMatrix(inputs, feature_types=types, enable_categorical=True, nthread=1)
+        return xgb.DMatrix(inputs, feature_types=types, enable_categorical=True, nthread=1)
+
+    def matrix_scores(self, matrix: xgb.DMatrix) -> np.ndarray:
+        """:meth:`scores` of the records of a :meth:`matrix`: the same numbers ``inplace_predict`` gives."""
+        return self.model.predicted(self.model.booster.predict(matrix, iteration_range=self.trees,
+                                                               validate_features=False))
+
+    def contribution_values(self, matrix: xgb.DMatrix) -> np.ndarray:
+        """The SHAP contributions of the records of a :meth:`matrix`, the bias last: what
+        :meth:`TabularModel.contribution_values` gives for them (no DataFrame)."""
         return self.model.booster.predict(matrix, pred_contribs=True, iteration_range=self.trees,
                                           validate_features=False)
 
@@ -151,14 +163,12 @@ class ServedModel:
         with ``reasons`` when asked (:meth:`with_reasons`); regression, ``score`` (the value); multiclass,
         ``probabilities`` (class -> probability) and ``predicted_class`` (the most probable)."""
         inputs = self.encode(records)
-        found = self.answers(inputs)
         if reasons is None or self.threshold is None:
-            return found
-        return self.with_reasons(found, records, inputs, reasons)
+            return self.answers(self.scored(inputs))
+        return self.with_reasons(records, inputs, reasons)
 
-    def answers(self, inputs: np.ndarray) -> list[dict[str, Any]]:
-        """:meth:`predictions` (without reasons) of records already encoded (:meth:`encode`)."""
-        scores = self.scored(inputs)
+    def answers(self, scores: np.ndarray) -> list[dict[str, Any]]:
+        """:meth:`predictions` (without reasons) from the records' :meth:`scores`."""
         if self.model.task == Task.MULTICLASS:
             classes = self.model.schema["classes"]
             return [{"probabilities": {name: float(p) for name, p in zip(classes, row, strict=True)},
@@ -167,27 +177,35 @@ class ServedModel:
             return [{"score": float(score)} for score in scores]
         return [{"score": float(score), "decision": bool(score >= self.threshold)} for score in scores]
 
-    def with_reasons(self, predictions: list[dict[str, Any]], records: list[dict[str, Any]], inputs: np.ndarray,
+    def with_reasons(self, records: list[dict[str, Any]], inputs: np.ndarray,
                      reasons: ReasonCodes) -> list[dict[str, Any]]:
-        """Binary ``predictions`` of ``records`` (encoded: ``inputs``), each with its ``reasons``: a declined record's
-        reason codes (:mod:`mlpipe.model.reasons`), ``[]`` for an approved one. Only the declined records'
-        contributions are computed."""
+        """Binary predictions of ``records`` (encoded: ``inputs``), each with its ``reasons``: a declined record's
+        reason codes (:mod:`mlpipe.model.reasons`), ``[]`` for an approved one.
+
+        One DMatrix gives the scores and, when every record is declined (a single-record request), the
+        contributions too: building it costs more than either prediction. Otherwise only the declined records'
+        contributions are computed, from a DMatrix of theirs.
+        """
+        matrix = self.matrix(inputs)
+        predictions = self.answers(self.matrix_scores(matrix))
         declined = [at for at, prediction in enumerate(predictions) if prediction["decision"]]
-        given = {}
-        if declined:
-            columns = self.model.schema["columns"]
-            found = reasons.of_rows(self.model.schema, self.contribution_values(inputs[declined]),
-                                    [[records[at][column] for column in columns] for at in declined])
-            given = dict(zip(declined, found, strict=True))
+        if not declined:
+            return [{**prediction, "reasons": []} for prediction in predictions]
+        if len(declined) < len(predictions):
+            matrix = self.matrix(inputs[declined])
+        columns = self.model.schema["columns"]
+        found = reasons.of_rows(self.model.schema, self.contribution_values(matrix),
+                                [[records[at][column] for column in columns] for at in declined])
+        given = dict(zip(declined, found, strict=True))
         return [{**prediction, "reasons": given.get(at, [])} for at, prediction in enumerate(predictions)]
 
     def explanations(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Per record: its prediction, the bias and the per-feature contributions (binary: log-odds; regression:
         the target's units); multiclass, ``bias`` and ``contributions`` per class (the log-odds of each)."""
-        inputs = self.encode(records)
-        values = self.contribution_values(inputs)  # rows x [classes x] (features + bias)
+        matrix = self.matrix(self.encode(records))
+        values = self.contribution_values(matrix)  # rows x [classes x] (features + bias)
         return [{**prediction, **contribution_fields(row, self.model.schema)}
-                for prediction, row in zip(self.answers(inputs), values, strict=True)]
+                for prediction, row in zip(self.answers(self.matrix_scores(matrix)), values, strict=True)]
 
     def metadata(self) -> dict[str, Any]:
         return {**self.identity(), "task": str(self.model.task), "data_version": self.data_version,
