@@ -18,10 +18,12 @@ from mlpipe.core.lines import checks_line
 from mlpipe.core.results import Analyze, Ingest, Register, Split, Train, Validate
 from mlpipe.core.settings import MODEL_CARD
 from mlpipe.core.tasks import RULES
+from mlpipe.registry import model_card
 from mlpipe.registry.model_card import (
     CARD_FOLDER,
     CARD_MARKDOWN_TAG,
     CARD_TAG,
+    COVERAGE_FILE,
     HTML_FILE,
     MARKDOWN_FILE,
     CardFiles,
@@ -114,6 +116,10 @@ def test_register_writes_the_card_under_its_folder_and_records_it(carded):
     assert result["model_card_html"] == uris.join(folder, HTML_FILE)
     stored = Run(uri).result(Register)
     assert (stored.model_card_md, stored.model_card_html) == (result["model_card_md"], result["model_card_html"])
+    kept = storage.read_json(uris.join(folder, COVERAGE_FILE))  # the snapshot's coverage, for later refreshes
+    bad = (pd.read_csv(DATA_PATH)["Class"] == "bad").mean()
+    assert kept["rows"] == Run(uri).result(Ingest).rows and kept["dates"] == {}
+    assert kept["target"]["positive_rate"] == pytest.approx(bad)
 
 
 def test_the_card_is_logged_on_the_versions_mlflow_run_and_tagged(carded, tmp_path):
@@ -228,12 +234,17 @@ def test_no_card_when_turned_off(analyzed_run, monkeypatch):
     assert CARD_TAG not in version.tags and CARD_MARKDOWN_TAG not in version.tags
 
 
-def test_monitoring_re_renders_the_card_with_drift(carded, tmp_path):
+def test_monitoring_re_renders_the_card_with_drift(carded, tmp_path, monkeypatch):
     batch = tmp_path / "batch.csv"
     pd.read_csv(DATA_PATH).drop(columns=["Class"]).to_csv(batch, index=False)
     spec = Run(carded[0]).spec
     run_step("score", runs.start(spec, "card_scoring", options={"input_uri": batch.as_uri()}, kind=runs.SCORING))
     monitoring = Run(runs.start(spec, "card_monitoring", kind=runs.MONITORING))
+
+    def snapshot_read(*_):
+        raise AssertionError("a refresh read the training snapshot again")
+
+    monkeypatch.setattr(model_card, "coverage", snapshot_read)  # the refresh reads the coverage register kept
     report = storage.read_json(run_step("monitor", monitoring.uri)["report"])  # the step re-renders the card
     version = report["champion_version"]
     assert report["status"] in ("ok", "breach") and version is not None
@@ -247,6 +258,8 @@ def test_monitoring_re_renders_the_card_with_drift(carded, tmp_path):
     assert f"**Drifting features:** {', '.join(report['drifting_features']) or 'none'}" in text
     assert f"**Report:** {report['report_html']}" in text and "not monitored yet" not in text
     assert f"by monitoring run {monitoring.uri}" in text
+    bad = (pd.read_csv(DATA_PATH)["Class"] == "bad").mean()
+    assert f"**Label rate:** {bad:.2%} of {Run(carded[0]).result(Ingest).rows:,} rows have Class 'bad'" in text
     tags = MlflowClient().get_model_version("carded", str(version)).tags
     assert (tags[CARD_MARKDOWN_TAG], tags[CARD_TAG]) == files
     run_id = MlflowClient().get_model_version("carded", str(version)).run_id

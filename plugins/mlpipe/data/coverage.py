@@ -10,7 +10,7 @@ target and those columns are read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlpipe.core.errors import Refused
@@ -32,6 +32,14 @@ class Coverage:
     rows: int
     target: dict[str, Any]
     dates: dict[str, tuple[str | None, str | None]]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, found: dict[str, Any]) -> Coverage:
+        """The coverage :meth:`to_json` wrote."""
+        return cls(found["rows"], found["target"], {name: tuple(span) for name, span in found["dates"].items()})
 
 
 def date_columns(schema: pa.Schema) -> list[str]:

@@ -9,10 +9,11 @@ the artifact store and logged on the version's MLflow run under ``model_card/``,
 them.
 
 ``register`` publishes the card of the version it registered once the gate has decided, under its own folder
-(``<run>/register/model_card/``). The monitor step calls :func:`refresh` once it has tagged the champion with
-its latest status: the card is built again with the monitoring section (drift and quality), written under the
-monitoring run's folder, logged over the version's card on its MLflow run, and the tags point at it.
-``$MLPIPE_MODEL_CARD=0`` turns cards off (:func:`mlpipe.core.settings.model_card`).
+(``<run>/register/model_card/``), and keeps the training snapshot's coverage beside it (:data:`COVERAGE_FILE`,
+:func:`training_coverage`): the snapshot is read once per version, never again by a refresh. The monitor step calls
+:func:`refresh` once it has tagged the champion with its latest status: the card is built again with the monitoring
+section (drift and quality), written under the monitoring run's folder, logged over the version's card on its MLflow
+run, and the tags point at it. ``$MLPIPE_MODEL_CARD=0`` turns cards off (:func:`mlpipe.core.settings.model_card`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from mlpipe.core import settings, uris
 from mlpipe.core.errors import Refused, StorageError
 from mlpipe.core.results import Analyze, Ingest, Register, ResultError, Split, StepResult, Train, Tune, Validate
-from mlpipe.data.coverage import coverage
+from mlpipe.data.coverage import Coverage, coverage
 from mlpipe.model.tabular import SCHEMA_FILE
 from mlpipe.registry.card_render import html, markdown
 from mlpipe.registry.card_sections import Lineage, build
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 CARD_FOLDER = "model_card"  # the artifact path on the MLflow run, and the folder in the artifact store
 MARKDOWN_FILE, HTML_FILE = "model_card.md", "model_card.html"
+COVERAGE_FILE = "coverage.json"  # the training snapshot's Coverage, beside the card register wrote
 CARD_TAG = "mlpipe.model_card"  # model version tag: the stored model_card.html
 CARD_MARKDOWN_TAG = "mlpipe.model_card_md"  # ... and model_card.md
 R = TypeVar("R", bound=StepResult)
@@ -61,6 +63,19 @@ def optional(run: Run, model: type[R]) -> R | None:
         return None
 
 
+def training_coverage(run: Run) -> Coverage:
+    """The :class:`~mlpipe.data.coverage.Coverage` of training run ``run``'s snapshot: read from the snapshot by
+    the first card of its version (register's), then kept as ``<run>/register/model_card/coverage.json`` and read
+    back from there (a monitoring refresh: the figures never change, and re-reading a large snapshot would cost
+    every monitoring run seconds)."""
+    kept = run.path(Register.step, CARD_FOLDER, COVERAGE_FILE)
+    if storage.exists(kept):
+        return Coverage.from_json(storage.read_json(kept))
+    found = coverage(run.result(Ingest).snapshot, run.spec)
+    storage.write_json(kept, found.to_json())
+    return found
+
+
 def lineage(run: Run, registered: Register, version: ModelVersion, monitoring: dict[str, Any] | None,
             writer: str) -> Lineage:
     """Everything the card of ``version`` (registered by training run ``run``) says, read from where it lives."""
@@ -73,7 +88,7 @@ def lineage(run: Run, registered: Register, version: ModelVersion, monitoring: d
         spec=spec, run_uri=run.uri, notes=run.options.get("notes", ""), ingest=ingest,
         validate=optional(run, Validate), split=run.result(Split), tune=optional(run, Tune), train=train,
         analyze=analyze, register=registered, comparison=storage.read_json(registered.audit)["comparison"],
-        coverage=coverage(ingest.snapshot, spec),
+        coverage=training_coverage(run),
         features=storage.read_json(uris.join(train.model_folder, SCHEMA_FILE)), params=dict(logged.params),
         commit=logged.tags.get(GIT_COMMIT_TAG), aliases=sorted(version.aliases),
         registered=datetime.fromtimestamp(created / 1000, UTC) if created else None,

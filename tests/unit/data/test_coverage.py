@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 
 import pandas as pd
 import pytest
 
 from mlpipe.core import spec, uris
-from mlpipe.data.coverage import coverage
+from mlpipe.data.coverage import Coverage, coverage
 from mlpipe.data.datasets import PartWriter
 
 
@@ -36,6 +37,7 @@ def test_a_binary_target_and_the_date_columns_over_every_part(tmp_path):
     assert found.target["positive_rate"] == pytest.approx(3 / 8)
     assert found.dates == {"issued": ("2019-07-04", "2021-12-31"),
                            "seen": (datetime(2022, 4, 1, 9, 30).isoformat(), datetime(2022, 5, 1, 10).isoformat())}
+    assert Coverage.from_json(json.loads(json.dumps(found.to_json()))) == found  # as the model card keeps it
 
 
 def test_no_date_column_and_the_other_tasks_targets(tmp_path):
