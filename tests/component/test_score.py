@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from mlpipe.core import uris
+from mlpipe.core.assets import INPUT_URIS
 from mlpipe.core.errors import Refused
 from mlpipe.core.results import Train
 from mlpipe.data import datasets
@@ -90,6 +91,16 @@ def test_a_folder_of_parquet_parts_is_scored_every_row_once(champion_run, batch,
     assert (result["rows"], result["chunks"]) == (2500, 5)  # chunks never span two parts
     predictions = parts(result["predictions"])
     np.testing.assert_allclose(predictions["score"], expected_scores(champion_run, batch), rtol=0, atol=1e-7)
+
+
+def test_a_run_started_by_several_announced_batches_scores_them_all_in_order(champion_run, batch, tmp_path):
+    first, second = write(tmp_path, batch.head(1500), "first.csv"), write(tmp_path, batch.iloc[1500:], "second.parquet")
+    uri = runs.start(Run(champion_run).spec, "announced", options={"input_uri": "", INPUT_URIS: [first, second]},
+                     kind=runs.SCORING)
+    result = run_step("score", uri)
+    assert (result["rows"], result["source"]) == (2500, f"{first}, {second}")
+    np.testing.assert_allclose(parts(result["predictions"])["score"], expected_scores(champion_run, batch), rtol=0,
+                               atol=1e-7)
 
 
 def test_unexpected_values_are_counted_not_fatal(champion_run, batch, tmp_path):

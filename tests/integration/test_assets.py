@@ -238,7 +238,7 @@ def test_announced_data_runs_training_then_scoring_then_monitoring(deployment):
     scored_run = wait_for_run(airflow, SCORING)
     scoring = runs.Run(runs.run_uri(PIPELINE, scored_run["dag_run_id"], kind=runs.SCORING))
     scored = scoring.result(Score)
-    assert scoring.options["input_uri"] == scored.source == batch.as_uri()
+    assert (scoring.options["input_uris"], scored.source) == ([batch.as_uri()], batch.as_uri())
     assert (scored.rows, scored.model_version) == (2000, 1)
     upstream = airflow.api("GET", f"dags/{SCORING}/dagRuns/{scored_run['dag_run_id']}/upstreamAssetEvents")
     assert [event["id"] for event in upstream["asset_events"]] == [posted["id"]]

@@ -29,6 +29,7 @@ from mlpipe.core.results import Analyze, Deploy, Ingest, Monitor, Register, Scor
 SCHEME = "mlpipe"
 URI_KEY = "uri"  # the key of an announcement's extra that names the new data
 NOTES_KEY = "notes"  # the key of an announcement's extra that becomes a training run's notes
+INPUT_URIS = "input_uris"  # the scoring run option that lists its announced batches, oldest first
 
 
 class AssetKey(StrEnum):

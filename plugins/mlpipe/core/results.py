@@ -261,7 +261,7 @@ class Deploy(StepResult):
 
 class Score(StepResult):
     step: ClassVar[Step] = Step.SCORE
-    source: str
+    source: str  # the batch scored; the batches an asset-triggered run scored, oldest first, joined by ', '
     rows: int
     chunks: int
     model_name: str

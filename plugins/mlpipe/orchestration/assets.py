@@ -6,8 +6,8 @@
 - :func:`step_assets`: the ``inlets`` / ``outlets`` of a step's task (``ingest_data`` reads the training data,
   ``score_batch`` writes the predictions, ``monitor_drift`` the monitoring report), and
   :func:`record_step_event`, with which a runtime attaches the step's result to its outlet's event;
-- :func:`event_options`: what a run takes from the asset events that started it (an announced ``uri`` becomes
-  its ``data_uri`` / ``input_uri`` trigger option).
+- :func:`event_options`: what a run takes from the asset events that started it (the announced batches become
+  the batches it scores, an announced ``uri`` of training data its ``data_uri``).
 
 The ``champion`` event is not a step's: ``publish_champion`` (:mod:`mlpipe.orchestration.factory`) emits it
 after a promotion was deployed, and skips (no event) when the run promoted nothing.
@@ -23,6 +23,7 @@ from airflow.sdk import Asset, AssetAny, AssetOrTimeSchedule, CronTriggerTimetab
 
 from mlpipe.core.assets import (
     DESCRIPTIONS,
+    INPUT_URIS,
     NOTES_KEY,
     URI_KEY,
     AssetKey,
@@ -36,8 +37,6 @@ from mlpipe.core.results import Monitor, Score, StepResult
 
 log = logging.getLogger(__name__)
 
-# The trigger option that an announcement's ``uri`` fills in a run of the DAG that has that option.
-ANNOUNCED = {AssetKey.TRAINING_DATA: "data_uri", AssetKey.INCOMING_BATCH: "input_uri"}
 NOTES = "notes"  # the training DAG's trigger option that lands on the MLflow run and the model version
 EVENTS = "asset_events"  # the run option that lists the events that started the run
 # The asset a step's task reads, and the one it writes with the metadata its result makes.
@@ -103,33 +102,44 @@ class AnnouncementError(ValueError):
     """An asset event whose extra names new data in a way a run cannot use."""
 
 
+def announced_uri(event: dict[str, Any]) -> str:
+    """The ``uri`` an announcement's extra names; :class:`AnnouncementError` when it is no URI."""
+    uri = event["extra"][URI_KEY]
+    if not isinstance(uri, str) or not uri.strip():
+        raise AnnouncementError(f"the {event['asset']} event of {event['timestamp']}: extra.{URI_KEY} must be "
+                                f"the URI of the new data (file://, s3:// or a path), got {uri!r}")
+    return uri
+
+
 def event_options(pipeline: str, params: Mapping[str, Any], events: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """A run's options: its trigger options ``params``, plus what the asset ``events`` that started it say.
 
-    ``events`` (as :func:`triggering_events` gives them) are kept as ``asset_events``. An empty option that an
-    announced asset fills (:data:`ANNOUNCED`: ``data_uri``, ``input_uri``) takes the newest announcement's extra
-    ``uri``; Airflow folds the events that arrive before a run starts into that run, so an older announcement's
-    ``uri`` is left out, with a warning naming it. An empty ``notes`` takes the newest event's extra ``notes``
-    or says which event started the run.
+    ``events`` (as :func:`triggering_events` gives them) are kept as ``asset_events``. Airflow folds the events
+    that arrive before a run starts into that run, so one run may have several announcements:
+
+    - an empty ``input_uri`` takes every announced batch: :data:`INPUT_URIS` lists each distinct extra ``uri`` of
+      the ``incoming_batch`` events, oldest first, and the score step scores them all (none is left out);
+    - an empty ``data_uri`` takes the newest ``training_data`` announcement's ``uri`` (newer training data
+      supersedes older); an older one's is left out, with a warning naming it;
+    - an empty ``notes`` takes the newest event's extra ``notes`` or says which event started the run.
     """
     options = dict(params)
     if not events:
         return options
     options[EVENTS] = list(events)
-    for key, option in ANNOUNCED.items():
-        announced = [event for event in events
-                     if event["asset"] == asset_name(pipeline, key) and URI_KEY in event["extra"]]
-        if option not in params or params[option] or not announced:
-            continue
-        *older, newest = announced
-        uri = newest["extra"][URI_KEY]
-        if not isinstance(uri, str) or not uri.strip():
-            raise AnnouncementError(f"the {newest['asset']} event of {newest['timestamp']}: extra.{URI_KEY} must be "
-                                    f"the URI of the new data (file://, s3:// or a path), got {uri!r}")
-        if skipped := [event["extra"][URI_KEY] for event in older if event["extra"][URI_KEY] != uri]:
-            log.warning("%s: this run takes the newest announced data, %s; left out: %s", newest["asset"], uri,
-                        ", ".join(map(str, skipped)))
-        options[option] = uri
+
+    def announced(key: AssetKey) -> list[str]:
+        return [announced_uri(event) for event in events
+                if event["asset"] == asset_name(pipeline, key) and URI_KEY in event["extra"]]
+
+    if "input_uri" in params and not params["input_uri"] and (batches := announced(AssetKey.INCOMING_BATCH)):
+        options[INPUT_URIS] = list(dict.fromkeys(batches))
+    if "data_uri" in params and not params["data_uri"] and (data := announced(AssetKey.TRAINING_DATA)):
+        *older, newest = data
+        if skipped := [uri for uri in older if uri != newest]:
+            log.warning("%s: this run takes the newest announced data, %s; left out: %s",
+                        asset_name(pipeline, AssetKey.TRAINING_DATA), newest, ", ".join(skipped))
+        options["data_uri"] = newest
     if NOTES in params and not params[NOTES]:
         newest = events[-1]
         options[NOTES] = str(newest["extra"].get(NOTES_KEY) or f"{newest['asset']} event of {newest['timestamp']}"

@@ -2,8 +2,9 @@
 
 The batch (a CSV or Parquet file, or a folder of them such as ``mlpipe synth`` writes;
 ``file://`` or ``s3://``; read by :func:`mlpipe.data.datasets.batches`) is the trigger option
-``input_uri`` or the spec's ``scoring.source``. Each chunk of ``scoring.chunk_rows``
-rows gets the spec's PII rules, is checked against the training schema with Great
+``input_uri`` or the spec's ``scoring.source``; a run started by ``incoming_batch`` asset events scores every
+batch they announced, one after the other into the same outputs (:func:`batch_uris`). Each chunk of
+``scoring.chunk_rows`` rows gets the spec's PII rules, is checked against the training schema with Great
 Expectations (a missing column or a column of the wrong type fails the batch,
 naming the column; values outside the reference profile are counted and
 reported), and is scored by ``models:/<model>@champion``. Per chunk it writes:
@@ -36,6 +37,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mlpipe.core import uris
+from mlpipe.core.assets import INPUT_URIS
 from mlpipe.core.errors import Refused
 from mlpipe.core.results import Score
 from mlpipe.core.tasks import Task
@@ -217,12 +219,20 @@ def timed(items: Iterator[Any], seconds: Counter, name: str) -> Iterator[Any]:
         yield item
 
 
+def batch_uris(run: Run) -> list[str]:
+    """What a scoring run scores: the batches announced by the asset events that started it (oldest first, the
+    :data:`~mlpipe.core.assets.INPUT_URIS` option), else its ``input_uri`` option, else the spec's
+    ``scoring.source``."""
+    found = run.options.get(INPUT_URIS) or [run.options.get("input_uri") or run.spec.scoring.source]
+    if not found[0]:
+        raise Refused("nothing to score: give the input_uri option or set scoring.source in the spec")
+    return found
+
+
 def score(run: Run) -> Score:
     spec = run.spec
-    source = run.options.get("input_uri") or spec.scoring.source
-    if not source:
-        raise Refused("nothing to score: give the input_uri option or set scoring.source in the spec")
-    source = uris.normalize(source)
+    sources = [uris.normalize(uri) for uri in batch_uris(run)]
+    source = ", ".join(sources)
     binary = spec.target.task == Task.BINARY
     model, version, threshold = champion(spec.registered_model, binary)
     profiled = profiled_columns(spec.validation.profile)
@@ -233,7 +243,8 @@ def score(run: Run) -> Score:
     positives = 0
     outputs = {name: datasets.PartWriter(run.path("score", name)) for name in ("predictions", "inputs")}
     ids = UniqueIds(spec.id_columns, source)
-    batches = datasets.batches(source, spec.scoring.chunk_rows, fmt=spec.data.format)
+    batches = (frame for uri in sources for frame in datasets.batches(uri, spec.scoring.chunk_rows,
+                                                                      fmt=spec.data.format))
     with frozen_heap(), written_behind(outputs) as write:
         for frame in timed(batches, phases, "read"):
             if missing := [c for c in spec.id_columns if c not in frame.columns]:

@@ -15,7 +15,7 @@ from airflow.sdk.execution_time.context import OutletEventAccessors, TriggeringA
 
 from mlpipe.core import assets as names
 from mlpipe.core import spec
-from mlpipe.core.assets import AssetKey
+from mlpipe.core.assets import INPUT_URIS, AssetKey
 from mlpipe.core.names import Step
 from mlpipe.orchestration import assets, factory
 from mlpipe.store import runs
@@ -149,23 +149,32 @@ def test_a_run_without_asset_events_takes_its_trigger_options_as_they_are():
 def test_an_announced_batch_is_the_one_scored_and_the_events_are_kept():
     events = [event("incoming_batch", "2026-12-06T10:00:00+00:00", uri=BATCH)]
     options = assets.event_options(PIPELINE, {"input_uri": "", "force_cpu": False}, events)
-    assert options == {"input_uri": BATCH, "force_cpu": False, "asset_events": events}
+    assert options == {"input_uri": "", "input_uris": [BATCH], "force_cpu": False, "asset_events": events}
 
 
 def test_a_trigger_option_given_by_hand_wins_over_the_announcement():
     events = [event("incoming_batch", "2026-12-06T10:00:00+00:00", uri=BATCH)]
-    assert assets.event_options(PIPELINE, {"input_uri": "file:///mine.csv"}, events)["input_uri"] == "file:///mine.csv"
+    options = assets.event_options(PIPELINE, {"input_uri": "file:///mine.csv"}, events)
+    assert options["input_uri"] == "file:///mine.csv" and INPUT_URIS not in options
 
 
-def test_the_newest_of_several_announcements_wins_and_the_others_are_named(caplog):
+def test_every_batch_announced_before_the_run_is_scored_oldest_first_each_once():
     events = [event("incoming_batch", "2026-12-06T10:00:00+00:00", uri="s3://loans/a.csv"),
               event("incoming_batch", "2026-12-06T11:00:00+00:00", uri=BATCH),
+              event("incoming_batch", "2026-12-06T11:30:00+00:00", uri="s3://loans/a.csv"),  # announced twice
               event("incoming_batch", "2026-12-06T09:00:00+00:00", pipeline="loan_rate", uri="s3://loans/other.csv")]
+    options = assets.event_options(PIPELINE, {"input_uri": ""}, events)
+    assert options[INPUT_URIS] == ["s3://loans/a.csv", BATCH]
+
+
+def test_the_newest_of_several_training_data_announcements_wins_and_the_others_are_named(caplog):
+    events = [event("training_data", "2026-12-06T10:00:00+00:00", uri="s3://loans/2026-10.parquet"),
+              event("training_data", "2026-12-06T11:00:00+00:00", uri="s3://loans/2026-11.parquet")]
     with caplog.at_level(logging.WARNING, logger=assets.__name__):
-        options = assets.event_options(PIPELINE, {"input_uri": ""}, events)
-    assert options["input_uri"] == BATCH
-    assert caplog.messages == [f"loan_default.incoming_batch: this run takes the newest announced data, {BATCH}; "
-                               "left out: s3://loans/a.csv"]
+        options = assets.event_options(PIPELINE, {"data_uri": ""}, events)
+    assert options["data_uri"] == "s3://loans/2026-11.parquet"
+    assert caplog.messages == ["loan_default.training_data: this run takes the newest announced data, "
+                               "s3://loans/2026-11.parquet; left out: s3://loans/2026-10.parquet"]
 
 
 def test_announced_training_data_replaces_the_source_and_says_why_on_the_run():
@@ -191,7 +200,8 @@ def test_a_started_run_keeps_the_announced_batch_and_the_events(pipeline_env):
     events = [event("incoming_batch", "2026-12-06T10:00:00+00:00", uri=BATCH)]
     run_uri = factory.start_run(str(SPEC_PATH), {"input_uri": "", "force_cpu": False}, "asset_triggered__1",
                                 runs.SCORING, events)
-    assert runs.Run(run_uri).options == {"input_uri": BATCH, "force_cpu": False, "asset_events": events}
+    assert runs.Run(run_uri).options == {"input_uri": "", "input_uris": [BATCH], "force_cpu": False,
+                                         "asset_events": events}
 
 
 def test_triggering_events_are_read_oldest_first_as_json():
