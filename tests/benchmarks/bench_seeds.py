@@ -1,7 +1,7 @@
 """Benchmark: the model and the linear baseline on the analysis set, across split seeds.
 
     python tests/benchmarks/bench_seeds.py [--spec dags/pipelines/loan_default.yaml] [--seeds 42,1,2,3,4]
-                                           [--no-tuning]
+                                           [--no-tuning] [--record]
 
 The bundled book's analysis set holds ~100 bad loans, so one split's ROC AUC, and the model's lift
 over the baseline, move by a few hundredths from seed to seed: a change to training is judged on
@@ -14,7 +14,9 @@ the tuning workers' shards run one after the other, so a seed's study, hence its
 the same from run to run. It prints one line per seed (the analysis set's headline metric of the task,
 ``target.task``: ROC AUC, log loss or RMSE, of the model and of the baseline, the lift (positive: the model is
 better), the booster's best iteration and trees, the baseline's chosen settings when the train step reports
-them) and the mean and range of each figure.
+them) and the mean and range of each figure. ``--record`` keeps the figures as the pipeline's noise band in the
+artifact store (``$MLPIPE_STORE``, :mod:`mlpipe.registry.noise_band`): the model card of every version registered
+after that quotes it.
 """
 
 from __future__ import annotations
@@ -74,14 +76,33 @@ def one_seed(spec_path: Path, seed: int, tuning: bool) -> dict[str, Any]:
             "baseline_settings": train.get("baseline_settings")}
 
 
-def provenance() -> str:
-    """Where the ``mlpipe`` package measured was imported from, and its checkout's commit."""
+def package() -> Path:
+    """Where the ``mlpipe`` package measured was imported from."""
     import mlpipe
 
-    package = Path(mlpipe.__file__).resolve().parent
-    commit = subprocess.run(["git", "-C", str(package), "describe", "--always", "--dirty"],
-                            capture_output=True, text=True).stdout.strip() or "unknown"
-    return f"mlpipe from {package} (commit {commit})"
+    return Path(mlpipe.__file__).resolve().parent
+
+
+def commit() -> str:
+    """The commit of the measured package's checkout (``-dirty`` with changes), or ``unknown``."""
+    return subprocess.run(["git", "-C", str(package()), "describe", "--always", "--dirty"],
+                          capture_output=True, text=True).stdout.strip() or "unknown"
+
+
+def record(spec_path: Path, rows: dict[int, dict[str, Any]], store: str) -> str:
+    """Keep the seeds' figures as the pipeline's noise band in ``store``; return its URI."""
+    from datetime import UTC, datetime
+
+    from mlpipe.core import spec
+    from mlpipe.core.tasks import RULES
+    from mlpipe.registry.noise_band import NoiseBand, record
+
+    pipeline = spec.load(spec_path)
+    band = NoiseBand(metric=RULES[pipeline.target.task].headline, seeds=list(rows),
+                     **{name: [row[name] for row in rows.values()] for name in ("model", "baseline", "lift")},
+                     tuned=all(row["tuned"] for row in rows.values()), source=pipeline.data.source, commit=commit(),
+                     measured_at=datetime.now(UTC))
+    return record(pipeline.name, band, store)
 
 
 def settings(chosen: dict[str, Any] | None) -> str:
@@ -112,6 +133,8 @@ def main() -> None:
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)),
                         help="comma-separated split seeds (default: %(default)s)")
     parser.add_argument("--no-tuning", action="store_true", help="set tuning.enabled false (the spec's params)")
+    parser.add_argument("--record", action="store_true",
+                        help="keep the figures as the noise band in $MLPIPE_STORE (model cards quote it)")
     args = parser.parse_args()
     try:
         seeds = [int(seed) for seed in args.seeds.split(",")]
@@ -120,13 +143,18 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     for chatty in ("great_expectations", "mlflow"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    print(provenance())
+    from mlpipe.store.runs import store_uri
+
+    store = store_uri()  # before each seed points $MLPIPE_STORE at its own temporary store
+    print(f"mlpipe from {package()} (commit {commit()})")
     print(f"spec {args.spec}, tuning {'off' if args.no_tuning else 'as the spec says'}")
     rows = {}
     for seed in seeds:
         rows[seed] = one_seed(args.spec, seed, tuning=not args.no_tuning)
         print(f"  seed {seed} done", flush=True)
     report(rows)
+    if args.record:
+        print(f"recorded the noise band: {record(args.spec, rows, store)}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from mlpipe.registry.model_card import (
     CardFiles,
     refresh,
 )
+from mlpipe.registry.noise_band import NoiseBand, record, recorded
 from mlpipe.steps import run_step
 from mlpipe.store import runs, storage
 from mlpipe.store.runs import Run
@@ -187,7 +189,8 @@ def test_the_card_holds_the_analysis_slices_fairness_and_shap(carded):
         assert f"- reason: {reason}" in text and reason in page.text
     analysis_rows = Run(uri).result(Split).rows["analysis"]
     assert f"The analysis set holds {analysis_rows:,} rows, {matrix['tp'] + matrix['fn']:,} of them positive" in text
-    assert "Noise of the ROC AUC over split seeds: not measured for this run" in text
+    assert ("Noise of the ROC AUC over split seeds: not measured for this pipeline (tests/benchmarks/bench_seeds.py "
+            "--record measures it).") in text
 
 
 def test_the_html_is_self_contained_with_the_plots_inline(carded):
@@ -222,6 +225,20 @@ def test_a_version_compared_with_the_champion_shows_both(carded, analyzed_run):
     headline = result["metrics"]["roc_auc"]
     assert row(tables(text)["Side by side on this run's analysis set"], "roc_auc") == {
         "metric": "roc_auc", "this version": f"{headline['challenger']:.4f}", "champion": f"{headline['champion']:.4f}"}
+
+
+def test_a_recorded_noise_band_is_quoted_by_the_cards_after_it(analyzed_run):
+    uri = clone(analyzed_run, "noisy", TRAINED, name="noisy", model_name="noisy", **PASSING)
+    band = NoiseBand(metric="roc_auc", seeds=[42, 1, 2], model=[0.70, 0.74, 0.72], baseline=[0.69, 0.70, 0.71],
+                     lift=[0.01, 0.04, 0.01], tuned=False, source="s3://elsewhere/loans.csv", commit="abc1234",
+                     measured_at=datetime(2026, 12, 6, 9, tzinfo=UTC))
+    assert record("noisy", band) == uris.join(runs.store_uri(), "noisy", "noise_band.json")
+    text = plain(storage.read_bytes(run_step("register", uri)["model_card_md"]).decode())
+    assert ("Noise of the ROC AUC over split seeds 42, 1, 2 (tests/benchmarks/bench_seeds.py, 2026-12-06, untuned, "
+            "commit abc1234): the model 0.7200 (0.7000 to 0.7400), the baseline 0.7000 (0.6900 to 0.7100), the lift "
+            "+0.0200 (+0.0100 to +0.0400). A difference smaller than that range is within the noise of one split. It "
+            "was measured on s3://elsewhere/loans.csv, not on this version's data: a guide only.") in text
+    assert recorded("noisy", "rmse") is None  # a band of another metric (the task changed) is not quoted
 
 
 def test_no_card_when_turned_off(analyzed_run, monkeypatch):

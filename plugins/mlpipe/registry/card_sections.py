@@ -10,7 +10,8 @@ What each section says, and where it comes from:
 - parameters and tuning: the tune and train results and every parameter logged on the MLflow run;
 - analysis, slices, sensitivity, feature contributions: the analyze result and its plots;
 - fairness and the promotion decision: the register result and its audit record (the gate's comparison);
-- known limitations: what the figures above cannot say (the analysis set's size, noise not measured, ...);
+- known limitations: what the figures above cannot say (the analysis set's size, the noise band over split
+  seeds or that it was not measured, ...);
 - monitoring: the latest drift and quality status, once monitoring has run.
 """
 
@@ -35,6 +36,7 @@ from mlpipe.core.tasks import RULES, Task
 from mlpipe.core.urls import mlflow_run_url, model_version_url
 from mlpipe.data.coverage import Coverage
 from mlpipe.registry.card import NONE, Card, Fact, Figure, Section, Table, number, share
+from mlpipe.registry.noise_band import NoiseBand
 
 PLOT_CAPTIONS = {"roc": "ROC curve, model and baseline", "pr": "Precision-recall curve",
                  "calibration": "Reliability (calibration)", "confusion_matrix": "Confusion matrix",
@@ -51,8 +53,8 @@ class Lineage:
     and ``tune`` are ``None`` when they did not run), the register result and the gate's ``comparison`` (its
     audit record's), the snapshot's :class:`~mlpipe.data.coverage.Coverage`, the model's feature schema, the
     MLflow run's ``params`` and git ``commit``, the version's live ``aliases`` and when it was ``registered``,
-    the analysis plots' bytes by name, the latest ``monitoring`` report (``None`` before any), and when and by
-    what the card is ``written``."""
+    the analysis plots' bytes by name, the latest ``monitoring`` report (``None`` before any), when and by
+    what the card is ``written``, and the pipeline's ``noise`` band over split seeds (``None``: not measured)."""
 
     spec: Spec
     run_uri: str
@@ -75,6 +77,7 @@ class Lineage:
     monitoring: dict[str, Any] | None
     written: datetime
     writer: str
+    noise: NoiseBand | None = None  # the pipeline's noise band over split seeds, when measured
 
     @property
     def task(self) -> Task:
@@ -303,6 +306,28 @@ def decision_section(found: Lineage) -> Section:
     return Section("decision", "Promotion decision", facts, items, tables)
 
 
+def spread(values: list[float], sign: str = "") -> str:
+    """The mean of ``values`` and their range: ``0.7213 (0.7012 to 0.7401)``."""
+    low, high, mean = min(values), max(values), sum(values) / len(values)
+    return f"{mean:{sign}.4f} ({low:{sign}.4f} to {high:{sign}.4f})"
+
+
+def noise_text(found: Lineage) -> str:
+    """What the card says of the headline metric's noise over split seeds: the pipeline's band when
+    ``bench_seeds.py --record`` measured one (:mod:`mlpipe.registry.noise_band`), else that it was not measured."""
+    label, band = RULES[found.task].label, found.noise
+    if band is None:
+        return (f"Noise of the {label} over split seeds: not measured for this pipeline ({SEEDS_BENCHMARK} "
+                "--record measures it).")
+    text = (f"Noise of the {label} over split seeds {', '.join(map(str, band.seeds))} ({SEEDS_BENCHMARK}, "
+            f"{band.measured_at:%Y-%m-%d}, {'tuned' if band.tuned else 'untuned'}, commit {band.commit}): the model "
+            f"{spread(band.model)}, the baseline {spread(band.baseline)}, the lift {spread(band.lift, '+')}. A "
+            f"difference smaller than that range is within the noise of one split.")
+    if band.source != found.ingest.source:
+        text += f" It was measured on {band.source}, not on this version's data: a guide only."
+    return text
+
+
 def limitations(found: Lineage) -> list[str]:
     """What the card's figures cannot say, from the run itself."""
     analysis, metrics = found.split.rows["analysis"], found.analyze.metrics
@@ -312,8 +337,7 @@ def limitations(found: Lineage) -> list[str]:
         size += f", {number(positives)} of them positive"
     found_items = [f"{size}: every analysis figure, slice and fairness group above is measured on those rows alone, "
                    "and a small slice or group is noisy.",
-                   f"Noise of the {RULES[found.task].label} over split seeds: not measured for this run "
-                   f"({SEEDS_BENCHMARK} measures it)."]
+                   noise_text(found)]
     if metrics["lift"] <= 0:
         found_items.append(f"The model does not beat the linear baseline on the analysis set (lift "
                            f"{metrics['lift']:+.4f}).")

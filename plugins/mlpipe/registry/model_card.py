@@ -1,7 +1,8 @@
 """The model card of a registered version: one document per version, written from its lineage, never by hand.
 
 :func:`publish` gathers the version's lineage (:class:`~mlpipe.registry.card_sections.Lineage`: the training
-run's spec and step results, the gate's audit record, the snapshot's coverage, the MLflow run's parameters),
+run's spec and step results, the gate's audit record, the snapshot's coverage, the MLflow run's parameters, the
+pipeline's noise band when one was recorded, :mod:`mlpipe.registry.noise_band`),
 builds the card (:mod:`mlpipe.registry.card_sections`) and renders it (:mod:`mlpipe.registry.card_render`) as
 ``model_card.md`` and a self-contained ``model_card.html`` (plots inline). Both are written under a folder of
 the artifact store and logged on the version's MLflow run under ``model_card/``, and the version's tags
@@ -27,10 +28,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from mlpipe.core import settings, uris
 from mlpipe.core.errors import Refused, StorageError
 from mlpipe.core.results import Analyze, Ingest, Register, ResultError, Split, StepResult, Train, Tune, Validate
+from mlpipe.core.tasks import RULES
 from mlpipe.data.coverage import Coverage, coverage
 from mlpipe.model.tabular import SCHEMA_FILE
 from mlpipe.registry.card_render import html, markdown
 from mlpipe.registry.card_sections import Lineage, build
+from mlpipe.registry.noise_band import recorded
 from mlpipe.registry.tracking import GIT_COMMIT_TAG, RUN_URI_TAG
 from mlpipe.store import storage
 from mlpipe.store.runs import Run, StepNotFinished
@@ -93,7 +96,7 @@ def lineage(run: Run, registered: Register, version: ModelVersion, monitoring: d
         commit=logged.tags.get(GIT_COMMIT_TAG), aliases=sorted(version.aliases),
         registered=datetime.fromtimestamp(created / 1000, UTC) if created else None,
         plots={name: storage.read_bytes(uri) for name, uri in analyze.plots.items()}, monitoring=monitoring,
-        written=datetime.now(UTC), writer=writer)
+        written=datetime.now(UTC), writer=writer, noise=recorded(spec.name, RULES[spec.target.task].headline))
 
 
 def publish(run: Run, registered: Register, folder: str, monitoring: dict[str, Any] | None = None,
