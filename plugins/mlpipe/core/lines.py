@@ -66,10 +66,14 @@ def analysis_line(result: Analyze) -> str:
             f"{m[f'baseline_{rules.headline}']:.4f}, lift {m['lift']:+.4f}")
 
 
+def verdict(result: Register) -> str:
+    """The gate's decision on the registered version."""
+    return "promoted to champion" if result.promoted else "not promoted"
+
+
 def registry_line(result: Register) -> str:
     """The registered version, its aliases, the gate's decision and why, and the champion."""
     aliases = ", ".join(result.aliases) or "no aliases"
-    verdict = "promoted to champion" if result.promoted else "not promoted"
     champion = f"champion: version {result.champion_version}" if result.champion_version else "no champion"
-    return (f"{result.model_name} version {result.version} [{aliases}], {verdict}: "
+    return (f"{result.model_name} version {result.version} [{aliases}], {verdict(result)}: "
             f"{'; '.join(result.reasons)} ({champion})")

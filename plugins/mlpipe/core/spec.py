@@ -671,6 +671,11 @@ class Spec(_Section):
     def registered_model(self) -> str:
         return self.model_name or self.name
 
+    @property
+    def gives_reasons(self) -> bool:
+        """Whether a declined record gets reason codes: a binary target and ``reason_count`` above 0."""
+        return self.target.task == Task.BINARY and self.reason_count > 0
+
     def feature_columns(self, columns: list[str]) -> list[str]:
         """The model's input columns among a dataset's ``columns``, in dataset order."""
         excluded = {self.target.column, *self.id_columns, *self.features.exclude,

@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mlpipe.core.spec import Spec, SpecError
-from mlpipe.core.tasks import Task
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,7 +65,7 @@ def reason_warnings(spec: Spec, features: list[str]) -> list[str]:
     without a text in ``reasons`` (its reason codes show the column name), and one per text of a column that
     is no feature (an id, excluded, dropped PII, or no column of the data at all, e.g. misspelt: not an error,
     the words are never shown), unused."""
-    if spec.target.task != Task.BINARY or not spec.reason_count:
+    if not spec.gives_reasons:
         return []
     return ([f"reasons: feature {name!r} has no text; its reason codes show the column name"
              for name in features if name not in spec.reasons]

@@ -20,8 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mlpipe.core.tasks import Task
-
 if TYPE_CHECKING:
     import numpy as np
 
@@ -49,7 +47,7 @@ class ReasonCodes:
     @classmethod
     def of(cls, spec: Spec) -> ReasonCodes | None:
         """The reason codes of ``spec``; ``None`` when it gives none (not binary, or ``reason_count`` 0)."""
-        if spec.target.task != Task.BINARY or not spec.reason_count:
+        if not spec.gives_reasons:
             return None
         return cls(texts=dict(spec.reasons), count=spec.reason_count)
 

@@ -29,6 +29,7 @@ from mlpipe.core.lines import (
     split_line,
     training_line,
     tuning_line,
+    verdict,
 )
 from mlpipe.core.results import Analyze, Ingest, Register, Split, Train, Tune, Validate
 from mlpipe.core.spec import Spec
@@ -289,8 +290,7 @@ def contributions_section(found: Lineage) -> Section:
 def decision_section(found: Lineage) -> Section:
     """The gate's decision, its reasons and notes, and the comparison with the champion."""
     register = found.register
-    verdict = "promoted to champion" if register.promoted else "not promoted"
-    facts = [Fact("Decision", verdict + (" (forced)" if register.forced else "")),
+    facts = [Fact("Decision", verdict(register) + (" (forced)" if register.forced else "")),
              Fact("Compared with", f"champion version {register.compared_with}" if register.compared_with
                   else "no champion"),
              Fact("Summary", registry_line(register)),
